@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""LoRA training on the pod: Unsloth on CUDA when it is installed, transformers + peft + trl otherwise.
+
+Reads the uploaded dataset ({instruction, input, output} per line) and config.json, trains, and saves
+into the output folder: the adapter (adapter_config.json, adapter_model.safetensors), the tokenizer,
+a copy of the base model's config.json (all a GGUF LoRA conversion needs, so the 60 GB base model
+never has to come home) and metrics.json (loss per step, duration, versions).
+
+Exit codes: 0 trained, 2 bad input (dataset/config), 3 model could not be loaded, 1 training failed.
+It runs standalone on the pod: it imports nothing from the orchestrator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REQUIRED = ("base_model", "lora_rank", "num_train_epochs", "learning_rate",
+            "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length")
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+# Used when the tokenizer has no chat template (documented in the README): Alpaca-style sections.
+FALLBACK_PROMPT = "### Instruction:\n{instruction}\n\n{input_block}### Response:\n"
+
+
+class InputError(Exception):
+    pass
+
+
+def say(message: str) -> None:
+    print(f"[train] {message}", flush=True)
+
+
+def load_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"config {path}: {exc}") from None
+    missing = [k for k in REQUIRED if k not in config]
+    if missing:
+        raise InputError(f"config {path}: missing {', '.join(missing)}")
+    return config
+
+
+def load_rows(path: Path) -> list[dict]:
+    rows = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"dataset {path}:{number}: invalid JSON ({exc})") from None
+                if not isinstance(row, dict) or not row.get("instruction") or not row.get("output"):
+                    raise InputError(f"dataset {path}:{number}: needs instruction and output")
+                rows.append(row)
+    except OSError as exc:
+        raise InputError(f"dataset {path}: {exc}") from None
+    if not rows:
+        raise InputError(f"dataset {path} is empty")
+    return rows
+
+
+def to_prompt_completion(rows: list[dict], tokenizer) -> list[dict]:
+    """Chat-template the user turn; the completion is the answer plus EOS, so loss covers only it."""
+    eos = tokenizer.eos_token or ""
+    out = []
+    for row in rows:
+        user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
+        if tokenizer.chat_template:
+            prompt = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                                   add_generation_prompt=True)
+        else:
+            block = f"### Input:\n{row['input']}\n\n" if row.get("input") else ""
+            prompt = FALLBACK_PROMPT.format(instruction=row["instruction"], input_block=block)
+        out.append({"prompt": prompt, "completion": row["output"] + eos})
+    return out
+
+
+def resolve_model(config: dict, config_path: Path) -> str:
+    if config.get("base_model_dir"):
+        path = (config_path.parent / config["base_model_dir"]).resolve()
+        if not (path / "config.json").is_file():
+            raise InputError(f"base_model_dir {path} has no config.json")
+        return str(path)
+    return config["base_model"]
+
+
+def use_unsloth() -> bool:
+    if os.environ.get("FULLCYCLE_NO_UNSLOTH"):
+        return False
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return False
+        import unsloth  # noqa: F401  (must come before transformers/trl/peft)
+    except ImportError:
+        return False
+    return True
+
+
+def load_model(model_id: str, config: dict, unsloth: bool):
+    if unsloth:
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=model_id, max_seq_length=config["max_seq_length"], dtype=None,
+            load_in_4bit=bool(config.get("load_in_4bit", False)),
+        )
+        model = FastLanguageModel.get_peft_model(
+            model, r=config["lora_rank"], lora_alpha=config.get("lora_alpha", 2 * config["lora_rank"]),
+            lora_dropout=config.get("lora_dropout", 0.0), target_modules=TARGET_MODULES,
+            use_gradient_checkpointing="unsloth", random_state=config.get("seed", 42),
+        )
+        return model, tokenizer
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_id)
+    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    lora = LoraConfig(
+        r=config["lora_rank"], lora_alpha=config.get("lora_alpha", 2 * config["lora_rank"]),
+        lora_dropout=config.get("lora_dropout", 0.0), task_type="CAUSAL_LM",
+        target_modules=[m for m in TARGET_MODULES if m in present],
+    )
+    return get_peft_model(model, lora), tokenizer
+
+
+def quiet() -> None:
+    """Keep the followed log readable: no progress bars, no deprecation chatter from the stack."""
+    import warnings
+
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+
+
+def train(args: argparse.Namespace) -> int:
+    started = time.time()
+    quiet()
+    config = load_config(args.config)
+    rows = load_rows(args.data)
+    model_id = resolve_model(config, args.config)
+    unsloth = use_unsloth()
+    say(f"{len(rows)} samples, base model {config['base_model']}, backend {'unsloth' if unsloth else 'transformers+peft+trl'}")
+    try:
+        model, tokenizer = load_model(model_id, config, unsloth)
+    except Exception as exc:  # a wrong id or a missing file: say so plainly
+        print(f"[train] ERROR: could not load base model {model_id!r}: {exc}", file=sys.stderr, flush=True)
+        return 3
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    losses: list[dict] = []
+
+    class LossLog(TrainerCallback):
+        def on_log(self, _args, state, _control, logs=None, **_kw):
+            if logs and "loss" in logs:
+                losses.append({"step": state.global_step, "loss": float(logs["loss"]),
+                               "epoch": float(logs.get("epoch", 0.0))})
+                say(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
+
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    work = args.output.parent / (args.output.name + ".trainer")
+    sft = SFTConfig(
+        output_dir=str(work), num_train_epochs=float(config["num_train_epochs"]),
+        learning_rate=float(config["learning_rate"]),
+        per_device_train_batch_size=int(config["per_device_train_batch_size"]),
+        gradient_accumulation_steps=int(config["gradient_accumulation_steps"]),
+        max_length=int(config["max_seq_length"]), logging_steps=1, save_strategy="no", report_to=[],
+        seed=int(config.get("seed", 42)), bf16=bf16, fp16=False, disable_tqdm=True,
+        max_steps=int(config.get("max_steps", -1)),
+    )
+    dataset = Dataset.from_list(to_prompt_completion(rows, tokenizer))
+    trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[LossLog()])
+    trainer.train()
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(args.output)
+    tokenizer.save_pretrained(args.output)
+    base_config = Path(model_id) / "config.json"
+    if base_config.is_file():
+        shutil.copy(base_config, args.output / "base_model_config.json")
+    else:
+        model.base_model.model.config.to_json_file(args.output / "base_model_config.json")
+    shutil.rmtree(work, ignore_errors=True)
+    metrics = {
+        "base_model": config["base_model"],
+        "samples": len(rows),
+        "steps": losses,
+        "final_loss": losses[-1]["loss"] if losses else None,
+        "seconds": round(time.time() - started, 2),
+        "backend": "unsloth" if unsloth else "transformers+peft+trl",
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "versions": versions(),
+    }
+    (args.output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    say(f"adapter saved to {args.output} in {metrics['seconds']}s, final loss {metrics['final_loss']}")
+    return 0
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for name in ("torch", "transformers", "peft", "trl", "datasets", "unsloth"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("/workspace/input/unsloth_dataset.jsonl"))
+    parser.add_argument("--config", type=Path, default=Path("/workspace/input/config.json"))
+    parser.add_argument("--output", type=Path, default=Path("/output/adapter"))
+    args = parser.parse_args(argv)
+    try:
+        return train(args)
+    except InputError as exc:
+        print(f"[train] ERROR: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc()
+        print(f"[train] ERROR: training failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""What every stage receives: the validated settings and the run's paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from tasks.paths import RunPaths, run_paths
+from tasks.settings import Settings, load
+
+if TYPE_CHECKING:
+    from tasks.providers.base import Provider
+
+
+@dataclass
+class RunContext:
+    settings: Settings
+    paths: RunPaths
+    samples_used: int | None = field(default=None)  # set by a caller of run_remote_training
+
+    @classmethod
+    def load(cls, default_dir: str = ".", date: str | None = None) -> "RunContext":
+        settings = load(default_dir, date)
+        return cls(settings, run_paths(settings))
+
+    @property
+    def provider_name(self) -> str:
+        return self.settings.project.provider
+
+    @cached_property
+    def provider(self) -> "Provider":
+        from tasks import providers
+
+        return providers.get(self)

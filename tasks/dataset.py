@@ -1,0 +1,200 @@
+"""Today's dataset: build the raw JSONL (pluggable), then clean it in-process (seed §2.2).
+
+The cleanup streams line by line and never holds the dataset in memory: only a 16-byte digest per
+kept record, to drop exact duplicates. Every dropped line is counted under a reason, and the first
+few of each reason are reported with their line numbers so a person can fix the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import shlex
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tasks.errors import FullcycleError
+from tasks.files import atomic_writer
+
+log = logging.getLogger("fullcycle")
+
+FIELDS = ("instruction", "input", "output")
+EXAMPLES_PER_REASON = 5
+
+
+class DatasetError(FullcycleError):
+    """The dataset could not be built or came out empty."""
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def build_raw(settings_dataset: Any, date: str, out: Path, root: Path) -> None:
+    """Produce the raw JSONL for `date` at `out` with the configured builder."""
+    builder = settings_dataset.builder
+    if builder == "folder":
+        _build_from_folder(_under(root, settings_dataset.source), out)
+    elif builder == "command":
+        _build_from_command(settings_dataset.command, date, out, root)
+    else:
+        _build_from_callable(settings_dataset.callable, date, out)
+    if not out.is_file():
+        raise DatasetError(f"the {builder!r} dataset builder did not write {out}")
+
+
+def _under(root: Path, path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def source_files(folder: Path) -> list[Path]:
+    """The JSONL files the folder builder reads, in a stable order (also doit's file_dep)."""
+    return sorted(p for p in folder.rglob("*.jsonl") if p.is_file()) if folder.is_dir() else []
+
+
+def _build_from_folder(folder: Path, out: Path) -> None:
+    files = source_files(folder)
+    if not files:
+        raise DatasetError(
+            f"dataset source folder {folder} has no *.jsonl files; set [dataset] source in fullcycle.toml"
+        )
+    with atomic_writer(out) as dst:
+        for path in files:
+            last = b"\n"
+            with path.open("rb") as src:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+                    last = chunk[-1:]
+            if last != b"\n":
+                dst.write(b"\n")
+
+
+def _build_from_command(template: str, date: str, out: Path, root: Path) -> None:
+    import sh
+
+    if not template:
+        raise DatasetError("[dataset] builder is 'command' but [dataset] command is empty")
+    tmp = out.with_name(out.name + ".partial")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    command = template.format(date=shlex.quote(date), out=shlex.quote(str(tmp)))
+    log.info("Building raw dataset with: %s", command)
+    try:
+        sh.bash("-c", command, _cwd=str(root), _out=lambda line: log.info("builder: %s", line.rstrip()),
+                _err=lambda line: log.info("builder: %s", line.rstrip()))
+    except sh.ErrorReturnCode as exc:
+        raise DatasetError(f"dataset command exited with {exc.exit_code}: {command}") from None
+    if not tmp.is_file():
+        raise DatasetError(f"dataset command finished but did not write {{out}} ({tmp}): {command}")
+    tmp.replace(out)
+
+
+def _build_from_callable(spec: str, date: str, out: Path) -> None:
+    module_name, _, func_name = spec.partition(":")
+    if not module_name or not func_name:
+        raise DatasetError(f"[dataset] callable {spec!r} must look like 'package.module:function'")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise DatasetError(f"[dataset] callable {spec!r} cannot be loaded: {exc}") from None
+    tmp = out.with_name(out.name + ".partial")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    records = func(date=date, out=tmp)
+    if records is not None:  # the callable may return records instead of writing the file
+        with atomic_writer(tmp) as fh:
+            for record in records:
+                fh.write(orjson.dumps(record) + b"\n")
+    if not tmp.is_file():
+        raise DatasetError(f"[dataset] callable {spec!r} neither wrote {tmp} nor returned records")
+    tmp.replace(out)
+
+
+# --------------------------------------------------------------------------- cleanup
+
+
+@dataclass
+class CleanStats:
+    lines_read: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def drop(self, reason: str, where: str) -> None:
+        self.dropped[reason] += 1
+        seen = self.examples.setdefault(reason, [])
+        if len(seen) < EXAMPLES_PER_REASON:
+            seen.append(where)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lines_read": self.lines_read,
+            "samples_used": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "examples": self.examples,
+        }
+
+
+def _clean_record(line: bytes) -> tuple[dict[str, str] | None, str]:
+    """Return (record, "") for a usable line, else (None, reason)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not_utf8"
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None, "invalid_json"
+    if not isinstance(obj, dict):
+        return None, "not_an_object"
+    record = {}
+    for name in FIELDS:
+        value = obj.get(name)
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            return None, "non_string_field"
+        record[name] = value
+    if not record["instruction"].strip():
+        return None, "missing_instruction"
+    if not record["output"].strip():
+        return None, "missing_output"
+    return record, ""
+
+
+def clean(raw: Path, clean_out: Path) -> CleanStats:
+    """Stream `raw` into `clean_out` as {instruction, input, output} lines; count every drop."""
+    stats = CleanStats()
+    seen: set[bytes] = set()
+    with raw.open("rb") as src, atomic_writer(clean_out) as dst:
+        for number, line in enumerate(src, start=1):
+            stats.lines_read += 1
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                stats.drop("blank", f"{raw}:{number}")
+                continue
+            record, reason = _clean_record(line)
+            if record is None:
+                stats.drop(reason, f"{raw}:{number}")
+                continue
+            encoded = orjson.dumps(record)
+            digest = hashlib.blake2b(encoded, digest_size=16).digest()
+            if digest in seen:
+                stats.drop("duplicate", f"{raw}:{number}")
+                continue
+            seen.add(digest)
+            dst.write(encoded + b"\n")
+            stats.kept += 1
+    return stats
+
+
+def describe(stats: CleanStats) -> Iterable[str]:
+    """Human lines for the log: what was kept and why the rest was dropped."""
+    yield f"Dataset: {stats.lines_read} lines read, {stats.kept} samples kept"
+    for reason, count in sorted(stats.dropped.items()):
+        where = ", ".join(stats.examples.get(reason, []))
+        yield f"  dropped {count} line(s) as {reason} (first at {where})"

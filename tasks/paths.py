@@ -1,0 +1,110 @@
+"""Every file a run reads or writes, derived once from the settings and the date.
+
+The names follow the seed's layout (§2.1); each folder is a setting with the seed's value as default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.settings import Settings
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    date: str
+    project_root: Path
+    out_root: Path
+    work_local: Path
+    final_adapter_dir: Path
+    raw_data_file: Path
+    clean_data_file: Path
+    config_file: Path
+    summary_file: Path
+    trainer_log: Path
+    cache_dir: Path
+
+    # The rest live in WORK_LOCAL, named as in the seed where it names them.
+    @property
+    def clean_stats_file(self) -> Path:
+        return self.work_local / "dataset-stats.json"
+
+    @property
+    def stages_file(self) -> Path:
+        return self.work_local / "stages.json"
+
+    @property
+    def pod_file(self) -> Path:
+        return self.work_local / "pod.json"
+
+    @property
+    def connection_file(self) -> Path:
+        return self.work_local / "connection.json"
+
+    @property
+    def known_hosts_file(self) -> Path:
+        return self.work_local / "known_hosts"
+
+    @property
+    def upload_ok(self) -> Path:
+        return self.work_local / "upload.ok"
+
+    @property
+    def upload_staging(self) -> Path:
+        return self.work_local / "upload"
+
+    @property
+    def train_file(self) -> Path:
+        return self.work_local / "train.json"
+
+    @property
+    def pod_train_log(self) -> Path:
+        """The pod's training log, byte for byte, so a reconnect resumes where it left off."""
+        return self.work_local / "pod-train.log"
+
+    @property
+    def adapter_b64(self) -> Path:
+        return self.work_local / "adapter_base64.txt"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.work_local / ".lock"
+
+    @property
+    def local_pod_root(self) -> Path:
+        """Where the local provider keeps its 'pod' (workspace and output)."""
+        return self.work_local / "local-pod"
+
+    @property
+    def tiny_model_dir(self) -> Path:
+        return self.cache_dir / "tiny-model"
+
+    @property
+    def doit_db(self) -> Path:
+        return self.cache_dir / "doit.sqlite3"
+
+
+def _resolve(root: Path, template: str, **names: str) -> Path:
+    path = Path(template.format(**names)).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def run_paths(settings: Settings) -> RunPaths:
+    root, date, p = settings.project_root, settings.date, settings.paths
+    out_root = _resolve(root, p.out_root, date=date)
+    names = {"date": date, "out_root": str(out_root)}
+    work_local = _resolve(root, p.work_local, **names)
+    return RunPaths(
+        date=date,
+        project_root=root,
+        out_root=out_root,
+        work_local=work_local,
+        final_adapter_dir=_resolve(root, p.final_adapter_dir, **names),
+        raw_data_file=_resolve(root, p.raw_data_file, **names),
+        clean_data_file=work_local / "unsloth_dataset.jsonl",
+        config_file=work_local / "config.json",
+        summary_file=work_local / "run-summary.json",
+        trainer_log=_resolve(root, p.trainer_log, **names),
+        cache_dir=_resolve(root, p.cache_dir, **names),
+    )

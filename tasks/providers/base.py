@@ -1,0 +1,68 @@
+"""The pod record (pod.json) and what every provider does with it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tasks.files import read_json, write_json
+from tasks.transport import Connection
+
+
+@dataclass
+class Pod:
+    provider: str
+    pod_id: str
+    name: str
+    created_at: str
+    remote: dict[str, str] = field(default_factory=dict)  # input_dir, output_dir, work_dir, python, hf_home
+    gpu: str | None = None
+    cloud_type: str | None = None
+    cost_per_hr: float | None = None
+    host_id: str | None = None
+    connection_mode: str | None = None  # direct | gateway | local
+    connection_source: str | None = None  # api | connection.json
+    ssh_user: str | None = None
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    ssh_key_path: str | None = None
+    ready_at: str | None = None
+    terminated: bool = False
+    terminated_at: str | None = None
+    terminate_error: str | None = None
+
+    def save(self, path: Path) -> None:
+        write_json(path, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> "Pod | None":
+        data = read_json(path)
+        if not data:
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class Provider(Protocol):
+    name: str
+
+    def create(self) -> Pod:
+        """Rent a pod (or fail with NoCapacityError / ProviderError); it may still be starting."""
+
+    def wait_ready(self, pod: Pod) -> Pod:
+        """Block until the pod answers commands, against a deadline; fill its connection fields."""
+
+    def connect(self, pod: Pod) -> Connection:
+        """A connection that runs commands on a ready pod."""
+
+    def is_alive(self, pod: Pod) -> bool:
+        """Whether the pod still exists and can run commands (fresh API data, not pod.json)."""
+
+    def terminate(self, pod: Pod) -> None:
+        """Terminate and verify; raise ProviderError if the pod may still be billing."""
+
+
+def describe(pod: Pod) -> dict[str, Any]:
+    return {"pod_id": pod.pod_id, "gpu": pod.gpu, "cloud_type": pod.cloud_type, "mode": pod.connection_mode}

@@ -1,0 +1,61 @@
+"""The local provider: the 'pod' is a folder under the run folder and commands run with bash.
+
+It exercises every stage the RunPod provider does (upload, detached training, download, extract,
+terminate) so `doit full_cycle` works out of the box and the stage graph stays identical.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import sys
+
+from tasks.providers.base import Pod
+from tasks.summary import now
+from tasks.transport import Connection, LocalConnection
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+        self.root = ctx.paths.local_pod_root
+
+    def create(self) -> Pod:
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True)
+        remote = {
+            "input_dir": str(self.root / "workspace" / "input"),
+            "output_dir": str(self.root / "output" / "adapter"),
+            "work_dir": str(self.root / "workspace" / "fullcycle"),
+            "python": sys.executable,
+            "hf_home": os.environ.get("HF_HOME", str(self.ctx.paths.cache_dir / "hf-home")),
+        }
+        return Pod(provider=self.name, pod_id=f"local-{self.ctx.paths.date}-{secrets.token_hex(3)}",
+                   name=f"local-{self.ctx.paths.date}", created_at=now(), remote=remote, gpu="local",
+                   cost_per_hr=0.0)
+
+    def wait_ready(self, pod: Pod) -> Pod:
+        pod.connection_mode = "local"
+        pod.ready_at = now()
+        return pod
+
+    def connect(self, pod: Pod) -> Connection:
+        return LocalConnection(cwd=self.root)
+
+    def is_alive(self, pod: Pod) -> bool:
+        return not pod.terminated and self.root.is_dir()
+
+    def terminate(self, pod: Pod) -> None:
+        """Stop a training that may still run detached, as terminating a real pod would."""
+        pid_file = self.root / "workspace" / "fullcycle" / "run" / "train.pid"
+        try:
+            pgid = int(pid_file.read_text().strip())
+            os.killpg(pgid, signal.SIGTERM)
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            pass
+

@@ -1,0 +1,270 @@
+"""Settings: fullcycle.toml, environment overrides and validation.
+
+Everything is checked when the settings load, before any stage runs and long before anything is
+rented, so a typo costs a second and not a GPU hour. Errors name the file, the field and what to do.
+Secrets (the RunPod API key) never live in the settings file: they come from the environment only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.errors import FullcycleError
+
+CONFIG_ENV = "FULLCYCLE_CONFIG"
+DATE_ENV = "FULLCYCLE_DATE"
+ROOT_ENV = "FULLCYCLE_PROJECT_ROOT"
+PROVIDER_ENV = "FULLCYCLE_PROVIDER"
+API_KEY_ENV = "RUNPOD_API_KEY"
+
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+# Model ids that people have typed and that do not exist; lesson 9 of the first version.
+KNOWN_WRONG_MODELS = {
+    "Qwen/Qwen3-30B-Instruct": "Qwen/Qwen3-30B-A3B",
+}
+
+
+class SettingsError(FullcycleError, ValueError):
+    """A setting is missing, misspelt or out of range; the message says where and what to do."""
+
+
+def _rule(minimum: float | None = None, maximum: float | None = None, choices: tuple = (), doc: str = "") -> dict:
+    return {"min": minimum, "max": maximum, "choices": choices, "doc": doc}
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    root: str = field(default=".", metadata=_rule(doc="project root, relative to the settings file"))
+    date: str = field(default="", metadata=_rule(doc="run date YYYY-MM-DD; empty means today"))
+    provider: str = field(default="local", metadata=_rule(choices=("local", "runpod")))
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    out_root: str = "out/adapters/{date}"
+    work_local: str = "metahuman-runs/{date}"
+    raw_data_file: str = "{out_root}/{date}.jsonl"
+    final_adapter_dir: str = "{out_root}/adapter"
+    trainer_log: str = "docs/run_logs/{date}/trainer.log"
+    cache_dir: str = ".fullcycle"
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    builder: str = field(default="folder", metadata=_rule(choices=("folder", "command", "python")))
+    source: str = "examples/notes"
+    command: str = ""
+    callable: str = ""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    base_model: str = "Qwen/Qwen3-30B-A3B"
+    lora_rank: int = field(default=8, metadata=_rule(1, 1024))
+    lora_alpha: int = field(default=16, metadata=_rule(1, 4096))
+    lora_dropout: float = field(default=0.0, metadata=_rule(0.0, 0.9))
+    num_train_epochs: float = field(default=2, metadata=_rule(0.01, 100))
+    learning_rate: float = field(default=0.0002, metadata=_rule(1e-8, 1.0))
+    per_device_train_batch_size: int = field(default=1, metadata=_rule(1, 4096))
+    gradient_accumulation_steps: int = field(default=16, metadata=_rule(1, 4096))
+    max_seq_length: int = field(default=2048, metadata=_rule(16, 1_048_576))
+    seed: int = field(default=42, metadata=_rule(0, 2**31 - 1))
+
+
+@dataclass(frozen=True)
+class RunpodSettings:
+    api: str = field(default="graphql", metadata=_rule(choices=("graphql", "rest")))
+    gpu_types: tuple[str, ...] = ("NVIDIA GeForce RTX 5090", "NVIDIA GeForce RTX 4090", "NVIDIA RTX A6000")
+    cloud_types: tuple[str, ...] = ("COMMUNITY", "SECURE")
+    template_id: str = "pzr9tt3vvq"
+    image_name: str = ""
+    gpu_count: int = field(default=1, metadata=_rule(1, 8))
+    min_vcpu_count: int = field(default=15, metadata=_rule(1, 512))
+    min_memory_gb: int = field(default=46, metadata=_rule(1, 4096))
+    volume_gb: int = field(default=306, metadata=_rule(0, 100_000))
+    container_disk_gb: int = field(default=50, metadata=_rule(1, 100_000))
+    name_prefix: str = "fullcycle"
+    ready_timeout_s: float = field(default=900, metadata=_rule(1, 86_400))
+    poll_interval_s: float = field(default=5, metadata=_rule(0.05, 600))
+    max_runtime_h: float = field(default=6, metadata=_rule(0.1, 168))
+    ssh_key_path: str = "~/.ssh/id_ed25519"
+    gateway_host: str = "ssh.runpod.io"
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    input_dir: str = "/workspace/input"
+    output_dir: str = "/output/adapter"
+    work_dir: str = "/workspace/fullcycle"
+    python: str = "/workspace/unsloth-venv/bin/python"
+    hf_home: str = "/workspace/hf-cache"
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    connect_timeout_s: int = field(default=15, metadata=_rule(1, 600))
+    server_alive_interval_s: int = field(default=15, metadata=_rule(1, 600))
+    server_alive_count_max: int = field(default=4, metadata=_rule(1, 100))
+    probe_timeout_s: float = field(default=300, metadata=_rule(1, 86_400))
+    train_timeout_h: float = field(default=12, metadata=_rule(0.001, 168))
+    reconnect_delay_s: float = field(default=5, metadata=_rule(0, 600))
+
+
+SECTIONS: dict[str, type] = {
+    "project": ProjectSettings,
+    "paths": PathSettings,
+    "dataset": DatasetSettings,
+    "training": TrainingSettings,
+    "runpod": RunpodSettings,
+    "remote": RemoteSettings,
+    "ssh": SshSettings,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: ProjectSettings
+    paths: PathSettings
+    dataset: DatasetSettings
+    training: TrainingSettings
+    runpod: RunpodSettings
+    remote: RemoteSettings
+    ssh: SshSettings
+    source_file: Path | None
+    project_root: Path
+    date: str
+
+    @property
+    def api_key(self) -> str | None:
+        """Read on use, never stored, so it cannot end up in a dump of the settings."""
+        return os.environ.get(API_KEY_ENV) or None
+
+    def training_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.training)
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+
+
+def _coerce(where: str, f: dataclasses.Field, value: Any) -> Any:
+    """Check one value's type; TOML gives us typed values, the environment gives strings."""
+    want = f.type
+    if want in ("int",):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{where}: expected an integer, got {value!r}")
+    elif want in ("float",):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+    elif want in ("str",):
+        if not isinstance(value, str):
+            raise SettingsError(f"{where}: expected a string, got {value!r}")
+    elif want.startswith("tuple"):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value) or not value:
+            raise SettingsError(f"{where}: expected a non-empty list of strings, got {value!r}")
+        value = tuple(value)
+    rule = f.metadata
+    if rule.get("choices") and value not in rule["choices"]:
+        raise SettingsError(f"{where}: {value!r} is not one of {', '.join(rule['choices'])}")
+    if rule.get("min") is not None and value < rule["min"]:
+        raise SettingsError(f"{where}: {value!r} is below the minimum {rule['min']}")
+    if rule.get("max") is not None and value > rule["max"]:
+        raise SettingsError(f"{where}: {value!r} is above the maximum {rule['max']}")
+    return value
+
+
+def _section(source: str, name: str, raw: Any) -> Any:
+    cls = SECTIONS[name]
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{source}: [{name}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise SettingsError(f"{source}: unknown setting [{name}] {key}{_suggest(key, list(fields))}")
+        values[key] = _coerce(f"{source}: [{name}] {key}", fields[key], value)
+    return cls(**values)
+
+
+def _check_model(source: str, model: str) -> None:
+    if model in KNOWN_WRONG_MODELS:
+        raise SettingsError(
+            f"{source}: [training] base_model {model!r} does not exist on the model hub; "
+            f"use a real id such as {KNOWN_WRONG_MODELS[model]!r}"
+        )
+    if model == "tiny" or model.startswith(("/", "./", "~")):
+        return
+    if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", model):
+        raise SettingsError(
+            f"{source}: [training] base_model {model!r} is neither 'tiny', a local path, nor an 'org/name' model id"
+        )
+
+
+def _check_date(where: str, date: str) -> str:
+    if not DATE_RE.match(date):
+        raise SettingsError(f"{where}: date {date!r} must be YYYY-MM-DD")
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError as exc:
+        raise SettingsError(f"{where}: date {date!r} is not a calendar date ({exc})") from None
+    return date
+
+
+def find_settings_file(default_dir: Path) -> Path | None:
+    configured = os.environ.get(CONFIG_ENV)
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise SettingsError(f"{CONFIG_ENV}={configured}: no such settings file")
+        return path.resolve()
+    path = default_dir / "fullcycle.toml"
+    return path.resolve() if path.is_file() else None
+
+
+def load(default_dir: Path | str = ".", date: str | None = None) -> Settings:
+    """Load and validate the settings; `date` (e.g. from `--date`) beats the environment and the file."""
+    path = find_settings_file(Path(default_dir))
+    source = str(path) if path else "built-in defaults"
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{source}: not valid TOML: {exc}") from None
+    for name in raw:
+        if name not in SECTIONS:
+            raise SettingsError(f"{source}: unknown section [{name}]{_suggest(name, list(SECTIONS))}")
+    sections = {name: _section(source, name, raw.get(name, {})) for name in SECTIONS}
+
+    project: ProjectSettings = sections["project"]
+    provider = os.environ.get(PROVIDER_ENV) or project.provider
+    _coerce(f"{PROVIDER_ENV}", dataclasses.fields(ProjectSettings)[2], provider)
+    sections["project"] = dataclasses.replace(project, provider=provider)
+    _check_model(source, sections["training"].base_model)
+
+    base = path.parent if path else Path(default_dir).resolve()
+    root = Path(os.environ.get(ROOT_ENV) or project.root).expanduser()
+    root = (base / root).resolve() if not root.is_absolute() else root
+
+    if date:
+        run_date = _check_date("--date", date)
+    elif os.environ.get(DATE_ENV):
+        run_date = _check_date(DATE_ENV, os.environ[DATE_ENV])
+    elif project.date:
+        run_date = _check_date(f"{source}: [project] date", project.date)
+    else:
+        run_date = dt.date.today().isoformat()
+
+    return Settings(**sections, source_file=path, project_root=root, date=run_date)

@@ -1,0 +1,51 @@
+"""The training config the pod receives (seed §2.3), written and read back before anything is rented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks.errors import FullcycleError
+from tasks.files import read_json, write_json
+from tasks.settings import Settings
+
+# The seed's fields; the trainer refuses a config without them.
+REQUIRED = (
+    "base_model",
+    "lora_rank",
+    "num_train_epochs",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_seq_length",
+)
+
+# Where the uploaded base model lands, relative to the pod's input folder, when it travels with the
+# inputs (the locally built tiny model does; a hub model is downloaded on the pod instead).
+UPLOADED_BASE_DIR = "base_model"
+
+
+class ConfigError(FullcycleError):
+    pass
+
+
+def uploads_base_model(settings: Settings) -> bool:
+    return settings.training.base_model == "tiny"
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    config = settings.training_config()
+    if uploads_base_model(settings):
+        config["base_model_dir"] = UPLOADED_BASE_DIR
+    return config
+
+
+def write(settings: Settings, path: Path) -> dict[str, Any]:
+    """Write config.json and prove it parses back to the same values (seed: 'then validate it parses')."""
+    config = build(settings)
+    write_json(path, config)
+    back = read_json(path)
+    missing = [k for k in REQUIRED if k not in back]
+    if back != config or missing:
+        raise ConfigError(f"{path}: config did not read back as written (missing: {missing})")
+    return config

@@ -1,0 +1,138 @@
+"""Running commands on the pod: a Connection turns a shell command into the argv that runs it there.
+
+Every transfer is a shell pipeline (`tar | base64 | ssh ...`) so the data never passes through
+Python: memory stays flat whatever the size, and the speed is the speed of the tools. The local
+provider's connection runs the same commands with bash, so both providers share every stage.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import sh
+
+from tasks.errors import TransportError
+from tasks.settings import API_KEY_ENV
+
+SSH_CONNECT_FAILED = 255  # what ssh itself exits with when the connection fails or drops
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+def _child_env() -> dict[str, str]:
+    """Children never see the API key: nothing they log or dump can leak it."""
+    return {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
+
+
+@dataclass
+class Connection:
+    """Base: run a command on the pod with its stdin/stdout as streams."""
+
+    mode: str = "local"
+    sessions: int = field(default=0, init=False)
+
+    def argv(self, command: str) -> list[str]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.mode
+
+    def run(self, command: str, *, stdin: IO[bytes] | bytes | None = None, out: Any = None,
+            timeout: float | None = None) -> Result:
+        """Run `command` on the pod; stdout goes to `out` (a binary sink) or is captured."""
+        return self._exec(self.argv(command), stdin=stdin, out=out, timeout=timeout)
+
+    def run_local_pipeline(self, shell: str, timeout: float | None = None) -> Result:
+        """Run a local bash pipeline that contains `{remote}` calls already expanded by remote_argv."""
+        return self._exec(["bash", "-o", "pipefail", "-c", shell], timeout=timeout, counts=False)
+
+    def remote(self, command: str) -> str:
+        """The shell text that runs `command` on the pod, for use inside a local pipeline."""
+        self.sessions += 1
+        return shlex.join(self.argv(command))
+
+    def _exec(self, argv: list[str], *, stdin: Any = None, out: Any = None, timeout: float | None = None,
+              counts: bool = True) -> Result:
+        if counts:
+            self.sessions += 1
+        sink = io.BytesIO() if out is None else out
+        err: list[str] = []
+        try:
+            proc = sh.Command(argv[0])(
+                *argv[1:], _in=stdin, _out=sink, _out_bufsize=1, _err=err.append, _ok_code=range(256),
+                _timeout=timeout, _env=_child_env(), _return_cmd=True,
+            )
+        except sh.TimeoutException:
+            raise TransportError(f"{self.describe()}: command timed out after {timeout}s") from None
+        stdout = sink.getvalue() if out is None else b""
+        return Result(proc.exit_code, stdout, "".join(err))
+
+
+@dataclass
+class LocalConnection(Connection):
+    """The local provider's 'pod': bash on this machine, in the pod folder."""
+
+    cwd: Path = Path(".")
+    mode: str = "local"
+
+    def argv(self, command: str) -> list[str]:
+        return ["bash", "-c", f"cd {shlex.quote(str(self.cwd))} && {command}"]
+
+
+@dataclass
+class SshConnection(Connection):
+    """The system ssh client: no PTY, no prompts, keep-alives, a per-run known_hosts file."""
+
+    user: str = "root"
+    host: str = "127.0.0.1"
+    port: int = 22
+    key_path: str = ""
+    known_hosts: Path = Path("known_hosts")
+    connect_timeout_s: int = 15
+    server_alive_interval_s: int = 15
+    server_alive_count_max: int = 4
+    mode: str = "direct"
+
+    def describe(self) -> str:
+        return f"ssh {self.user}@{self.host}:{self.port}"
+
+    def argv(self, command: str) -> list[str]:
+        opts = {
+            "BatchMode": "yes",
+            "ConnectTimeout": str(self.connect_timeout_s),
+            "ServerAliveInterval": str(self.server_alive_interval_s),
+            "ServerAliveCountMax": str(self.server_alive_count_max),
+            "StrictHostKeyChecking": "accept-new",
+            "UserKnownHostsFile": str(self.known_hosts),
+            "IdentitiesOnly": "yes",
+            "LogLevel": "ERROR",
+        }
+        argv = ["ssh", "-F", "none", "-T", "-p", str(self.port)]
+        if self.key_path:
+            argv += ["-i", str(Path(self.key_path).expanduser())]
+        for key, value in opts.items():
+            argv += ["-o", f"{key}={value}"]
+        return argv + [f"{self.user}@{self.host}", command]
+
+
+def check(result: Result, what: str, conn: Connection) -> Result:
+    """Turn a non-zero exit into an error that says which step failed and how."""
+    if result.exit_code == SSH_CONNECT_FAILED and isinstance(conn, SshConnection):
+        raise TransportError(f"{what}: ssh to {conn.describe()} failed: {result.stderr.strip() or 'connection lost'}")
+    if result.exit_code != 0:
+        raise TransportError(f"{what}: exited with {result.exit_code} on {conn.describe()}: {result.stderr.strip()[-2000:]}")
+    return result
