@@ -82,7 +82,8 @@ def _build_from_command(template: str, date: str, out: Path, root: Path) -> None
         raise DatasetError("[dataset] builder is 'command' but [dataset] command is empty")
     tmp = out.with_name(out.name + ".partial")
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    command = template.format(date=shlex.quote(date), out=shlex.quote(str(tmp)))
+    # Only the two placeholders are filled: a command may well contain other braces (JSON, shell).
+    command = template.replace("{date}", shlex.quote(date)).replace("{out}", shlex.quote(str(tmp)))
     log.info("Building raw dataset with: %s", command)
     try:
         sh.bash("-c", command, _cwd=str(root), _out=lambda line: log.info("builder: %s", line.rstrip()),

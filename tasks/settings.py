@@ -159,7 +159,7 @@ def _suggest(name: str, known: list[str]) -> str:
 
 def _coerce(where: str, f: dataclasses.Field, value: Any) -> Any:
     """Check one value's type; TOML gives us typed values, the environment gives strings."""
-    want = f.type
+    want, shown = f.type, value
     if want in ("int",):
         if isinstance(value, bool) or not isinstance(value, int):
             raise SettingsError(f"{where}: expected an integer, got {value!r}")
@@ -176,11 +176,11 @@ def _coerce(where: str, f: dataclasses.Field, value: Any) -> Any:
         value = tuple(value)
     rule = f.metadata
     if rule.get("choices") and value not in rule["choices"]:
-        raise SettingsError(f"{where}: {value!r} is not one of {', '.join(rule['choices'])}")
+        raise SettingsError(f"{where}: {shown!r} is not one of {', '.join(rule['choices'])}")
     if rule.get("min") is not None and value < rule["min"]:
-        raise SettingsError(f"{where}: {value!r} is below the minimum {rule['min']}")
+        raise SettingsError(f"{where}: {shown!r} is below the minimum {rule['min']}")
     if rule.get("max") is not None and value > rule["max"]:
-        raise SettingsError(f"{where}: {value!r} is above the maximum {rule['max']}")
+        raise SettingsError(f"{where}: {shown!r} is above the maximum {rule['max']}")
     return value
 
 

@@ -1,0 +1,83 @@
+"""Temporary project roots and a real `doit` subprocess to run the pipeline in them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DODO = REPO / "dodo.py"
+EXAMPLES = REPO / "examples" / "notes"
+DATE = "2026-11-27"
+
+
+def toml_value(value: Any) -> str:
+    return json.dumps(list(value)) if isinstance(value, (list, tuple)) else json.dumps(value)
+
+
+def write_settings(root: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    path = root / "fullcycle.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class Project:
+    root: Path
+    env: dict[str, str]
+    date: str = DATE
+
+    @property
+    def work(self) -> Path:
+        return self.root / "metahuman-runs" / self.date
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / "out" / "adapters" / self.date / "adapter"
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.work / "run-summary.json").read_text())
+
+    @property
+    def trainer_log(self) -> str:
+        return (self.root / "docs" / "run_logs" / self.date / "trainer.log").read_text()
+
+    def doit(self, *args: str, timeout: float = 600, check: bool | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), *args], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"doit {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        return proc
+
+
+def make_project(root: Path, *, source: Path = EXAMPLES, date: str = DATE, extra_env: dict[str, str] | None = None,
+                 **sections: dict[str, Any]) -> Project:
+    """A project root with its own fullcycle.toml: local provider, tiny model, few training steps."""
+    root.mkdir(parents=True, exist_ok=True)
+    base: dict[str, dict[str, Any]] = {
+        "project": {"root": ".", "provider": "local"},
+        "dataset": {"builder": "folder", "source": str(source)},
+        "training": {"base_model": "tiny", "gradient_accumulation_steps": 4, "num_train_epochs": 1},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    config = write_settings(root, base)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FULLCYCLE_", "RUNPOD_"))}
+    env.update({"FULLCYCLE_CONFIG": str(config), "FULLCYCLE_DATE": date, "PYTHONPATH": str(REPO)})
+    env.update(extra_env or {})
+    return Project(root=root, env=env, date=date)
+
+
+def ran(output: str, task: str) -> bool:
+    """Whether doit executed `task` (". task") rather than skipping it ("-- task")."""
+    return any(line.strip() == f".  {task}" for line in output.splitlines())

@@ -1,0 +1,81 @@
+"""The in-process cleanup (seed §2.2): every kind of bad line, counted by reason."""
+
+from __future__ import annotations
+
+import json
+
+from tasks.dataset import clean
+from tests.helpers import make_project
+
+GOOD = {"instruction": "Say hi", "input": "", "output": "hi"}
+
+
+def test_every_kind_of_bad_line_is_counted(tmp_path):
+    raw = tmp_path / "raw.jsonl"
+    lines = [
+        json.dumps(GOOD).encode(),
+        json.dumps(GOOD).encode(),                                       # duplicate
+        json.dumps({"instruction": "No input key", "output": "ok"}).encode(),  # input -> ""
+        b"{not json",                                                    # invalid_json
+        b"\xff\xfe binary \x00",                                         # not_utf8
+        b"[1, 2, 3]",                                                    # not_an_object
+        json.dumps({"output": "orphan"}).encode(),                       # missing_instruction
+        json.dumps({"instruction": "  ", "output": "blank"}).encode(),   # missing_instruction
+        json.dumps({"instruction": "draft"}).encode(),                   # missing_output
+        json.dumps({"instruction": "n", "output": 42}).encode(),         # non_string_field
+        json.dumps({"instruction": "n", "input": ["a"], "output": "x"}).encode(),  # non_string_field
+        b"",                                                             # blank
+        json.dumps({"instruction": "Extra fields", "output": "dropped", "meta": {"a": 1}}).encode(),
+    ]
+    raw.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "clean.jsonl"
+    stats = clean(raw, out)
+    assert stats.kept == 3
+    assert dict(stats.dropped) == {"duplicate": 1, "invalid_json": 1, "not_utf8": 1, "not_an_object": 1,
+                                   "missing_instruction": 2, "missing_output": 1, "non_string_field": 2, "blank": 1}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[1] == {"instruction": "No input key", "input": "", "output": "ok"}
+    assert all(set(r) == {"instruction", "input", "output"} for r in rows)
+    assert stats.examples["invalid_json"] == [f"{raw}:4"]
+
+
+def test_all_bad_file_aborts_with_a_failed_summary(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "bad.jsonl").write_text('{"instruction": "x"}\nnot json\n')
+    proj = make_project(tmp_path / "proj", source=source)
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0
+    assert "no usable samples" in proc.stdout
+    summary = proj.summary
+    assert summary["success"] is False and summary["training_success"] is False
+    assert summary["error"].startswith("clean_dataset: ")
+    assert summary["pod_id"] is None and not (proj.work / "pod.json").exists()
+    assert summary["dataset"]["dropped"] == {"invalid_json": 1, "missing_output": 1}
+
+
+def test_missing_source_folder_fails_before_the_dataset_exists(tmp_path):
+    proj = make_project(tmp_path / "proj", source=tmp_path / "nowhere")
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0
+    assert "has no *.jsonl files" in proc.stdout
+    assert proj.summary["error"].startswith("build_dataset: ")
+
+
+def test_command_builder_fills_date_and_out(tmp_path):
+    proj = make_project(tmp_path / "proj", dataset={
+        "builder": "command",
+        "command": "printf '{\"instruction\":\"%s\",\"output\":\"ok\"}\\n' {date} > {out}"})
+    proc = proj.doit("clean_dataset", check=True)
+    assert "samples_used=1" in proc.stdout
+    row = json.loads((proj.work / "unsloth_dataset.jsonl").read_text())
+    assert row["instruction"] == proj.date
+
+
+def test_python_callable_builder(tmp_path):
+    (tmp_path / "mybuilder.py").write_text(
+        "def build(date, out):\n    return [{'instruction': 'day', 'output': date}]\n")
+    proj = make_project(tmp_path / "proj", dataset={"builder": "python", "callable": "mybuilder:build"})
+    proj.env["PYTHONPATH"] += f":{tmp_path}"
+    proj.doit("clean_dataset", check=True)
+    assert json.loads((proj.work / "unsloth_dataset.jsonl").read_text())["output"] == proj.date

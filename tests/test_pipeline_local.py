@@ -1,0 +1,102 @@
+"""`doit full_cycle` end to end with the local provider and the tiny model, and doit's up-to-date rules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.helpers import make_project, ran
+
+SEED_FIELDS = ("date", "samples_used", "base_model", "pod_id", "ssh_user", "ssh_host", "ssh_key_path",
+               "connection_mode", "adapter_path", "upload_verification", "terminated", "training_success")
+PHASES = ("Preparing dataset", "Config written", "Spawning remote run", "Remote training complete, success=True",
+          "Run complete.")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    proj = make_project(tmp_path_factory.mktemp("local"))
+    proj.first = proj.doit("full_cycle", check=True)
+    return proj
+
+
+def test_full_cycle_produces_an_adapter_that_peft_loads(project):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter = project.adapter
+    for name in ("adapter_config.json", "adapter_model.safetensors", "base_model_config.json", "metrics.json",
+                 "tokenizer.json"):
+        assert (adapter / name).is_file(), name
+    base = AutoModelForCausalLM.from_pretrained(project.root / ".fullcycle" / "tiny-model")
+    model = PeftModel.from_pretrained(base, adapter)
+    lora = [n for n, _ in model.named_parameters() if "lora_A" in n]
+    assert lora, "no LoRA weights loaded"
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 8
+
+
+def test_summary_has_the_seed_fields_and_the_truth(project):
+    summary = project.summary
+    for field in SEED_FIELDS:
+        assert field in summary, field
+    assert summary["training_success"] is True and summary["success"] is True
+    assert summary["terminated"] is True
+    assert summary["samples_used"] == 36
+    assert summary["base_model"] == "tiny"
+    assert summary["upload_verification"].endswith("  config.json")
+    assert summary["adapter_path"] == str(project.adapter)
+    assert summary["training"]["final_loss"] is not None
+    assert set(summary["stages"]) >= {"build_dataset", "clean_dataset", "write_config", "create_pod", "upload",
+                                      "train", "download_adapter", "terminate_pod", "extract_adapter"}
+    assert summary["dataset"]["dropped"] == {"duplicate": 1, "invalid_json": 1, "missing_output": 1}
+
+
+def test_trainer_log_has_the_phases(project):
+    log = project.trainer_log
+    for phase in PHASES:
+        assert phase in log, phase
+    assert "pod | [train] step" in log  # the pod's training log is followed into trainer.log
+
+
+def test_command_prints_result_and_paths(project):
+    assert "full_cycle SUCCEEDED" in project.first.stdout
+    assert str(project.adapter) in project.first.stdout
+
+
+def test_second_run_reruns_nothing(project):
+    train_json = (project.work / "train.json").stat().st_mtime_ns
+    second = project.doit("full_cycle", check=True)
+    for stage in ("build_dataset", "clean_dataset", "write_config", "create_pod", "upload", "train",
+                  "download_adapter", "extract_adapter", "summarize"):
+        assert not ran(second.stdout, stage), stage
+    assert (project.work / "train.json").stat().st_mtime_ns == train_json
+
+
+def test_deleting_the_adapter_reruns_only_extraction(project):
+    shutil.rmtree(project.adapter)
+    out = project.doit("full_cycle", check=True).stdout
+    assert ran(out, "extract_adapter")
+    for stage in ("create_pod", "upload", "train", "download_adapter"):
+        assert not ran(out, stage), stage
+    assert (project.adapter / "adapter_model.safetensors").is_file()
+
+
+def test_extract_adapter_alone(project):
+    shutil.rmtree(project.adapter)
+    out = project.doit("extract_adapter", check=True).stdout
+    assert ran(out, "extract_adapter") and not ran(out, "train")
+    assert (project.adapter / "adapter_config.json").is_file()
+
+
+def test_changing_learning_rate_reruns_config_and_everything_after(project):
+    settings = project.root / "fullcycle.toml"
+    settings.write_text(settings.read_text().replace("[training]", "[training]\nlearning_rate = 0.001"))
+    out = project.doit("full_cycle", check=True).stdout
+    assert not ran(out, "build_dataset") and not ran(out, "clean_dataset")
+    for stage in ("write_config", "create_pod", "upload", "train", "download_adapter", "terminate_pod",
+                  "extract_adapter", "summarize"):
+        assert ran(out, stage), stage
+    assert json.loads((project.work / "config.json").read_text())["learning_rate"] == 0.001
+    assert project.summary["config"]["learning_rate"] == 0.001 and project.summary["success"] is True
