@@ -98,6 +98,7 @@ class RunpodSettings:
     max_runtime_h: float = field(default=6, metadata=_rule(0.1, 168))
     ssh_key_path: str = "~/.ssh/id_ed25519"
     gateway_host: str = "ssh.runpod.io"
+    gateway_port: int = field(default=22, metadata=_rule(1, 65535))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,193 @@
+"""The RunPod provider: rent with fallback, wait for a reachable pod, connect without a human, terminate.
+
+The seed's one manual step (copying the gateway user into connection.json) is gone: the gateway
+user is the pod's podHostId (GraphQL) or ssh.proxy.username (REST). connection.json still wins
+when a person drops one in WORK_LOCAL. Fresh API data always beats anything recorded earlier.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tasks.errors import NoCapacityError, ProviderError
+from tasks.files import read_json
+from tasks.providers.base import Pod
+from tasks.runpod_api import ApiError, CreateRequest, PodInfo, SkipCandidate, client, with_retries
+from tasks.summary import now
+from tasks.transport import SshConnection
+
+log = logging.getLogger("fullcycle")
+
+GONE = ("TERMINATED",)
+CONNECTION_FIELDS = ("ssh_user", "ssh_host", "ssh_key_path")
+
+
+class ConnectionFileError(ProviderError):
+    pass
+
+
+def read_connection_file(path: Path) -> dict[str, Any] | None:
+    """The seed §3.2 override, validated field by field; None when there is no such file."""
+    if not path.exists():
+        return None
+    try:
+        data = read_json(path)
+    except ValueError as exc:
+        raise ConnectionFileError(f"{path}: not valid JSON ({exc}); fix or delete it") from None
+    if not isinstance(data, dict):
+        raise ConnectionFileError(f"{path}: must be a JSON object with {', '.join(CONNECTION_FIELDS)}")
+    for name in CONNECTION_FIELDS:
+        if not isinstance(data.get(name), str) or not data[name].strip():
+            raise ConnectionFileError(f"{path}: field {name!r} is missing or not a non-empty string")
+    port = data.get("ssh_port", 22)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConnectionFileError(f"{path}: field 'ssh_port' must be an integer port, got {port!r}")
+    key = Path(data["ssh_key_path"]).expanduser()
+    if not key.is_file():
+        raise ConnectionFileError(f"{path}: ssh_key_path {key} does not exist")
+    return {**data, "ssh_port": port}
+
+
+class RunpodProvider:
+    name = "runpod"
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+        self.s = ctx.settings.runpod
+        self._api = None
+
+    @property
+    def api(self):
+        if self._api is None:
+            self._api = client(self.s.api, self.ctx.settings.api_key)
+        return self._api
+
+    # ------------------------------------------------------------------ create
+
+    def _key_path(self) -> Path:
+        key = Path(self.s.ssh_key_path).expanduser()
+        if not key.is_file():
+            raise ProviderError(f"[runpod] ssh_key_path {key} does not exist: create a key (ssh-keygen -t ed25519) "
+                                f"or point the setting at yours; nothing was rented")
+        return key
+
+    def _request(self, gpu: str, cloud: str, public_key: str) -> CreateRequest:
+        return CreateRequest(
+            name=f"{self.s.name_prefix}-{self.ctx.paths.date}", gpu_type=gpu, cloud_type=cloud,
+            gpu_count=self.s.gpu_count, template_id=self.s.template_id, image_name=self.s.image_name,
+            min_vcpu_count=self.s.min_vcpu_count, min_memory_gb=self.s.min_memory_gb, volume_gb=self.s.volume_gb,
+            container_disk_gb=self.s.container_disk_gb, public_key=public_key,
+        )
+
+    def create(self) -> Pod:
+        key = self._key_path()
+        pub = key.with_name(key.name + ".pub")
+        public_key = pub.read_text().strip() if pub.is_file() else ""
+        with_retries(self.api.check_key, "RunPod API key check")  # a bad key stops here, before renting
+        tried = []
+        for gpu in self.s.gpu_types:
+            for cloud in self.s.cloud_types:
+                req = self._request(gpu, cloud, public_key)
+                try:
+                    info = with_retries(lambda: self.api.create(req), f"create {gpu} / {cloud}")
+                except (NoCapacityError, SkipCandidate) as exc:
+                    log.info("No %s %s pod: %s", cloud, gpu, exc)
+                    tried.append(f"{gpu}/{cloud}")
+                    continue
+                log.info("Rented pod %s: cloudType %s, GPU %s, $%s/h", info.id, cloud, gpu, info.cost_per_hr)
+                return Pod(provider=self.name, pod_id=info.id, name=req.name, created_at=now(), gpu=gpu,
+                           cloud_type=cloud, cost_per_hr=info.cost_per_hr, host_id=info.host_id,
+                           remote=self._remote())
+        raise NoCapacityError(f"no capacity on any candidate (tried {', '.join(tried)}); nothing was rented")
+
+    def _remote(self) -> dict[str, str]:
+        r = self.ctx.settings.remote
+        return {"input_dir": r.input_dir, "output_dir": r.output_dir, "work_dir": r.work_dir,
+                "python": r.python, "hf_home": r.hf_home}
+
+    # ------------------------------------------------------------------ ready + connect
+
+    def _wait_running(self, pod: Pod, deadline: float) -> PodInfo:
+        while True:
+            info = with_retries(lambda: self.api.get(pod.pod_id), f"poll pod {pod.pod_id}")
+            if info is None or info.status in GONE:
+                raise ProviderError(f"pod {pod.pod_id} disappeared while starting")
+            if info.running and (info.public_ip or info.host_id):
+                return info
+            if time.monotonic() > deadline:
+                raise ProviderError(f"pod {pod.pod_id} was not running after {self.s.ready_timeout_s:.0f}s "
+                                    f"(runtime {'present' if info.running else 'null'}); it will be terminated")
+            time.sleep(self.s.poll_interval_s)
+
+    def _fill_connection(self, pod: Pod, info: PodInfo) -> None:
+        override = read_connection_file(self.ctx.paths.connection_file)
+        if override:
+            gateway = override["ssh_host"] == self.s.gateway_host
+            pod.ssh_user, pod.ssh_host, pod.ssh_port = override["ssh_user"], override["ssh_host"], override["ssh_port"]
+            pod.ssh_key_path, pod.connection_source = override["ssh_key_path"], "connection.json"
+            pod.connection_mode = "gateway" if gateway else "direct"
+            return
+        pod.ssh_key_path, pod.connection_source = str(self._key_path()), "api"
+        if info.public_ip and info.ssh_port:
+            pod.connection_mode, pod.ssh_user, pod.ssh_host, pod.ssh_port = "direct", "root", info.public_ip, info.ssh_port
+        else:
+            pod.connection_mode, pod.ssh_user = "gateway", info.host_id
+            pod.ssh_host, pod.ssh_port = self.s.gateway_host, self.s.gateway_port
+        pod.host_id = info.host_id or pod.host_id
+
+    def wait_ready(self, pod: Pod) -> Pod:
+        deadline = time.monotonic() + self.s.ready_timeout_s
+        info = self._wait_running(pod, deadline)
+        pod.gpu = info.gpu or pod.gpu
+        self._fill_connection(pod, info)
+        log.info("Connecting in %s mode: %s@%s:%s (from %s)", pod.connection_mode, pod.ssh_user, pod.ssh_host,
+                 pod.ssh_port, pod.connection_source)
+        self._probe(pod, time.monotonic() + self.ctx.settings.ssh.probe_timeout_s)
+        pod.ready_at = now()
+        return pod
+
+    def _probe(self, pod: Pod, deadline: float) -> None:
+        """sshd starts after the container: try until it answers, against a deadline."""
+        conn = self.connect(pod)
+        while True:
+            result = conn.run("true", timeout=self.ctx.settings.ssh.connect_timeout_s + 10)
+            if result.exit_code == 0:
+                return
+            if time.monotonic() > deadline:
+                raise ProviderError(f"ssh to pod {pod.pod_id} ({conn.describe()}) never answered: "
+                                    f"{result.stderr.strip()[-300:]}; the pod will be terminated")
+            time.sleep(min(self.s.poll_interval_s, 2.0))
+
+    def connect(self, pod: Pod) -> SshConnection:
+        ssh = self.ctx.settings.ssh
+        return SshConnection(user=pod.ssh_user or "root", host=pod.ssh_host or "", port=pod.ssh_port or 22,
+                             key_path=pod.ssh_key_path or "", known_hosts=self.ctx.paths.known_hosts_file,
+                             connect_timeout_s=ssh.connect_timeout_s, server_alive_interval_s=ssh.server_alive_interval_s,
+                             server_alive_count_max=ssh.server_alive_count_max, mode=pod.connection_mode or "direct")
+
+    # ------------------------------------------------------------------ liveness + terminate
+
+    def is_alive(self, pod: Pod) -> bool:
+        try:
+            info = with_retries(lambda: self.api.get(pod.pod_id), f"poll pod {pod.pod_id}", attempts=3)
+        except ApiError:
+            return False
+        return info is not None and info.status not in GONE and info.status != "EXITED"
+
+    def terminate(self, pod: Pod, verify_s: float = 60.0) -> None:
+        """podTerminate, retried; then poll until the API no longer lists the pod as alive."""
+        try:
+            with_retries(lambda: self.api.terminate(pod.pod_id), f"terminate pod {pod.pod_id}")
+        except ApiError as exc:
+            raise ProviderError(f"could not terminate pod {pod.pod_id}: {exc}") from None
+        deadline = time.monotonic() + verify_s
+        while True:
+            info = with_retries(lambda: self.api.get(pod.pod_id), f"verify termination of {pod.pod_id}")
+            if info is None or info.status in GONE:
+                return
+            if time.monotonic() > deadline:
+                raise ProviderError(f"pod {pod.pod_id} still reported {info.status} {verify_s:.0f}s after podTerminate")
+            time.sleep(min(self.s.poll_interval_s, 2.0))

@@ -1,0 +1,301 @@
+"""RunPod's API behind one interface, GraphQL (the seed's) or REST v2 (GraphQL retires in 2027).
+
+Both backends turn RunPod's answers into the same few outcomes, so the provider's fallback logic
+does not care which one spoke: a PodInfo, NoCapacityError (try the next candidate), SkipCandidate
+(this pool is not allowed), RetryableApiError (same candidate again, after a pause), or a fatal
+ApiError (bad key, no balance, bad request: stop before renting anything else).
+
+The key travels only in the Authorization header; it is never part of a URL, a log or an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import requests
+
+from tasks.errors import NoCapacityError, ProviderError
+
+log = logging.getLogger("fullcycle")
+
+GRAPHQL_URL = "https://api.runpod.io/graphql"
+REST_URL = "https://api.runpod.io"
+CAPACITY_MARKERS = ("no longer any instances available", "no instances available", "not enough free")
+T = TypeVar("T")
+
+
+class ApiError(ProviderError):
+    """Fatal: retrying or another candidate will not help."""
+
+
+class RetryableApiError(ProviderError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SkipCandidate(ProviderError):
+    """This GPU/cloud pool is not open to the account (REST 403): try the next."""
+
+
+@dataclass
+class CreateRequest:
+    name: str
+    gpu_type: str
+    cloud_type: str
+    gpu_count: int
+    template_id: str
+    image_name: str
+    min_vcpu_count: int
+    min_memory_gb: int
+    volume_gb: int
+    container_disk_gb: int
+    public_key: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PodInfo:
+    id: str
+    name: str | None = None
+    status: str | None = None  # RUNNING, EXITED, TERMINATED, ... (GraphQL: desiredStatus)
+    running: bool = False  # the container is up (runtime present), not just desired
+    cost_per_hr: float | None = None
+    gpu: str | None = None
+    host_id: str | None = None  # gateway ssh user
+    public_ip: str | None = None  # direct ssh, from the tcp mapping of port 22
+    ssh_port: int | None = None
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    try:
+        return float(resp.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+def with_retries(call: Callable[[], T], what: str, attempts: int = 6, base_delay: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> T:
+    """Retry 429/5xx/timeouts with exponential backoff, honouring Retry-After."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except RetryableApiError as exc:
+            if attempt == attempts:
+                raise ApiError(f"{what}: still failing after {attempts} attempts: {exc}") from None
+            delay = exc.retry_after if exc.retry_after is not None else base_delay * 2 ** (attempt - 1)
+            log.warning("%s: %s; retrying in %.1fs (%d/%d)", what, exc, delay, attempt, attempts)
+            sleep(min(delay, 60.0))
+    raise AssertionError("unreachable")
+
+
+class _Http:
+    def __init__(self, api_key: str, timeout: float = 30.0) -> None:
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self.session.headers["User-Agent"] = "fullcycle"
+        self.timeout = timeout
+        self.calls = 0
+
+    def request(self, method: str, url: str, **kw: Any) -> requests.Response:
+        self.calls += 1
+        try:
+            resp = self.session.request(method, url, timeout=self.timeout, **kw)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise RetryableApiError(f"{method} {url}: {type(exc).__name__}") from None
+        if resp.status_code == 401:
+            raise ApiError("RunPod rejected the API key (HTTP 401): check RUNPOD_API_KEY")
+        if resp.status_code == 402:
+            raise ApiError("RunPod says the account has no balance (HTTP 402): add credit, nothing was rented")
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise RetryableApiError(f"HTTP {resp.status_code} from {url}", _retry_after(resp))
+        return resp
+
+
+# --------------------------------------------------------------------------- GraphQL
+
+_POD_FIELDS = ("id name desiredStatus costPerHr machine { podHostId gpuDisplayName } "
+               "runtime { uptimeInSeconds ports { ip isIpPublic privatePort publicPort type } }")
+CREATE = ("mutation Create($input: PodFindAndDeployOnDemandInput!) { podFindAndDeployOnDemand(input: $input) "
+          "{ id costPerHr desiredStatus machine { podHostId gpuDisplayName } } }")
+GET = f"query Pod($input: PodFilter!) {{ pod(input: $input) {{ {_POD_FIELDS} }} }}"
+TERMINATE = "mutation Terminate($input: PodTerminateInput!) { podTerminate(input: $input) }"
+LIST = "query Pods { myself { id pods { id name desiredStatus costPerHr } } }"
+
+
+class GraphqlApi:
+    name = "graphql"
+
+    def __init__(self, api_key: str, url: str | None = None) -> None:
+        self.http = _Http(api_key)
+        self.url = url or os.environ.get("RUNPOD_GRAPHQL_URL") or GRAPHQL_URL
+
+    @property
+    def calls(self) -> int:
+        return self.http.calls
+
+    def _post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        resp = self.http.request("POST", self.url, json={"query": query, "variables": variables or {}})
+        try:
+            body = resp.json()
+        except ValueError:
+            raise RetryableApiError(f"HTTP {resp.status_code} with a non-JSON body") from None
+        errors = body.get("errors") or []
+        if resp.status_code == 400 or (errors and not body.get("data")):
+            message = "; ".join(e.get("message", "") for e in errors) or f"HTTP {resp.status_code}"
+            lowered = message.lower()
+            if any(m in lowered for m in CAPACITY_MARKERS):
+                raise NoCapacityError(message)
+            if "something went wrong" in lowered:
+                raise RetryableApiError(message)
+            raise ApiError(f"RunPod GraphQL error: {message}")
+        return body.get("data") or {}
+
+    def check_key(self) -> None:
+        self._post(LIST)
+
+    def create(self, req: CreateRequest) -> PodInfo:
+        payload: dict[str, Any] = {
+            "cloudType": req.cloud_type, "gpuTypeId": req.gpu_type, "gpuCount": req.gpu_count,
+            "minVcpuCount": req.min_vcpu_count, "minMemoryInGb": req.min_memory_gb,
+            "volumeInGb": req.volume_gb, "containerDiskInGb": req.container_disk_gb, "name": req.name,
+            "ports": "22/tcp", "supportPublicIp": True, "startSsh": True, "volumeMountPath": "/workspace",
+        }
+        if req.template_id:
+            payload["templateId"] = req.template_id
+        if req.image_name:
+            payload["imageName"] = req.image_name
+        env = dict(req.env, **({"PUBLIC_KEY": req.public_key} if req.public_key else {}))
+        if env:
+            payload["env"] = [{"key": k, "value": v} for k, v in env.items()]
+        pod = self._post(CREATE, {"input": payload}).get("podFindAndDeployOnDemand")
+        if not pod or not pod.get("id"):
+            raise NoCapacityError("podFindAndDeployOnDemand returned no pod id")
+        return self._info(pod)
+
+    def get(self, pod_id: str) -> PodInfo | None:
+        pod = self._post(GET, {"input": {"podId": pod_id}}).get("pod")
+        return self._info(pod) if pod else None
+
+    def terminate(self, pod_id: str) -> None:
+        try:
+            self._post(TERMINATE, {"input": {"podId": pod_id}})
+        except ApiError as exc:
+            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+                return  # already gone: terminating is idempotent
+            raise
+
+    def list(self) -> list[PodInfo]:
+        pods = (self._post(LIST).get("myself") or {}).get("pods") or []
+        return [self._info(p) for p in pods]
+
+    @staticmethod
+    def _info(pod: dict[str, Any]) -> PodInfo:
+        machine = pod.get("machine") or {}
+        runtime = pod.get("runtime")
+        info = PodInfo(id=pod["id"], name=pod.get("name"), status=pod.get("desiredStatus"),
+                       running=runtime is not None, cost_per_hr=pod.get("costPerHr"),
+                       gpu=machine.get("gpuDisplayName"), host_id=machine.get("podHostId"))
+        for port in (runtime or {}).get("ports") or []:
+            # port 22 is listed twice, udp and tcp: only the public tcp mapping is sshd
+            if port.get("privatePort") == 22 and port.get("type") == "tcp" and port.get("isIpPublic"):
+                info.public_ip, info.ssh_port = port.get("ip"), port.get("publicPort")
+        return info
+
+
+# --------------------------------------------------------------------------- REST v2
+
+
+class RestApi:
+    name = "rest"
+
+    def __init__(self, api_key: str, url: str | None = None) -> None:
+        self.http = _Http(api_key)
+        self.url = (url or os.environ.get("RUNPOD_API_URL") or REST_URL).rstrip("/")
+
+    @property
+    def calls(self) -> int:
+        return self.http.calls
+
+    def _problem(self, resp: requests.Response) -> str:
+        try:
+            body = resp.json()
+            return f"{body.get('title', '')}: {body.get('detail', '')}".strip(": ")
+        except ValueError:
+            return resp.text[:300]
+
+    def check_key(self) -> None:
+        resp = self.http.request("GET", f"{self.url}/v2/pods")
+        if resp.status_code != 200:
+            raise ApiError(f"RunPod REST: GET /v2/pods -> {resp.status_code} {self._problem(resp)}")
+
+    def create(self, req: CreateRequest) -> PodInfo:
+        body: dict[str, Any] = {
+            "name": req.name, "cloud": req.cloud_type, "gpu": {"id": req.gpu_type, "count": req.gpu_count},
+            "disk": req.container_disk_gb, "ports": ["22/tcp"], "startSsh": True,
+        }
+        if req.volume_gb:
+            body["mounts"] = {"persistent": {"size": max(req.volume_gb, 10), "path": "/workspace"}}
+        if req.template_id:
+            body["templateId"] = req.template_id
+        if req.image_name:
+            body["image"] = req.image_name
+        env = dict(req.env, **({"PUBLIC_KEY": req.public_key} if req.public_key else {}))
+        if env:
+            body["env"] = env
+        resp = self.http.request("POST", f"{self.url}/v2/pods", json=body)
+        if resp.status_code in (200, 201):
+            return self._info(resp.json())
+        problem = self._problem(resp)
+        if resp.status_code == 400:
+            raise NoCapacityError(problem)  # not placeable: next candidate
+        if resp.status_code == 403:
+            raise SkipCandidate(problem)
+        raise ApiError(f"RunPod REST: POST /v2/pods -> {resp.status_code} {problem}")
+
+    def get(self, pod_id: str) -> PodInfo | None:
+        resp = self.http.request("GET", f"{self.url}/v2/pods/{pod_id}")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise ApiError(f"RunPod REST: GET /v2/pods/{pod_id} -> {resp.status_code} {self._problem(resp)}")
+        return self._info(resp.json())
+
+    def terminate(self, pod_id: str) -> None:
+        resp = self.http.request("DELETE", f"{self.url}/v2/pods/{pod_id}")
+        if resp.status_code not in (200, 204, 404):
+            raise ApiError(f"RunPod REST: DELETE /v2/pods/{pod_id} -> {resp.status_code} {self._problem(resp)}")
+
+    def list(self) -> list[PodInfo]:
+        resp = self.http.request("GET", f"{self.url}/v2/pods")
+        if resp.status_code != 200:
+            raise ApiError(f"RunPod REST: GET /v2/pods -> {resp.status_code} {self._problem(resp)}")
+        return [self._info(p) for p in resp.json().get("pods", [])]
+
+    @staticmethod
+    def _info(pod: dict[str, Any]) -> PodInfo:
+        runtime = pod.get("runtime")
+        ssh = pod.get("ssh") or {}
+        direct, proxy = ssh.get("direct") or {}, ssh.get("proxy") or {}
+        info = PodInfo(id=pod["id"], name=pod.get("name"), status=pod.get("status"),
+                       running=pod.get("status") == "RUNNING" and runtime is not None,
+                       cost_per_hr=pod.get("cost"), gpu=(pod.get("gpu") or {}).get("id"),
+                       host_id=proxy.get("username"))
+        for port in (runtime or {}).get("ports") or []:
+            if port.get("private") == 22 and port.get("type") == "tcp" and port.get("public") and port.get("ip"):
+                info.public_ip, info.ssh_port = port["ip"], port["public"]
+        if not info.public_ip and direct.get("host") and direct.get("port"):
+            info.public_ip, info.ssh_port = direct["host"], direct["port"]
+        return info
+
+
+def client(backend: str, api_key: str | None) -> GraphqlApi | RestApi:
+    if not api_key:
+        raise ApiError("RUNPOD_API_KEY is not set: export your RunPod API key before `doit full_cycle` "
+                       "(nothing was rented)")
+    return RestApi(api_key) if backend == "rest" else GraphqlApi(api_key)
