@@ -78,6 +78,7 @@ class TrainingSettings:
     gradient_accumulation_steps: int = field(default=16, metadata=_rule(1, 4096))
     max_seq_length: int = field(default=2048, metadata=_rule(16, 1_048_576))
     seed: int = field(default=42, metadata=_rule(0, 2**31 - 1))
+    max_steps: int = field(default=-1, metadata=_rule(-1, 10_000_000))  # -1: train for num_train_epochs
 
 
 @dataclass(frozen=True)

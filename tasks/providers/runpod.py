@@ -15,7 +15,7 @@ from typing import Any
 from tasks.errors import NoCapacityError, ProviderError
 from tasks.files import read_json
 from tasks.providers.base import Pod
-from tasks.runpod_api import ApiError, CreateRequest, PodInfo, SkipCandidate, client, with_retries
+from tasks.runpod_api import ApiError, CreateRequest, PodInfo, RetryableApiError, SkipCandidate, client, with_retries
 from tasks.summary import now
 from tasks.transport import SshConnection
 
@@ -92,7 +92,7 @@ class RunpodProvider:
             for cloud in self.s.cloud_types:
                 req = self._request(gpu, cloud, public_key)
                 try:
-                    info = with_retries(lambda: self.api.create(req), f"create {gpu} / {cloud}")
+                    info = with_retries(lambda: self._create_once(req), f"create {gpu} / {cloud}")
                 except (NoCapacityError, SkipCandidate) as exc:
                     log.info("No %s %s pod: %s", cloud, gpu, exc)
                     tried.append(f"{gpu}/{cloud}")
@@ -102,6 +102,17 @@ class RunpodProvider:
                            cloud_type=cloud, cost_per_hr=info.cost_per_hr, host_id=info.host_id,
                            remote=self._remote())
         raise NoCapacityError(f"no capacity on any candidate (tried {', '.join(tried)}); nothing was rented")
+
+    def _create_once(self, req: CreateRequest) -> PodInfo:
+        """One create; after an unanswered one, adopt the pod it may have made instead of renting twice."""
+        try:
+            return self.api.create(req)
+        except RetryableApiError:
+            mine = [p for p in self.api.list() if p.name == req.name and p.status not in GONE]
+            if mine:
+                log.warning("create got no answer but pod %s named %s exists: adopting it", mine[0].id, req.name)
+                return mine[0]
+            raise
 
     def _remote(self) -> dict[str, str]:
         r = self.ctx.settings.remote
@@ -141,7 +152,6 @@ class RunpodProvider:
     def wait_ready(self, pod: Pod) -> Pod:
         deadline = time.monotonic() + self.s.ready_timeout_s
         info = self._wait_running(pod, deadline)
-        pod.gpu = info.gpu or pod.gpu
         self._fill_connection(pod, info)
         log.info("Connecting in %s mode: %s@%s:%s (from %s)", pod.connection_mode, pod.ssh_user, pod.ssh_host,
                  pod.ssh_port, pod.connection_source)

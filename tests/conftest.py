@@ -1,0 +1,64 @@
+"""Shared fixtures: a real sshd as the pod, a gateway double, and a fake RunPod API per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fake_runpod import FakeRunpod
+from tests.helpers import make_project
+from tests.sshpod import GatewayDouble, Sshd
+
+API_KEY = "rpa_SENTINEL_0123456789abcdef"  # a sentinel: the tests check it never leaks
+
+
+def _ssh_available() -> str | None:
+    if not Path("/usr/sbin/sshd").exists() and not shutil.which("sshd"):
+        return "OpenSSH sshd is not installed (.ci/run installs openssh-server)"
+    if os.geteuid() != 0:
+        return "the sshd pod double logs in as root: run the ssh tests as root (CI does)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    reason = _ssh_available()
+    if reason:
+        pytest.skip(reason)
+    server = Sshd(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_api(sshd):
+    with FakeRunpod(API_KEY, sshd.port) as api:
+        yield api
+
+
+@pytest.fixture
+def gateway(sshd, fake_api, tmp_path):
+    gw = GatewayDouble(tmp_path, fake_api.route_host, sshd.client_key).start()
+    yield gw
+    gw.stop()
+
+
+def runpod_project(root: Path, sshd: Sshd, api: FakeRunpod, *, backend: str = "graphql", gateway: GatewayDouble | None = None,
+                   **sections):
+    """A project that rents from the fake API; the pod's folders live under `root/pod`."""
+    pod = root / "pod"
+    runpod = {"api": backend, "ssh_key_path": str(sshd.client_key), "poll_interval_s": 0.05, "ready_timeout_s": 20}
+    if gateway:
+        runpod.update({"gateway_host": "127.0.0.1", "gateway_port": gateway.port})
+    runpod.update(sections.pop("runpod", {}))
+    ssh = {"probe_timeout_s": 20, "reconnect_delay_s": 0.2, **sections.pop("ssh", {})}
+    remote = {"input_dir": str(pod / "workspace" / "input"), "output_dir": str(pod / "output" / "adapter"),
+              "work_dir": str(pod / "workspace" / "fullcycle"), "python": sys.executable,
+              "hf_home": str(pod / "hf-home")}
+    env = {"RUNPOD_API_KEY": API_KEY, "RUNPOD_GRAPHQL_URL": f"{api.url}/graphql", "RUNPOD_API_URL": api.url}
+    return make_project(root, extra_env=env, project={"provider": "runpod"}, runpod=runpod, ssh=ssh, remote=remote,
+                        **sections)

@@ -1,0 +1,163 @@
+"""The pod, reached over real ssh: an OpenSSH sshd on 127.0.0.1, and a gateway double.
+
+The gateway double behaves like ssh.runpod.io as far as this tool can tell: it accepts any
+`<podHostId>` user with the client's key, routes the session to that pod's sshd, and refuses PTYs,
+interactive shells, scp, sftp and rsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncssh
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+class Sshd:
+    """A real sshd as the pod; the client key is authorised for root (direct mode is root@ip)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.host_key = keygen(folder / "host_ed25519")
+        self.client_key = keygen(folder / "client_ed25519")
+        (folder / "authorized_keys").write_text((folder / "client_ed25519.pub").read_text())
+        self.port = free_port()
+        self.config = folder / "sshd_config"
+        self.config.write_text("\n".join([
+            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {self.host_key}",
+            f"AuthorizedKeysFile {folder / 'authorized_keys'}", "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", "PermitRootLogin prohibit-password",
+            "UsePAM no", "StrictModes no", f"PidFile {folder / 'sshd.pid'}", "LogLevel ERROR",
+            "MaxStartups 100:30:200", "MaxSessions 100", "ClientAliveInterval 5", "",
+        ]))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Sshd":
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stderr=open(self.folder / "sshd.log", "wb"))
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError(f"sshd did not start: {(self.folder / 'sshd.log').read_text()}")
+
+    def drop_connections(self) -> int:
+        """Kill every session sshd serves now (what a network drop looks like from both ends)."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        for pid in out:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(out)
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class GatewayDouble:
+    """ssh.runpod.io's behaviour: route `<podHostId>` to the pod, commands only, no scp/sftp/PTY."""
+
+    REFUSED = ("scp", "sftp", "sftp-server", "rsync")
+
+    def __init__(self, folder: Path, route: Callable[[str], int | None], client_key: Path) -> None:
+        self.host_key = keygen(folder / "gateway_host_ed25519")
+        self.client_pub = Path(str(client_key) + ".pub")
+        self.client_key = client_key
+        self.route = route
+        self.port = free_port()
+        self.sessions = 0
+        self.refused: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def _session(self, process: asyncssh.SSHServerProcess) -> None:
+        user = process.get_extra_info("username")
+        command = process.command
+        self.sessions += 1
+        port = self.route(user)
+        reason = None
+        if port is None:
+            reason = f"no running pod for {user}"
+        elif process.get_terminal_type():
+            reason = "PTY not supported by this gateway double"
+        elif not command:
+            reason = "interactive shells are not supported"
+        elif command.split()[0] in self.REFUSED:
+            reason = f"{command.split()[0]} is not supported through the gateway"
+        if reason:
+            self.refused.append(reason)
+            process.stderr.write(f"gateway: {reason}\n".encode())
+            process.exit(1)
+            return
+        upstream = await asyncio.create_subprocess_exec(
+            "ssh", "-F", "none", "-T", "-p", str(port), "-i", str(self.client_key), "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "root@127.0.0.1", command,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+        async def pump_in() -> None:
+            try:
+                while data := await process.stdin.read(65536):
+                    upstream.stdin.write(data)
+                    await upstream.stdin.drain()
+            except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged, ConnectionError):
+                pass
+            finally:
+                upstream.stdin.close()
+
+        async def pump_out(src: asyncio.StreamReader, dst: asyncssh.SSHWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+
+        feeder = asyncio.ensure_future(pump_in())
+        try:
+            await asyncio.gather(pump_out(upstream.stdout, process.stdout), pump_out(upstream.stderr, process.stderr))
+            code = await upstream.wait()
+        except (ConnectionError, asyncssh.Error):
+            upstream.kill()
+            code = 255
+        feeder.cancel()
+        process.exit(code)
+
+    def start(self) -> "GatewayDouble":
+        async def serve() -> asyncssh.SSHAcceptor:
+            return await asyncssh.create_server(
+                asyncssh.SSHServer, "127.0.0.1", self.port, server_host_keys=[str(self.host_key)],
+                authorized_client_keys=str(self.client_pub), process_factory=self._session, encoding=None,
+                allow_scp=False, sftp_factory=None)
+
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(serve(), self.loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        self.server.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)

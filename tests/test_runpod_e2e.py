@@ -1,0 +1,125 @@
+"""`doit full_cycle` against the fake RunPod API, with the pod reached over real ssh."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import API_KEY, runpod_project
+from tests.helpers import DODO
+
+
+@pytest.mark.parametrize("backend", ["graphql", "rest"])
+@pytest.mark.parametrize("mode", ["direct", "gateway"])
+def test_full_cycle_on_the_fake_runpod(tmp_path, sshd, fake_api, gateway, backend, mode):
+    fake_api.faults.public_ssh = mode == "direct"
+    proj = runpod_project(tmp_path, sshd, fake_api, backend=backend, gateway=gateway)
+    started = time.monotonic()
+    proc = proj.doit("full_cycle", check=True)
+    wall = time.monotonic() - started
+    assert (proj.adapter / "adapter_model.safetensors").is_file()
+    assert fake_api.running() == [], "a pod was left running"
+    summary = proj.summary
+    pod = next(iter(fake_api.pods.values()))
+    assert summary["pod_id"] == pod.id and summary["terminated"] is True and summary["training_success"] is True
+    assert summary["connection_mode"] == ("direct-ssh" if mode == "direct" else "gateway-no-scp-no-pty")
+    assert summary["ssh_user"] == ("root" if mode == "direct" else pod.host_id)
+    assert summary["pod"]["gpu"] == "NVIDIA GeForce RTX 5090" and summary["pod"]["cloud_type"] == "COMMUNITY"
+    assert summary["upload_verification"].endswith("  config.json")
+    assert "PUBLIC_KEY" in pod.env  # the pod accepts our key without registering it with the account
+    if mode == "gateway":
+        assert gateway.sessions >= 3 and not gateway.refused
+    log = proj.trainer_log
+    assert "Rented pod" in log and "cloudType COMMUNITY" in log and "Train command exit code: 0" in log
+    assert API_KEY not in proc.stdout + proc.stderr + log + json.dumps(summary)
+    api_calls = len(fake_api.calls)
+    sessions = gateway.sessions if mode == "gateway" else None
+    print(f"\n[{backend}/{mode}] wall {wall:.1f}s, API calls {api_calls} "
+          f"({', '.join(f'{op} {fake_api.ops(op)}' for op in ('list', 'create', 'get', 'terminate'))}), "
+          f"gateway ssh sessions {sessions}")
+
+
+def test_fallback_order_and_no_human_step(tmp_path, sshd, fake_api):
+    fake_api.faults.capacity = {("NVIDIA GeForce RTX 5090", "COMMUNITY"), ("NVIDIA GeForce RTX 5090", "SECURE")}
+    fake_api.faults.http_errors = {"create": [429, 503]}
+    fake_api.faults.retry_after = 0
+    proj = runpod_project(tmp_path, sshd, fake_api)
+    proj.doit("create_pod", check=True)
+    assert fake_api.create_attempts == [("NVIDIA GeForce RTX 5090", "COMMUNITY"), ("NVIDIA GeForce RTX 5090", "SECURE"),
+                                        ("NVIDIA GeForce RTX 4090", "COMMUNITY")]
+    pod = json.loads((proj.work / "pod.json").read_text())
+    assert pod["gpu"] == "NVIDIA GeForce RTX 4090" and pod["cloud_type"] == "COMMUNITY"
+    assert pod["terminated"] is True, "the forced teardown terminates the pod when doit ends"
+    assert fake_api.running() == []
+
+
+def test_no_capacity_anywhere_fails_cleanly(tmp_path, sshd, fake_api):
+    fake_api.faults.capacity = {("*", "*")}
+    proj = runpod_project(tmp_path, sshd, fake_api, runpod={"gpu_types": ["NVIDIA GeForce RTX 5090", "NVIDIA A40"]})
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0
+    assert len(fake_api.create_attempts) == 4 and fake_api.pods == {}
+    summary = proj.summary
+    assert summary["training_success"] is False and summary["terminated"] is False and summary["pod_id"] is None
+    assert "no capacity on any candidate" in summary["error"]
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key"])
+def test_missing_or_rejected_key_stops_before_renting(tmp_path, sshd, fake_api, key):
+    proj = runpod_project(tmp_path, sshd, fake_api)
+    proj.env.pop("RUNPOD_API_KEY")
+    if key:
+        proj.env["RUNPOD_API_KEY"] = key
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0
+    assert fake_api.ops("create") == 0 and fake_api.pods == {}
+    assert ("RUNPOD_API_KEY is not set" if key is None else "rejected the API key") in proj.summary["error"]
+
+
+def test_connection_json_overrides_discovery(tmp_path, sshd, fake_api):
+    fake_api.faults.public_ssh = False  # the API offers only the gateway, which is not running here
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 1})
+    proj.work.mkdir(parents=True)
+    (proj.work / "connection.json").write_text(json.dumps(
+        {"ssh_user": "root", "ssh_host": "127.0.0.1", "ssh_port": sshd.port, "ssh_key_path": str(sshd.client_key)}))
+    proj.doit("full_cycle", check=True)
+    pod = json.loads((proj.work / "pod.json").read_text())
+    assert pod["connection_source"] == "connection.json" and pod["ssh_port"] == sshd.port
+    assert fake_api.running() == []
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "not valid JSON"),
+    ('{"ssh_user": "root", "ssh_host": "h"}', "field 'ssh_key_path' is missing"),
+    ('{"ssh_user": "root", "ssh_host": "h", "ssh_key_path": "/nonexistent/key"}', "/nonexistent/key does not exist"),
+])
+def test_malformed_connection_json_is_named_and_the_pod_terminated(tmp_path, sshd, fake_api, content, message):
+    proj = runpod_project(tmp_path, sshd, fake_api)
+    proj.work.mkdir(parents=True)
+    (proj.work / "connection.json").write_text(content)
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0
+    assert message in proj.summary["error"] and "connection.json" in proj.summary["error"]
+    assert fake_api.running() == [] and proj.summary["terminated"] is True
+
+
+def test_training_survives_an_ssh_drop(tmp_path, sshd, fake_api):
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 300, "gradient_accumulation_steps": 1})
+    run = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "full_cycle"], cwd=proj.root, env=proj.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = proj.work / "pod-train.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and "step 20/" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.1)
+    assert sshd.drop_connections() >= 1
+    out, _ = run.communicate(timeout=300)
+    assert run.returncode == 0, out[-3000:]
+    train = json.loads((proj.work / "train.json").read_text())
+    assert train["exit_code"] == 0 and train["reconnects"] >= 1
+    assert "reconnecting" in out
+    assert "step 300/300" in log.read_text()
+    assert (proj.adapter / "adapter_model.safetensors").is_file() and fake_api.running() == []
