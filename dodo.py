@@ -65,6 +65,10 @@ DOIT_CONFIG = {
 _STAGES = stages.tasks(CTX)
 
 
+def task_check_stale_pods():
+    return _STAGES["check_stale_pods"]
+
+
 def task_build_dataset():
     return _STAGES["build_dataset"]
 
@@ -111,3 +115,7 @@ def task_summarize():
 
 def task_full_cycle():
     return stages.full_cycle(CTX, list(_STAGES))
+
+
+def task_reap_pods():
+    return stages.reap_pods(CTX)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import logging
@@ -39,6 +40,9 @@ CONFIG_NAME = "config.json"
 SCRIPT_NAME = "train_unsloth.py"
 END_MARK = b"##fullcycle-train-end"
 MAX_FRUITLESS_RECONNECTS = 10
+UPLOAD_ATTEMPTS = 3
+DOWNLOAD_ATTEMPTS = 5
+WATCHDOG_NAME = "fullcycle-watchdog"
 
 q = shlex.quote
 
@@ -69,7 +73,10 @@ def create_pod(ctx: RunContext) -> Pod:
     provider = ctx.provider
     old = Pod.load(ctx.paths.pod_file)
     if old and not old.terminated and provider.is_alive(old):
-        log.info("Reusing live pod %s recorded in %s", old.pod_id, ctx.paths.pod_file)
+        log.info("Resuming with live pod %s recorded in %s (no new rental)", old.pod_id, ctx.paths.pod_file)
+        if not old.ready_at:  # the earlier run died before the pod was reachable
+            old = provider.wait_ready(old)
+            old.save(ctx.paths.pod_file)
         return old
     log.info("Spawning remote run… (provider %s)", provider.name)
     pod = provider.create()
@@ -151,23 +158,30 @@ def _stage_links(staging: Path, inputs: Mapping[str, Path]) -> None:
         (staging / name).symlink_to(path.resolve())
 
 
-def upload(ctx: RunContext) -> list[str]:
-    """Seed §3.3: one base64 stream for all inputs, sha256 of each checked against the pod's upload.ok."""
-    pod, conn = live_pod(ctx)
-    inputs = upload_inputs(ctx)
-    for name, path in inputs.items():
-        if not path.exists():
-            raise TransportError(f"upload: input {path} ({name}) does not exist; run the stage that makes it")
-    staging = ctx.paths.upload_staging
-    _stage_links(staging, inputs)
+def _watchdog(ctx: RunContext, pod: Pod) -> str:
+    """Shell that (re)starts the pod's dead-man's switch: it ends the pod after the maximum runtime,
+    even if this machine dies. Only real pods get one; the local 'pod' is this machine."""
+    command = ctx.settings.runpod.watchdog_command
+    if pod.provider != "runpod" or not command:
+        return ""
+    created = dt.datetime.fromisoformat(pod.created_at)
+    left = ctx.settings.runpod.max_runtime_h * 3600 - (dt.datetime.now(dt.timezone.utc) - created).total_seconds()
+    script = f"sleep {max(int(left), 1)}; {command.replace('{pod_id}', q(pod.pod_id))}"
+    pid_file = q(pod.remote["work_dir"] + "/watchdog.pid")
+    return (f"[ -s {pid_file} ] && kill $(cat {pid_file}) 2>/dev/null; "
+            f"setsid nohup bash -c {q(script)} {WATCHDOG_NAME} > /dev/null 2>&1 < /dev/null & echo $! > {pid_file}; ")
+
+
+def _upload_once(ctx: RunContext, pod: Pod, conn: Connection, inputs: Mapping[str, Path]) -> list[str]:
     input_dir, work_dir = pod.remote["input_dir"], pod.remote["work_dir"]
     names = " ".join(q(n) for n in inputs)
     remote = (
-        f"set -e; mkdir -p {q(input_dir)} {q(work_dir)}; rm -rf {q(work_dir + '/run')}; cd {q(input_dir)}; "
-        f"rm -rf -- {names} upload.ok; base64 -d | tar -xf -; "
+        f"set -e; mkdir -p {q(input_dir)} {q(work_dir)}; rm -rf {q(work_dir + '/run')}; {_watchdog(ctx, pod)}"
+        f"cd {q(input_dir)}; rm -rf -- {names} upload.ok; base64 -d | tar -xf -; "
         f"find {names} -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum > upload.ok.tmp; "
         f"mv upload.ok.tmp upload.ok; echo \"lines $(wc -l < {DATASET_NAME})\" >&2; cat upload.ok"
     )
+    staging = ctx.paths.upload_staging
     result = conn.run_local_pipeline(f"tar -chf - -C {q(str(staging))} {names} | base64 -w0 | {conn.remote(remote)}")
     check(result, "upload", conn)
     text = result.text
@@ -178,12 +192,34 @@ def upload(ctx: RunContext) -> list[str]:
     bad = sorted(n for n in local_sums if remote_sums.get(n) != local_sums[n])
     if bad:
         raise TransportError(f"upload: checksum mismatch on the pod for {', '.join(bad)} (pod {pod.pod_id})")
-    lines = [f"{local_sums[n]}  {n}" for n in sorted(local_sums)]
+    return [f"{local_sums[n]}  {n}" for n in sorted(local_sums)]
+
+
+def upload(ctx: RunContext) -> list[str]:
+    """Seed §3.3: one base64 stream for all inputs, sha256 of each checked against the pod's upload.ok.
+
+    A dropped connection or a checksum mismatch uploads again (the inputs are small next to the
+    adapter, and the pod's input folder is rewritten whole each time)."""
+    pod, conn = live_pod(ctx)
+    inputs = upload_inputs(ctx)
+    for name, path in inputs.items():
+        if not path.exists():
+            raise TransportError(f"upload: input {path} ({name}) does not exist; run the stage that makes it")
+    _stage_links(ctx.paths.upload_staging, inputs)
+    for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+        try:
+            lines = _upload_once(ctx, pod, conn, inputs)
+            break
+        except TransportError as exc:
+            if attempt == UPLOAD_ATTEMPTS:
+                raise
+            log.warning("upload attempt %d failed (%s); uploading again", attempt, exc)
+            time.sleep(ctx.settings.ssh.reconnect_delay_s)
     with atomic_writer(ctx.paths.upload_ok, "w") as fh:
         fh.write("\n".join(lines) + "\n")
     verification = next(line for line in lines if line.endswith(f"  {CONFIG_NAME}"))
     log.info("Upload verified on pod %s: %d files; %s", pod.pod_id, len(lines), verification)
-    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(ctx.paths.upload_staging, ignore_errors=True)
     return lines
 
 
@@ -322,7 +358,10 @@ def _samples(ctx: RunContext) -> Any:
 
 
 def download(ctx: RunContext) -> Path:
-    """Seed §3.5: the packed adapter, base64 over the connection, streamed straight into a file."""
+    """Seed §3.5: the packed adapter, base64 over the connection, streamed straight into a file.
+
+    A broken transfer resumes where it stopped: base64 of the archive from the last whole 3-byte
+    group received, appended to the partial file."""
     pod, conn = live_pod(ctx)
     record = read_json(ctx.paths.train_file) or {}
     if record.get("pod_id") != pod.pod_id or record.get("exit_code") != 0:
@@ -330,14 +369,27 @@ def download(ctx: RunContext) -> Path:
     target = ctx.paths.adapter_b64
     partial = target.with_name(target.name + ".partial")
     tar = pod.remote["work_dir"] + "/run/adapter.tar"
-    result = conn.run_local_pipeline(f"{conn.remote(f'base64 -w0 {q(tar)}')} > {q(str(partial))}")
-    check(result, "download", conn)
     expected = 4 * -(-record["tar_bytes"] // 3)
-    got = partial.stat().st_size
-    if got != expected:
-        raise TransportError(f"download: got {got} base64 bytes, expected {expected}: transfer truncated; re-run `doit download_adapter`")
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        have = partial.stat().st_size // 4 * 4 if partial.exists() else 0
+        with partial.open("ab") as fh:
+            fh.truncate(have)
+        offset = have // 4 * 3
+        if attempt > 1:
+            log.warning("download: resuming at archive byte %d (attempt %d)", offset, attempt)
+        remote = f"tail -c +{offset + 1} {q(tar)} | base64 -w0"
+        result = conn.run_local_pipeline(f"{conn.remote(remote)} >> {q(str(partial))}")
+        got = partial.stat().st_size
+        if result.exit_code == 0 and got == expected:
+            break
+        if got > expected:
+            partial.unlink()
+        if attempt == DOWNLOAD_ATTEMPTS:
+            raise TransportError(f"download: got {got} of {expected} base64 bytes after {attempt} attempts "
+                                 f"({result.stderr.strip()[-300:] or 'transfer truncated'}); re-run `doit download_adapter`")
+        time.sleep(ctx.settings.ssh.reconnect_delay_s)
     os.replace(partial, target)
-    log.info("Downloaded adapter archive: %d bytes (base64 %d)", record["tar_bytes"], got)
+    log.info("Downloaded adapter archive: %d bytes (base64 %d)", record["tar_bytes"], expected)
     return target
 
 

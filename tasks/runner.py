@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tasks import logs, summary
+from tasks import lock, logs, summary
 from tasks.context import RunContext
 from tasks.errors import FullcycleError
 
@@ -30,9 +30,11 @@ def _write_summary(ctx: RunContext) -> None:
 @contextlib.contextmanager
 def stage(ctx: RunContext, name: str) -> Iterator[None]:
     """Record `name`'s outcome in stages.json and refresh run-summary.json on the way out."""
+    lock.acquire(ctx.paths.lock_file)  # before anything is written: a second run must not touch this one
     logs.setup(ctx.paths.trainer_log)
-    ctx.paths.work_local.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    # Recorded at the start, so a run killed outright (kill -9, power loss) still shows where it died.
+    summary.record_stage(ctx.paths, name, "running", started, started)
     log.info("== %s", name)
     try:
         yield

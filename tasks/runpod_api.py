@@ -56,6 +56,7 @@ class CreateRequest:
     volume_gb: int
     container_disk_gb: int
     public_key: str = ""
+    terminate_after: str = ""  # dead-man's switch on RunPod's side (GraphQL only; docs say unreliable)
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -70,6 +71,7 @@ class PodInfo:
     host_id: str | None = None  # gateway ssh user
     public_ip: str | None = None  # direct ssh, from the tcp mapping of port 22
     ssh_port: int | None = None
+    uptime_s: float | None = None
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -125,7 +127,7 @@ CREATE = ("mutation Create($input: PodFindAndDeployOnDemandInput!) { podFindAndD
           "{ id costPerHr desiredStatus machine { podHostId gpuDisplayName } } }")
 GET = f"query Pod($input: PodFilter!) {{ pod(input: $input) {{ {_POD_FIELDS} }} }}"
 TERMINATE = "mutation Terminate($input: PodTerminateInput!) { podTerminate(input: $input) }"
-LIST = "query Pods { myself { id pods { id name desiredStatus costPerHr } } }"
+LIST = "query Pods { myself { id pods { id name desiredStatus costPerHr runtime { uptimeInSeconds } } } }"
 
 
 class GraphqlApi:
@@ -146,7 +148,7 @@ class GraphqlApi:
         except ValueError:
             raise RetryableApiError(f"HTTP {resp.status_code} with a non-JSON body") from None
         errors = body.get("errors") or []
-        if resp.status_code == 400 or (errors and not body.get("data")):
+        if resp.status_code == 400 or errors:  # errors come with partial data such as {"podTerminate": null}
             message = "; ".join(e.get("message", "") for e in errors) or f"HTTP {resp.status_code}"
             lowered = message.lower()
             if any(m in lowered for m in CAPACITY_MARKERS):
@@ -166,6 +168,8 @@ class GraphqlApi:
             "volumeInGb": req.volume_gb, "containerDiskInGb": req.container_disk_gb, "name": req.name,
             "ports": "22/tcp", "supportPublicIp": True, "startSsh": True, "volumeMountPath": "/workspace",
         }
+        if req.terminate_after:
+            payload["terminateAfter"] = req.terminate_after
         if req.template_id:
             payload["templateId"] = req.template_id
         if req.image_name:
@@ -200,7 +204,8 @@ class GraphqlApi:
         runtime = pod.get("runtime")
         info = PodInfo(id=pod["id"], name=pod.get("name"), status=pod.get("desiredStatus"),
                        running=runtime is not None, cost_per_hr=pod.get("costPerHr"),
-                       gpu=machine.get("gpuDisplayName"), host_id=machine.get("podHostId"))
+                       gpu=machine.get("gpuDisplayName"), host_id=machine.get("podHostId"),
+                       uptime_s=(runtime or {}).get("uptimeInSeconds"))
         for port in (runtime or {}).get("ports") or []:
             # port 22 is listed twice, udp and tcp: only the public tcp mapping is sshd
             if port.get("privatePort") == 22 and port.get("type") == "tcp" and port.get("isIpPublic"):
@@ -285,7 +290,7 @@ class RestApi:
         info = PodInfo(id=pod["id"], name=pod.get("name"), status=pod.get("status"),
                        running=pod.get("status") == "RUNNING" and runtime is not None,
                        cost_per_hr=pod.get("cost"), gpu=(pod.get("gpu") or {}).get("id"),
-                       host_id=proxy.get("username"))
+                       host_id=proxy.get("username"), uptime_s=(runtime or {}).get("uptime"))
         for port in (runtime or {}).get("ports") or []:
             if port.get("private") == 22 and port.get("type") == "tcp" and port.get("public") and port.get("ip"):
                 info.public_ip, info.ssh_port = port["ip"], port["public"]

@@ -96,7 +96,10 @@ class RunpodSettings:
     name_prefix: str = "fullcycle"
     ready_timeout_s: float = field(default=900, metadata=_rule(1, 86_400))
     poll_interval_s: float = field(default=5, metadata=_rule(0.05, 600))
-    max_runtime_h: float = field(default=6, metadata=_rule(0.1, 168))
+    retry_base_s: float = field(default=1.0, metadata=_rule(0.0, 60))
+    max_runtime_h: float = field(default=6, metadata=_rule(0.0001, 168))
+    watchdog_command: str = "runpodctl remove pod {pod_id}"
+    reap: str = field(default="report", metadata=_rule(choices=("off", "report", "terminate")))
     ssh_key_path: str = "~/.ssh/id_ed25519"
     gateway_host: str = "ssh.runpod.io"
     gateway_port: int = field(default=22, metadata=_rule(1, 65535))

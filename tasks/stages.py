@@ -145,6 +145,22 @@ def _summarize(ctx: RunContext) -> None:
     log.info("Run complete.")
 
 
+def _reap(ctx: RunContext, terminate: bool) -> Any:
+    from tasks import logs, reaper
+    from tasks.errors import FullcycleError
+
+    logs.setup(ctx.paths.trainer_log)
+    try:
+        reaper.reap(ctx, terminate)
+    except FullcycleError as exc:
+        if terminate:
+            from doit.exceptions import TaskFailed
+
+            return TaskFailed(logs.redact(str(exc)))
+        log.warning("reaper: could not check for stale pods: %s", exc)
+    return None
+
+
 def _pod_terminated(ctx: RunContext) -> bool:
     from tasks.providers.base import Pod
 
@@ -162,11 +178,14 @@ def ensure_terminated(ctx: RunContext) -> None:
     """The forced cleanup: runs after all tasks, also after a failure or Ctrl-C (doit teardown)."""
     if _pod_terminated(ctx):
         return
+    from tasks.lock import RunLocked
     from tasks.runner import stage
 
     try:
         with stage(ctx, "terminate_pod"):
             _terminate(ctx)
+    except RunLocked:
+        return  # the pod belongs to the run that holds the lock: leave it alone
     except Exception as exc:
         TEARDOWN_FAILURES.append(str(exc))
 
@@ -187,6 +206,10 @@ def tasks(ctx: RunContext) -> dict[str, dict[str, Any]]:
         src = Path(builder.source).expanduser()
         sources = [str(f) for f in source_files(src if src.is_absolute() else p.project_root / src)]
     return {
+        "check_stale_pods": {"basename": "check_stale_pods", "verbosity": 2, "params": [DATE_PARAM],
+                             "doc": "Before a run: report (or end, per [runpod] reap) pods a crashed run left",
+                             "actions": [(_reap, [ctx, ctx.settings.runpod.reap == "terminate"])],
+                             "uptodate": [ctx.settings.runpod.reap == "off" or ctx.provider_name != "runpod"]},
         "build_dataset": _task(ctx, "build_dataset", _build_dataset, "Build today's raw JSONL with the configured builder",
                                file_dep=sources, targets=[str(p.raw_data_file)],
                                uptodate=[config_changed(repr(builder))]),
@@ -219,6 +242,12 @@ def tasks(ctx: RunContext) -> dict[str, dict[str, Any]]:
         "summarize": _task(ctx, "summarize", _summarize, "Write the final run-summary.json",
                            file_dep=[str(p.stages_file)], targets=[str(p.summary_file)]),
     }
+
+
+def reap_pods(ctx: RunContext) -> dict[str, Any]:
+    return {"basename": "reap_pods", "verbosity": 2, "params": [DATE_PARAM], "uptodate": [False],
+            "doc": "Terminate this project's pods that no live run owns or that outlived max_runtime_h",
+            "actions": [(_reap, [ctx, True])]}
 
 
 def full_cycle(ctx: RunContext, stages: list[str]) -> dict[str, Any]:

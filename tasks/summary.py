@@ -76,6 +76,15 @@ def _versions(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _error(failed: list[tuple[str, dict[str, Any]]]) -> str | None:
+    if not failed:
+        return None
+    name, record = failed[-1]
+    if record["status"] == "running":
+        return f"{name}: did not finish (still running, or the process was killed)"
+    return f"{name}: {record['error']}"
+
+
 def build(paths: RunPaths, provider: str, samples_used: int | None = None) -> dict[str, Any]:
     stages = (read_json(paths.stages_file) or {}).get("stages", {})
     config = read_json(paths.config_file) or {}
@@ -106,7 +115,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None) -> di
         "training_success": bool(training_success),
         # Beyond the seed: what an auditor needs to explain the run.
         "success": bool(training_success) and not failed,
-        "error": f"{failed[-1][0]}: {failed[-1][1]['error']}" if failed else None,
+        "error": _error(failed),
         "provider": provider,
         "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "created_at",
                                           "ready_at", "terminated_at", "terminate_error", "ssh_port")} if pod else None,

@@ -58,7 +58,20 @@ def runpod_project(root: Path, sshd: Sshd, api: FakeRunpod, *, backend: str = "g
     ssh = {"probe_timeout_s": 20, "reconnect_delay_s": 0.2, **sections.pop("ssh", {})}
     remote = {"input_dir": str(pod / "workspace" / "input"), "output_dir": str(pod / "output" / "adapter"),
               "work_dir": str(pod / "workspace" / "fullcycle"), "python": sys.executable,
-              "hf_home": str(pod / "hf-home")}
+              "hf_home": str(pod / "hf-home"), **sections.pop("remote", {})}
     env = {"RUNPOD_API_KEY": API_KEY, "RUNPOD_GRAPHQL_URL": f"{api.url}/graphql", "RUNPOD_API_URL": api.url}
     return make_project(root, extra_env=env, project={"provider": "runpod"}, runpod=runpod, ssh=ssh, remote=remote,
                         **sections)
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.test_fault_matrix import MATRIX
+
+    if not MATRIX:
+        return
+    terminalreporter.section("fault matrix")
+    cols = ["fault", "exit", "leaked pods", "summary ok", "log names it"]
+    widths = [max(len(c), *(len(str(r[c])) for r in MATRIX)) for c in cols]
+    terminalreporter.write_line("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for row in MATRIX:
+        terminalreporter.write_line("  ".join(str(row[c]).ljust(w) for c, w in zip(cols, widths)))

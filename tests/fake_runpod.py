@@ -75,6 +75,7 @@ class Faults:
     never_ready: bool = False
     public_ssh: bool = True  # direct mode: publish tcp/22 on a public IP (udp decoy listed too)
     terminate_errors: int = 0  # podTerminate fails this many times with a generic error
+    ssh_port: int | None = None  # publish this port for tcp/22 instead of the real sshd's (e.g. a closed one)
 
 
 class FakeRunpod:
@@ -155,8 +156,8 @@ class FakeRunpod:
         if ready:
             ports = [{"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22, "publicPort": 1, "type": "udp"}]
             if self.faults.public_ssh:
-                ports.append({"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22, "publicPort": self.ssh_port,
-                              "type": "tcp"})
+                ports.append({"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22,
+                              "publicPort": self.faults.ssh_port or self.ssh_port, "type": "tcp"})
             else:
                 ports = [{"ip": "10.0.0.5", "isIpPublic": False, "privatePort": 22, "publicPort": 22, "type": "tcp"}]
             runtime = {"uptimeInSeconds": int(time.time() - pod.created), "ports": ports}
@@ -302,7 +303,10 @@ class FakeRunpod:
                 fake.urls.append(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                auth = self.headers.get("Authorization") or ""
+                if auth.startswith("Bearer pod-key-") and b"podTerminate" in raw:
+                    pass  # a pod-scoped key (what the watchdog on the pod has) may terminate its pod
+                elif auth != f"Bearer {fake.api_key}":
                     return self._answer(401, {"title": "Unauthorized", "status": 401, "detail": "bad key"})
                 body = json.loads(raw) if raw else None
                 if self.path.startswith("/graphql"):

@@ -94,6 +94,8 @@ class GatewayDouble:
         self.port = free_port()
         self.sessions = 0
         self.refused: list[str] = []
+        # one-shot faults: "drop_upload", "corrupt_upload", "truncate_download"
+        self.faults: set[str] = set()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -122,9 +124,25 @@ class GatewayDouble:
             "root@127.0.0.1", command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
+        connection = process.get_extra_info("connection")
+        is_upload = "base64 -d" in command
+        is_download = "base64 -w0" in command and "tail -c" in command
+        drop_in = is_upload and self._take("drop_upload")
+        corrupt = is_upload and self._take("corrupt_upload")
+        cut_out = is_download and self._take("truncate_download")
+
         async def pump_in() -> None:
+            sent = 0
             try:
                 while data := await process.stdin.read(65536):
+                    if corrupt and sent <= 900 < sent + len(data):  # one base64 char inside the dataset
+                        i = 900 - sent
+                        data = data[:i] + (b"B" if data[i:i + 1] != b"B" else b"C") + data[i + 1:]
+                    if drop_in and sent + len(data) > 1000:
+                        upstream.kill()
+                        connection.abort()
+                        return
+                    sent += len(data)
                     upstream.stdin.write(data)
                     await upstream.stdin.drain()
             except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged, ConnectionError):
@@ -133,7 +151,15 @@ class GatewayDouble:
                 upstream.stdin.close()
 
         async def pump_out(src: asyncio.StreamReader, dst: asyncssh.SSHWriter) -> None:
+            sent = 0
             while data := await src.read(65536):
+                if cut_out and dst is process.stdout and sent + len(data) > 30000:
+                    dst.write(data[: 30000 - sent])
+                    await dst.drain()
+                    upstream.kill()
+                    connection.abort()
+                    return
+                sent += len(data)
                 dst.write(data)
                 await dst.drain()
 
@@ -145,7 +171,16 @@ class GatewayDouble:
             upstream.kill()
             code = 255
         feeder.cancel()
-        process.exit(code)
+        try:
+            process.exit(code)
+        except (OSError, asyncssh.Error):
+            pass  # the connection was dropped on purpose
+
+    def _take(self, fault: str) -> bool:
+        if fault in self.faults:
+            self.faults.discard(fault)
+            return True
+        return False
 
     def start(self) -> "GatewayDouble":
         async def serve() -> asyncssh.SSHAcceptor:

@@ -7,6 +7,7 @@ when a person drops one in WORK_LOCAL. Fresh API data always beats anything reco
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from pathlib import Path
@@ -59,6 +60,9 @@ class RunpodProvider:
         self.s = ctx.settings.runpod
         self._api = None
 
+    def _retry(self, call, what: str, attempts: int = 6):
+        return with_retries(call, what, attempts=attempts, base_delay=self.s.retry_base_s)
+
     @property
     def api(self):
         if self._api is None:
@@ -80,19 +84,21 @@ class RunpodProvider:
             gpu_count=self.s.gpu_count, template_id=self.s.template_id, image_name=self.s.image_name,
             min_vcpu_count=self.s.min_vcpu_count, min_memory_gb=self.s.min_memory_gb, volume_gb=self.s.volume_gb,
             container_disk_gb=self.s.container_disk_gb, public_key=public_key,
+            terminate_after=(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=self.s.max_runtime_h)).isoformat(
+                timespec="seconds"),
         )
 
     def create(self) -> Pod:
         key = self._key_path()
         pub = key.with_name(key.name + ".pub")
         public_key = pub.read_text().strip() if pub.is_file() else ""
-        with_retries(self.api.check_key, "RunPod API key check")  # a bad key stops here, before renting
+        self._retry(self.api.check_key, "RunPod API key check")  # a bad key stops here, before renting
         tried = []
         for gpu in self.s.gpu_types:
             for cloud in self.s.cloud_types:
                 req = self._request(gpu, cloud, public_key)
                 try:
-                    info = with_retries(lambda: self._create_once(req), f"create {gpu} / {cloud}")
+                    info = self._retry(lambda: self._create_once(req), f"create {gpu} / {cloud}")
                 except (NoCapacityError, SkipCandidate) as exc:
                     log.info("No %s %s pod: %s", cloud, gpu, exc)
                     tried.append(f"{gpu}/{cloud}")
@@ -123,7 +129,7 @@ class RunpodProvider:
 
     def _wait_running(self, pod: Pod, deadline: float) -> PodInfo:
         while True:
-            info = with_retries(lambda: self.api.get(pod.pod_id), f"poll pod {pod.pod_id}")
+            info = self._retry(lambda: self.api.get(pod.pod_id), f"poll pod {pod.pod_id}")
             if info is None or info.status in GONE:
                 raise ProviderError(f"pod {pod.pod_id} disappeared while starting")
             if info.running and (info.public_ip or info.host_id):
@@ -182,7 +188,7 @@ class RunpodProvider:
 
     def is_alive(self, pod: Pod) -> bool:
         try:
-            info = with_retries(lambda: self.api.get(pod.pod_id), f"poll pod {pod.pod_id}", attempts=3)
+            info = self._retry(lambda: self.api.get(pod.pod_id), f"poll pod {pod.pod_id}", attempts=3)
         except ApiError:
             return False
         return info is not None and info.status not in GONE and info.status != "EXITED"
@@ -190,12 +196,12 @@ class RunpodProvider:
     def terminate(self, pod: Pod, verify_s: float = 60.0) -> None:
         """podTerminate, retried; then poll until the API no longer lists the pod as alive."""
         try:
-            with_retries(lambda: self.api.terminate(pod.pod_id), f"terminate pod {pod.pod_id}")
+            self._retry(lambda: self.api.terminate(pod.pod_id), f"terminate pod {pod.pod_id}")
         except ApiError as exc:
             raise ProviderError(f"could not terminate pod {pod.pod_id}: {exc}") from None
         deadline = time.monotonic() + verify_s
         while True:
-            info = with_retries(lambda: self.api.get(pod.pod_id), f"verify termination of {pod.pod_id}")
+            info = self._retry(lambda: self.api.get(pod.pod_id), f"verify termination of {pod.pod_id}")
             if info is None or info.status in GONE:
                 return
             if time.monotonic() > deadline:
