@@ -51,7 +51,8 @@ def runpod_project(root: Path, sshd: Sshd, api: FakeRunpod, *, backend: str = "g
                    **sections):
     """A project that rents from the fake API; the pod's folders live under `root/pod`."""
     pod = root / "pod"
-    runpod = {"api": backend, "ssh_key_path": str(sshd.client_key), "poll_interval_s": 0.05, "ready_timeout_s": 20}
+    runpod = {"api": backend, "ssh_key_path": str(sshd.client_key), "poll_interval_s": 0.05, "ready_timeout_s": 20,
+              "retry_base_s": 0.05}
     if gateway:
         runpod.update({"gateway_host": "127.0.0.1", "gateway_port": gateway.port})
     runpod.update(sections.pop("runpod", {}))

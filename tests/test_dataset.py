@@ -79,3 +79,14 @@ def test_python_callable_builder(tmp_path):
     proj.env["PYTHONPATH"] += f":{tmp_path}"
     proj.doit("clean_dataset", check=True)
     assert json.loads((proj.work / "unsloth_dataset.jsonl").read_text())["output"] == proj.date
+
+
+def test_a_100_mb_single_line(tmp_path):
+    raw = tmp_path / "raw.jsonl"
+    big = "x" * (100 * 1024 * 1024)
+    with raw.open("w") as fh:
+        fh.write(json.dumps({"instruction": "long", "output": big}) + "\n")
+        fh.write('{"instruction": "cut short", "output": "' + big[:1000] + "\n")
+        fh.write(json.dumps(GOOD) + "\n")
+    stats = clean(raw, tmp_path / "clean.jsonl")
+    assert stats.kept == 2 and dict(stats.dropped) == {"invalid_json": 1}
