@@ -35,6 +35,7 @@ def stage(ctx: RunContext, name: str) -> Iterator[None]:
     started = time.time()
     # Recorded at the start, so a run killed outright (kill -9, power loss) still shows where it died.
     summary.record_stage(ctx.paths, name, "running", started, started)
+    _write_summary(ctx)
     log.info("== %s", name)
     try:
         yield

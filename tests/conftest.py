@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,9 +36,13 @@ def sshd(tmp_path_factory):
 
 
 @pytest.fixture
-def fake_api(sshd):
+def fake_api(sshd, tmp_path):
     with FakeRunpod(API_KEY, sshd.port) as api:
         yield api
+    # A terminated pod takes its processes with it; on this shared "pod" machine, end them by hand
+    # (trainings that a killed orchestrator left running, watchdogs still sleeping).
+    subprocess.run(["pkill", "-f", str(tmp_path)], check=False)
+    subprocess.run(["pkill", "-f", "fullcycle-watchdog"], check=False)
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ def test_fault(row: Row, tmp_path, sshd, fake_api, gateway):
         settings.setdefault("remote", {})["python"] = _remote_python(row.remote_python, tmp_path)
     if row.after == "watchdog":
         settings.setdefault("runpod", {}).update(
-            {"max_runtime_h": 0.004, "watchdog_command": _watchdog_command(tmp_path, fake_api.url)})
+            {"max_runtime_h": 0.006, "watchdog_command": _watchdog_command(tmp_path, fake_api.url)})
     proj = runpod_project(tmp_path / "proj", sshd, fake_api, backend=row.backend,
                           gateway=gateway if row.gateway else None, **settings)
     run = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "full_cycle"], cwd=proj.root,
@@ -148,6 +148,6 @@ def test_fault(row: Row, tmp_path, sshd, fake_api, gateway):
                    "log names it": row.log in trainer_log})
     assert leaked == 0, f"{leaked} pod(s) left running"
     assert expected_code_ok, f"exit code {code}\n{out[-3000:]}"
-    assert summary_ok, json.dumps({k: summary[k] for k in ("training_success", "success", "terminated", "error")})
+    assert summary_ok, json.dumps({k: summary[k] for k in ("training_success", "success", "terminated", "error")}) + out[-2000:]
     assert row.log in trainer_log, trainer_log[-3000:]
     assert (proj.adapter / "adapter_model.safetensors").is_file() is row.ok
