@@ -109,6 +109,22 @@ def task_extract_adapter():
     return _STAGES["extract_adapter"]
 
 
+def task_post_gguf():
+    return _STAGES["post_gguf"]
+
+
+def task_post_modelfile():
+    return _STAGES["post_modelfile"]
+
+
+def task_post_latest():
+    return _STAGES["post_latest"]
+
+
+def task_post_commands():
+    return _STAGES["post_commands"]
+
+
 def task_summarize():
     return _STAGES["summarize"]
 
@@ -119,3 +135,7 @@ def task_full_cycle():
 
 def task_reap_pods():
     return stages.reap_pods(CTX)
+
+
+def task_report():
+    return stages.report(CTX)

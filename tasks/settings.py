@@ -124,6 +124,14 @@ class SshSettings:
     reconnect_delay_s: float = field(default=5, metadata=_rule(0, 600))
 
 
+@dataclass(frozen=True)
+class PostSettings:
+    ollama_from: str = ""  # FROM line of the Modelfile; empty = [training] base_model
+    ollama_create: bool = True  # run `ollama create` when an ollama binary is on PATH
+    ollama_model_name: str = "fullcycle-{date}"
+    commands: tuple[str, ...] = ()  # run in order after success; {date} {adapter_dir} {gguf} {summary}
+
+
 SECTIONS: dict[str, type] = {
     "project": ProjectSettings,
     "paths": PathSettings,
@@ -132,6 +140,7 @@ SECTIONS: dict[str, type] = {
     "runpod": RunpodSettings,
     "remote": RemoteSettings,
     "ssh": SshSettings,
+    "post": PostSettings,
 }
 
 
@@ -144,6 +153,7 @@ class Settings:
     runpod: RunpodSettings
     remote: RemoteSettings
     ssh: SshSettings
+    post: PostSettings
     source_file: Path | None
     project_root: Path
     date: str
@@ -175,9 +185,13 @@ def _coerce(where: str, f: dataclasses.Field, value: Any) -> Any:
     elif want in ("str",):
         if not isinstance(value, str):
             raise SettingsError(f"{where}: expected a string, got {value!r}")
+    elif want == "bool":
+        if not isinstance(value, bool):
+            raise SettingsError(f"{where}: expected true or false, got {value!r}")
     elif want.startswith("tuple"):
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value) or not value:
-            raise SettingsError(f"{where}: expected a non-empty list of strings, got {value!r}")
+        empty_ok = f.default == ()
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value) or not (value or empty_ok):
+            raise SettingsError(f"{where}: expected a {'' if empty_ok else 'non-empty '}list of strings, got {value!r}")
         value = tuple(value)
     rule = f.metadata
     if rule.get("choices") and value not in rule["choices"]:

@@ -141,6 +141,37 @@ def _extract(ctx: RunContext) -> None:
     remote_training.extract(ctx)
 
 
+def _post_gguf(ctx: RunContext) -> None:
+    from tasks import poststeps
+
+    log.info("Post-steps: converting the adapter for local runtimes…")
+    poststeps.make_gguf(ctx)
+
+
+def _post_modelfile(ctx: RunContext) -> None:
+    from tasks import poststeps
+
+    poststeps.make_modelfile(ctx)
+
+
+def _post_latest(ctx: RunContext) -> None:
+    from tasks import poststeps
+
+    poststeps.update_latest(ctx)
+
+
+def _post_commands(ctx: RunContext) -> None:
+    from tasks import poststeps
+
+    poststeps.run_user_commands(ctx)
+
+
+def _latest_is_current(ctx: RunContext) -> bool:
+    from tasks import poststeps
+
+    return poststeps.latest_is_current(ctx)
+
+
 def _summarize(ctx: RunContext) -> None:
     log.info("Run complete.")
 
@@ -196,6 +227,7 @@ def ensure_terminated(ctx: RunContext) -> None:
 def tasks(ctx: RunContext) -> dict[str, dict[str, Any]]:
     """Every stage, in pipeline order."""
     p = ctx.paths
+    out, adapter = p.out_root, p.final_adapter_dir
     inputs = [str(p.clean_data_file), str(p.config_file), str(TRAIN_SCRIPT), *_tiny_files(ctx)]
     teardown = [(ensure_terminated, [ctx])]
     builder = ctx.settings.dataset
@@ -239,9 +271,32 @@ def tasks(ctx: RunContext) -> dict[str, dict[str, Any]]:
         "extract_adapter": _task(ctx, "extract_adapter", _extract,
                                  "Verify and safely unpack the adapter into out/adapters/<DATE>/adapter/",
                                  file_dep=[str(p.adapter_b64), str(p.train_file)], targets=[str(p.final_adapter_dir)]),
+        "post_gguf": _task(ctx, "post_gguf", _post_gguf, "Convert the adapter to a GGUF LoRA (adapter.gguf) and validate it",
+                           file_dep=[str(adapter / n) for n in ("adapter_config.json", "adapter_model.safetensors",
+                                                                 "base_model_config.json")],
+                           task_dep=["extract_adapter"], targets=[str(out / "adapter.gguf")]),
+        "post_modelfile": _task(ctx, "post_modelfile", _post_modelfile,
+                                "Write the Ollama Modelfile (and `ollama create` when ollama is installed)",
+                                file_dep=[str(out / "adapter.gguf")], targets=[str(out / "Modelfile")],
+                                uptodate=[config_changed(repr(ctx.settings.post))]),
+        "post_latest": _task(ctx, "post_latest", _post_latest, "Point out/adapters/latest at the newest successful date",
+                             task_dep=["extract_adapter"], uptodate=[lambda: _latest_is_current(ctx)]),
+        "post_commands": _task(ctx, "post_commands", _post_commands, "Run the user's [post] commands in order",
+                               file_dep=[str(out / "adapter.gguf")],
+                               uptodate=[config_changed(repr(ctx.settings.post.commands))]),
         "summarize": _task(ctx, "summarize", _summarize, "Write the final run-summary.json",
                            file_dep=[str(p.stages_file)], targets=[str(p.summary_file)]),
     }
+
+
+def report(ctx: RunContext) -> dict[str, Any]:
+    def show() -> None:
+        from tasks import report as history
+
+        print(history.report(ctx))
+
+    return {"basename": "report", "verbosity": 2, "params": [DATE_PARAM], "uptodate": [False], "actions": [show],
+            "doc": "Print the run history (loss, minutes, cost, success) and write loss.png into each run folder"}
 
 
 def reap_pods(ctx: RunContext) -> dict[str, Any]:

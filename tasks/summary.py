@@ -131,6 +131,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None) -> di
         },
         "dataset": {k: stats.get(k) for k in ("lines_read", "dropped")} if stats else None,
         "config": config or None,
+        "post_steps": read_json(paths.work_local / "post-steps.json"),
         "stages": stages,
         "files": {
             "raw_data_file": str(paths.raw_data_file),

@@ -1,0 +1,80 @@
+"""Run history: one line per run from its summary, and a loss curve per run folder.
+
+Everything comes from the files runs left behind (run-summary.json, the adapter's metrics.json),
+so the report covers runs made by any version of the tool, failed ones included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks.context import RunContext
+from tasks.files import read_json
+from tasks.reaper import run_folders
+
+COLUMNS = ("date", "samples", "final loss", "train min", "pod min", "cost $", "success")
+
+
+def _minutes(seconds: Any) -> str:
+    return f"{seconds / 60:.1f}" if isinstance(seconds, (int, float)) else "-"
+
+
+def rows(ctx: RunContext) -> list[dict[str, Any]]:
+    found = []
+    for folder in run_folders(ctx):
+        summary = read_json(folder / "run-summary.json")
+        if not summary:
+            continue
+        training = summary.get("training") or {}
+        loss = training.get("final_loss")
+        found.append({
+            "date": summary.get("date", folder.name),
+            "samples": summary.get("samples_used") if summary.get("samples_used") is not None else "-",
+            "final loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
+            "train min": _minutes(training.get("seconds")),
+            "pod min": _minutes(summary.get("billed_seconds")),
+            "cost $": f"{summary['cost_usd']:.2f}" if isinstance(summary.get("cost_usd"), (int, float)) else "-",
+            "success": "yes" if summary.get("success") else f"no ({(summary.get('error') or '')[:40]})",
+            "_folder": folder, "_summary": summary,
+        })
+    return found
+
+
+def table(found: list[dict[str, Any]]) -> str:
+    widths = [max(len(c), *(len(str(r[c])) for r in found)) if found else len(c) for c in COLUMNS]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths))]
+    lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(COLUMNS, widths)) for r in found]
+    return "\n".join(lines)
+
+
+def plot_loss(summary: dict[str, Any], out: Path) -> Path | None:
+    """loss.png in the run folder: loss per optimizer step, readable at a glance."""
+    metrics = read_json(Path(summary.get("adapter_path", "")) / "metrics.json") or {}
+    steps = metrics.get("steps") or []
+    if not steps:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    xs, ys = [s["step"] for s in steps], [s["loss"] for s in steps]
+    ax.plot(xs, ys, marker="o" if len(xs) <= 60 else None, linewidth=1.8, color="#1f77b4")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"{summary.get('date')} — {summary.get('base_model')} — {summary.get('samples_used')} samples, "
+                 f"final loss {ys[-1]:.4f}", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def report(ctx: RunContext) -> str:
+    found = rows(ctx)
+    for row in found:
+        plot_loss(row["_summary"], row["_folder"] / "loss.png")
+    return table(found) if found else "no runs yet"
