@@ -140,56 +140,68 @@ class CleanStats:
         }
 
 
-def _clean_record(line: bytes) -> tuple[dict[str, str] | None, str]:
-    """Return (record, "") for a usable line, else (None, reason)."""
+def _classify_unparsable(line: bytes) -> str:
+    """Only lines that failed to parse pay for finding out why."""
+    if not line.strip():
+        return "blank"
     try:
-        text = line.decode("utf-8")
+        line.decode("utf-8")
     except UnicodeDecodeError:
-        return None, "not_utf8"
-    try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None, "invalid_json"
+        return "not_utf8"
+    return "invalid_json"
+
+
+def _clean_record(obj: object) -> tuple[dict[str, str] | None, str]:
+    """Return (record, "") for a usable parsed line, else (None, reason)."""
     if not isinstance(obj, dict):
         return None, "not_an_object"
-    record = {}
-    for name in FIELDS:
-        value = obj.get(name)
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            return None, "non_string_field"
-        record[name] = value
-    if not record["instruction"].strip():
+    instruction, inp, output = obj.get("instruction"), obj.get("input"), obj.get("output")
+    if inp is None:
+        inp = ""
+    if instruction is None:
+        instruction = ""
+    if output is None:
+        output = ""
+    if type(instruction) is not str or type(inp) is not str or type(output) is not str:
+        return None, "non_string_field"
+    if not instruction.strip():
         return None, "missing_instruction"
-    if not record["output"].strip():
+    if not output.strip():
         return None, "missing_output"
-    return record, ""
+    return {"instruction": instruction, "input": inp, "output": output}, ""
 
 
 def clean(raw: Path, clean_out: Path) -> CleanStats:
-    """Stream `raw` into `clean_out` as {instruction, input, output} lines; count every drop."""
+    """Stream `raw` into `clean_out` as {instruction, input, output} lines; count every drop.
+
+    orjson parses bytes and rejects invalid UTF-8 itself, so a good line is parsed once and never
+    decoded or stripped in Python; that keeps this loop several times faster than jq."""
     stats = CleanStats()
     seen: set[bytes] = set()
+    loads, dumps, JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+    blake2b = hashlib.blake2b
     with raw.open("rb") as src, atomic_writer(clean_out) as dst:
+        write = dst.write
+        number = 0
         for number, line in enumerate(src, start=1):
-            stats.lines_read += 1
-            line = line.rstrip(b"\r\n")
-            if not line.strip():
-                stats.drop("blank", f"{raw}:{number}")
+            try:
+                obj = loads(line)
+            except JSONDecodeError:
+                stats.drop(_classify_unparsable(line), f"{raw}:{number}")
                 continue
-            record, reason = _clean_record(line)
+            record, reason = _clean_record(obj)
             if record is None:
                 stats.drop(reason, f"{raw}:{number}")
                 continue
-            encoded = orjson.dumps(record)
-            digest = hashlib.blake2b(encoded, digest_size=16).digest()
+            encoded = dumps(record)
+            digest = blake2b(encoded, digest_size=16).digest()
             if digest in seen:
                 stats.drop("duplicate", f"{raw}:{number}")
                 continue
             seen.add(digest)
-            dst.write(encoded + b"\n")
-            stats.kept += 1
+            write(encoded + b"\n")
+        stats.lines_read = number
+        stats.kept = len(seen)
     return stats
 
 
