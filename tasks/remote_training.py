@@ -30,7 +30,7 @@ from tasks.errors import ProviderError, TrainingError, TransportError
 from tasks.files import atomic_writer, read_json, sha256_file, write_json
 from tasks.providers.base import Pod
 from tasks.summary import now
-from tasks.transport import SSH_CONNECT_FAILED, Connection, check
+from tasks.transport import SSH_CONNECT_FAILED, Connection, check, fetch_base64, send_tree
 
 log = logging.getLogger(logs.LOGGER)
 
@@ -174,15 +174,12 @@ def _watchdog(ctx: RunContext, pod: Pod) -> str:
 
 def _upload_once(ctx: RunContext, pod: Pod, conn: Connection, inputs: Mapping[str, Path]) -> list[str]:
     input_dir, work_dir = pod.remote["input_dir"], pod.remote["work_dir"]
-    names = " ".join(q(n) for n in inputs)
-    remote = (
-        f"set -e; mkdir -p {q(input_dir)} {q(work_dir)}; rm -rf {q(work_dir + '/run')}; {_watchdog(ctx, pod)}"
-        f"cd {q(input_dir)}; rm -rf -- {names} upload.ok; base64 -d | tar -xf -; "
-        f"find {names} -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum > upload.ok.tmp; "
-        f"mv upload.ok.tmp upload.ok; echo \"lines $(wc -l < {DATASET_NAME})\" >&2; cat upload.ok"
-    )
-    staging = ctx.paths.upload_staging
-    result = conn.run_local_pipeline(f"tar -chf - -C {q(str(staging))} {names} | base64 -w0 | {conn.remote(remote)}")
+    names = list(inputs)
+    quoted = " ".join(q(n) for n in names)
+    before = f"mkdir -p {q(work_dir)}; rm -rf {q(work_dir + '/run')}; {_watchdog(ctx, pod)}"
+    after = (f"rm -f upload.ok; find {quoted} -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum > upload.ok.tmp; "
+             f"mv upload.ok.tmp upload.ok; echo \"lines $(wc -l < {DATASET_NAME})\" >&2; cat upload.ok")
+    result = send_tree(conn, ctx.paths.upload_staging, names, input_dir, before=before, after=after)
     check(result, "upload", conn)
     text = result.text
     if not text.strip():  # the gateway sometimes swallows stdout: read the proof again, don't hang
@@ -367,18 +364,18 @@ def download(ctx: RunContext) -> Path:
     if record.get("pod_id") != pod.pod_id or record.get("exit_code") != 0:
         raise TransportError(f"download: no successful training recorded for pod {pod.pod_id}; run `doit train`")
     target = ctx.paths.adapter_b64
-    partial = target.with_name(target.name + ".partial")
+    # Named by the archive's hash: only a transfer of this very archive may be resumed.
+    partial = target.with_name(f"{target.name}.{record.get('tar_sha256') or 'unknown'}.partial")
+    for stale in target.parent.glob(f"{target.name}.*.partial"):
+        if stale != partial:
+            stale.unlink()
     tar = pod.remote["work_dir"] + "/run/adapter.tar"
     expected = 4 * -(-record["tar_bytes"] // 3)
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-        have = partial.stat().st_size // 4 * 4 if partial.exists() else 0
-        with partial.open("ab") as fh:
-            fh.truncate(have)
-        offset = have // 4 * 3
         if attempt > 1:
-            log.warning("download: resuming at archive byte %d (attempt %d)", offset, attempt)
-        remote = f"tail -c +{offset + 1} {q(tar)} | base64 -w0"
-        result = conn.run_local_pipeline(f"{conn.remote(remote)} >> {q(str(partial))}")
+            log.warning("download: resuming at archive byte %d (attempt %d)",
+                        partial.stat().st_size // 4 * 3 if partial.exists() else 0, attempt)
+        result = fetch_base64(conn, tar, partial)
         got = partial.stat().st_size
         if result.exit_code == 0 and got == expected:
             break

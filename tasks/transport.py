@@ -48,6 +48,11 @@ class Connection:
     def argv(self, command: str) -> list[str]:
         raise NotImplementedError
 
+    @property
+    def binary_safe(self) -> bool:
+        """Whether raw bytes survive the channel; RunPod's gateway gets base64 (seed §3.3)."""
+        return self.mode in ("local", "direct")
+
     def describe(self) -> str:
         return self.mode
 
@@ -127,6 +132,49 @@ class SshConnection(Connection):
         for key, value in opts.items():
             argv += ["-o", f"{key}={value}"]
         return argv + [f"{self.user}@{self.host}", command]
+
+
+def send_tree(conn: Connection, staging: Path, names: list[str], remote_dir: str, before: str = "",
+              after: str = "") -> Result:
+    """Stream the named entries of `staging` (symlinks followed) into `remote_dir` as one tar.
+
+    One ssh session for any number of files; base64 only where the channel is not binary-safe,
+    since it adds a third to the bytes on the wire."""
+    quoted = " ".join(shlex.quote(n) for n in names)
+    encode, decode = ("", "") if conn.binary_safe else (" | base64 -w0", "base64 -d | ")
+    remote = (f"set -e; {before}mkdir -p {shlex.quote(remote_dir)}; cd {shlex.quote(remote_dir)}; "
+              f"rm -rf -- {quoted}; {decode}tar -xf -; {after}")
+    return conn.run_local_pipeline(f"tar -chf - -C {shlex.quote(str(staging))} {quoted}{encode} | {conn.remote(remote)}")
+
+
+def _resume_point(partial: Path) -> int:
+    """Bytes of `partial` that are whole base64 groups of the stream so far (a cut stream may end
+    in a padded group, which is not part of the whole)."""
+    if not partial.exists():
+        return 0
+    have = partial.stat().st_size // 4 * 4
+    if have:
+        with partial.open("rb") as fh:
+            fh.seek(have - 4)
+            if b"=" in fh.read(4):
+                have -= 4
+    with partial.open("ab") as fh:
+        fh.truncate(have)
+    return have
+
+
+def fetch_base64(conn: Connection, remote_path: str, partial: Path) -> Result:
+    """Append the base64 of `remote_path` to `partial`, resuming after what `partial` already holds.
+
+    The local file is base64 either way (seed §3.5's adapter_base64.txt); on a binary-safe channel
+    the bytes travel raw and are encoded here, a third less on the wire."""
+    offset = _resume_point(partial) // 4 * 3
+    tail = f"tail -c +{offset + 1} {shlex.quote(remote_path)}"
+    if conn.binary_safe:
+        shell = f"{conn.remote(tail)} | base64 -w0 >> {shlex.quote(str(partial))}"
+    else:
+        shell = f"{conn.remote(tail + ' | base64 -w0')} >> {shlex.quote(str(partial))}"
+    return conn.run_local_pipeline(shell)
 
 
 def check(result: Result, what: str, conn: Connection) -> Result:
