@@ -20,6 +20,8 @@ from tasks.errors import TransportError
 from tasks.settings import API_KEY_ENV
 
 SSH_CONNECT_FAILED = 255  # what ssh itself exits with when the connection fails or drops
+# openssl decodes base64 ~1.6x faster than coreutils; not every image has it, so fall back.
+B64_DECODE = "{ if command -v openssl >/dev/null 2>&1; then openssl base64 -d -A; else base64 -d; fi; }"
 
 
 @dataclass
@@ -124,6 +126,9 @@ class SshConnection(Connection):
             "StrictHostKeyChecking": "accept-new",
             "UserKnownHostsFile": str(self.known_hosts),
             "IdentitiesOnly": "yes",
+            # AES-GCM first: hardware-accelerated almost everywhere, ~10% faster bulk transfer than
+            # the default chacha20 on this kind of machine (bench/transfer.py); chacha20 stays as fallback.
+            "Ciphers": "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com",
             "LogLevel": "ERROR",
         }
         argv = ["ssh", "-F", "none", "-T", "-p", str(self.port)]
@@ -141,10 +146,12 @@ def send_tree(conn: Connection, staging: Path, names: list[str], remote_dir: str
     One ssh session for any number of files; base64 only where the channel is not binary-safe,
     since it adds a third to the bytes on the wire."""
     quoted = " ".join(shlex.quote(n) for n in names)
-    encode, decode = ("", "") if conn.binary_safe else (" | base64 -w0", "base64 -d | ")
+    encode, decode = ("", "") if conn.binary_safe else (" | base64 -w0", f"{B64_DECODE} | ")
+    # 1 MiB tar records instead of 10 KiB: fewer, larger writes through every pipe (bench/transfer.py).
     remote = (f"set -e; {before}mkdir -p {shlex.quote(remote_dir)}; cd {shlex.quote(remote_dir)}; "
-              f"rm -rf -- {quoted}; {decode}tar -xf -; {after}")
-    return conn.run_local_pipeline(f"tar -chf - -C {shlex.quote(str(staging))} {quoted}{encode} | {conn.remote(remote)}")
+              f"rm -rf -- {quoted}; {decode}tar -b 2048 -xf -; {after}")
+    return conn.run_local_pipeline(
+        f"tar -b 2048 -chf - -C {shlex.quote(str(staging))} {quoted}{encode} | {conn.remote(remote)}")
 
 
 def _resume_point(partial: Path) -> int:
