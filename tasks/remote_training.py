@@ -287,7 +287,7 @@ def _train_command(pod: Pod, offset: int) -> str:
         f"if [ ! -e train.pid ]; then touch train.log; "
         f"setsid nohup bash -c {q(train)} > /dev/null 2>&1 < /dev/null & "
         f"for i in $(seq 200); do [ -s train.pid ] && break; sleep 0.05; done; fi; "
-        f"pid=$(cat train.pid); tail -c +{offset + 1} --pid=\"$pid\" -f train.log; "
+        f"pid=$(cat train.pid); tail -s 0.2 -c +{offset + 1} --pid=\"$pid\" -f train.log; "
         f"code=$(cat train.exit 2>/dev/null || echo lost); sha=; size=; "
         f"if [ \"$code\" = 0 ]; then {pack} || code=pack-failed; fi; "
         f"printf '%s exit=%s sha256=%s bytes=%s end\\n' {q(END_MARK.decode())} \"$code\" \"$sha\" \"$size\""

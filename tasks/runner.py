@@ -32,7 +32,9 @@ def stage(ctx: RunContext, name: str) -> Iterator[None]:
     """Record `name`'s outcome in stages.json and refresh run-summary.json on the way out."""
     lock.acquire(ctx.paths.lock_file)  # before anything is written: a second run must not touch this one
     logs.setup(ctx.paths.trainer_log)
-    started = time.time()
+    from tasks.transport import SESSIONS
+
+    started, sessions = time.time(), SESSIONS[0]
     # Recorded at the start, so a run killed outright (kill -9, power loss) still shows where it died.
     summary.record_stage(ctx.paths, name, "running", started, started)
     _write_summary(ctx)
@@ -40,7 +42,8 @@ def stage(ctx: RunContext, name: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        summary.record_stage(ctx.paths, name, "interrupted", started, time.time(), "interrupted by a signal")
+        summary.record_stage(ctx.paths, name, "interrupted", started, time.time(), "interrupted by a signal",
+                             SESSIONS[0] - sessions)
         log.error("Stage %s interrupted", name)
         _write_summary(ctx)
         raise
@@ -48,12 +51,12 @@ def stage(ctx: RunContext, name: str) -> Iterator[None]:
         message = str(exc) if isinstance(exc, FullcycleError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, FullcycleError):
             log.exception("Unexpected error in stage %s", name)
-        summary.record_stage(ctx.paths, name, "failed", started, time.time(), message)
+        summary.record_stage(ctx.paths, name, "failed", started, time.time(), message, SESSIONS[0] - sessions)
         _write_summary(ctx)
         log.error("FAILED at %s: %s", name, logs.redact(message))
         log.error("Summary: %s  Log: %s", ctx.paths.summary_file, ctx.paths.trainer_log)
         raise
-    summary.record_stage(ctx.paths, name, "ok", started, time.time())
+    summary.record_stage(ctx.paths, name, "ok", started, time.time(), ssh_sessions=SESSIONS[0] - sessions)
     _write_summary(ctx)
 
 

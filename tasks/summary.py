@@ -26,7 +26,7 @@ def now() -> str:
 
 
 def record_stage(paths: RunPaths, name: str, status: str, started: float, ended: float,
-                 error: str | None = None) -> None:
+                 error: str | None = None, ssh_sessions: int = 0) -> None:
     """Record one stage's outcome; the latest outcome of a stage replaces the older one."""
     data = read_json(paths.stages_file) or {"stages": {}}
     data["stages"].pop(name, None)  # keep the file in execution order
@@ -35,6 +35,7 @@ def record_stage(paths: RunPaths, name: str, status: str, started: float, ended:
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(ended - started, 3),
         "error": redact(error) if error else None,
+        "ssh_sessions": ssh_sessions,
     }
     write_json(paths.stages_file, data)
 
@@ -120,6 +121,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None) -> di
         "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "created_at",
                                           "ready_at", "terminated_at", "terminate_error", "ssh_port")} if pod else None,
         "billed_seconds": billed,
+        "ssh_sessions": sum(s.get("ssh_sessions", 0) for s in stages.values()),
         "cost_usd": round(cost * billed / 3600, 4) if cost is not None and billed is not None else None,
         "training": {
             "exit_code": train.get("exit_code"),

@@ -24,6 +24,11 @@ SSH_CONNECT_FAILED = 255  # what ssh itself exits with when the connection fails
 B64_DECODE = "{ if command -v openssl >/dev/null 2>&1; then openssl base64 -d -A; else base64 -d; fi; }"
 
 
+# Sessions opened on any pod by this process, for the per-stage record (fewer is faster and kinder
+# to the gateway).
+SESSIONS = [0]
+
+
 @dataclass
 class Result:
     exit_code: int
@@ -70,12 +75,14 @@ class Connection:
     def remote(self, command: str) -> str:
         """The shell text that runs `command` on the pod, for use inside a local pipeline."""
         self.sessions += 1
+        SESSIONS[0] += 1
         return shlex.join(self.argv(command))
 
     def _exec(self, argv: list[str], *, stdin: Any = None, out: Any = None, timeout: float | None = None,
               counts: bool = True) -> Result:
         if counts:
             self.sessions += 1
+            SESSIONS[0] += 1
         sink = io.BytesIO() if out is None else out
         err: list[str] = []
         try:

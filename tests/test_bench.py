@@ -1,0 +1,45 @@
+"""Keep the benchmarks working: each runs at a tiny size and must print its JSON line.
+
+These are not timed tests; the figures are for people (see the README's Benchmarks section)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO
+
+
+def _bench(name: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / f"{name}.py"), *args], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert figures["bench"] == name
+    return figures
+
+
+def test_bench_clean_small():
+    figures = _bench("clean", "--size-mb", "2", "--runs", "1")
+    assert figures["ours_peak_rss_mb"] > 0 and figures["ours_mb_s"]["median"] > 0
+
+
+def test_bench_noop_small():
+    figures = _bench("noop", "--size-mb", "1", "--runs", "1")
+    assert figures["noop_s"]["median"] > 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sshd double logs in as root")
+def test_bench_transfer_small(sshd):
+    figures = _bench("transfer", "--adapter-mb", "2", "--jsonl-mb", "1", "--runs", "1")
+    assert figures["adapter.bin_download_gateway"]["median_s"] > 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sshd double logs in as root")
+def test_bench_overhead_small(sshd):
+    figures = _bench("overhead", "--runs", "1")
+    assert figures["ssh_sessions"]["median"] <= 4
