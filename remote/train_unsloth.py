@@ -47,8 +47,9 @@ def load_config(path: Path) -> dict:
     return config
 
 
-def load_rows(path: Path) -> list[dict]:
-    rows = []
+def check_rows(path: Path) -> int:
+    """Stream the dataset once to validate it; nothing is kept (a dataset can be many GB)."""
+    count = 0
     try:
         with path.open(encoding="utf-8") as fh:
             for number, line in enumerate(fh, 1):
@@ -60,19 +61,19 @@ def load_rows(path: Path) -> list[dict]:
                     raise InputError(f"dataset {path}:{number}: invalid JSON ({exc})") from None
                 if not isinstance(row, dict) or not row.get("instruction") or not row.get("output"):
                     raise InputError(f"dataset {path}:{number}: needs instruction and output")
-                rows.append(row)
-    except OSError as exc:
+                count += 1
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"dataset {path}: {exc}") from None
-    if not rows:
+    if not count:
         raise InputError(f"dataset {path} is empty")
-    return rows
+    return count
 
 
-def to_prompt_completion(rows: list[dict], tokenizer) -> list[dict]:
+def prompt_completion(tokenizer):
     """Chat-template the user turn; the completion is the answer plus EOS, so loss covers only it."""
     eos = tokenizer.eos_token or ""
-    out = []
-    for row in rows:
+
+    def convert(row: dict) -> dict:
         user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
         if tokenizer.chat_template:
             prompt = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
@@ -80,8 +81,22 @@ def to_prompt_completion(rows: list[dict], tokenizer) -> list[dict]:
         else:
             block = f"### Input:\n{row['input']}\n\n" if row.get("input") else ""
             prompt = FALLBACK_PROMPT.format(instruction=row["instruction"], input_block=block)
-        out.append({"prompt": prompt, "completion": row["output"] + eos})
-    return out
+        return {"prompt": prompt, "completion": row["output"] + eos}
+
+    return convert
+
+
+def load_training_set(path: Path, tokenizer, config: dict):
+    """Memory-mapped Arrow (datasets' JSON loader), not a list in RAM. When max_steps bounds the
+    run, only the rows those steps can see are formatted and tokenized."""
+    from datasets import load_dataset
+
+    dataset = load_dataset("json", data_files=str(path), split="train")
+    max_steps = int(config.get("max_steps", -1))
+    if max_steps > 0:
+        needed = max_steps * int(config["per_device_train_batch_size"]) * int(config["gradient_accumulation_steps"])
+        dataset = dataset.select(range(min(len(dataset), needed)))
+    return dataset.map(prompt_completion(tokenizer), remove_columns=dataset.column_names)
 
 
 def resolve_model(config: dict, config_path: Path) -> str:
@@ -152,10 +167,10 @@ def train(args: argparse.Namespace) -> int:
     started = time.time()
     quiet()
     config = load_config(args.config)
-    rows = load_rows(args.data)
+    samples = check_rows(args.data)
     model_id = resolve_model(config, args.config)
     unsloth = use_unsloth()
-    say(f"{len(rows)} samples, base model {config['base_model']}, backend {'unsloth' if unsloth else 'transformers+peft+trl'}")
+    say(f"{samples} samples, base model {config['base_model']}, backend {'unsloth' if unsloth else 'transformers+peft+trl'}")
     try:
         model, tokenizer = load_model(model_id, config, unsloth)
     except Exception as exc:  # a wrong id or a missing file: say so plainly
@@ -165,7 +180,6 @@ def train(args: argparse.Namespace) -> int:
         tokenizer.pad_token = tokenizer.eos_token
 
     import torch
-    from datasets import Dataset
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
@@ -189,7 +203,7 @@ def train(args: argparse.Namespace) -> int:
         seed=int(config.get("seed", 42)), bf16=bf16, fp16=False, disable_tqdm=True,
         max_steps=int(config.get("max_steps", -1)),
     )
-    dataset = Dataset.from_list(to_prompt_completion(rows, tokenizer))
+    dataset = load_training_set(args.data, tokenizer, config)
     trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[LossLog()])
     trainer.train()
@@ -205,7 +219,7 @@ def train(args: argparse.Namespace) -> int:
     shutil.rmtree(work, ignore_errors=True)
     metrics = {
         "base_model": config["base_model"],
-        "samples": len(rows),
+        "samples": samples,
         "steps": losses,
         "final_loss": losses[-1]["loss"] if losses else None,
         "seconds": round(time.time() - started, 2),
