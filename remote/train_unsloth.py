@@ -86,16 +86,33 @@ def prompt_completion(tokenizer):
     return convert
 
 
-def load_training_set(path: Path, tokenizer, config: dict):
-    """Memory-mapped Arrow (datasets' JSON loader), not a list in RAM. When max_steps bounds the
-    run, only the rows those steps can see are formatted and tokenized."""
-    from datasets import load_dataset
+def _rows(path: str, limit: int, stamp: str):
+    """The dataset's rows as datasets wants them; `stamp` only keys its cache to this file's version."""
+    with open(path, encoding="utf-8") as fh:
+        count = 0
+        for line in fh:
+            if not line.strip():
+                continue
+            if 0 <= limit <= count:
+                return
+            row = json.loads(line)
+            yield {"instruction": row["instruction"], "input": row.get("input") or "", "output": row["output"]}
+            count += 1
 
-    dataset = load_dataset("json", data_files=str(path), split="train")
+
+def load_training_set(path: Path, tokenizer, config: dict):
+    """Memory-mapped Arrow built from our own line reader, not a list in RAM. (datasets' JSON loader
+    takes data_files as a pattern and expands `$VARS` and globs in it: a path with `$` broke it.)
+    When max_steps bounds the run, only the rows those steps can see are read and tokenized."""
+    from datasets import Dataset
+
     max_steps = int(config.get("max_steps", -1))
+    limit = -1
     if max_steps > 0:
-        needed = max_steps * int(config["per_device_train_batch_size"]) * int(config["gradient_accumulation_steps"])
-        dataset = dataset.select(range(min(len(dataset), needed)))
+        limit = max_steps * int(config["per_device_train_batch_size"]) * int(config["gradient_accumulation_steps"])
+    st = path.stat()
+    dataset = Dataset.from_generator(_rows, gen_kwargs={"path": str(path), "limit": limit,
+                                                        "stamp": f"{st.st_size}-{st.st_mtime_ns}"})
     return dataset.map(prompt_completion(tokenizer), remove_columns=dataset.column_names)
 
 
