@@ -48,6 +48,7 @@ def _record(ctx: RunContext, step: str, outcome: dict[str, Any]) -> None:
 def make_gguf(ctx: RunContext) -> None:
     from tasks import gguf_lora
 
+    log.info("Post-steps: converting the adapter for local runtimes…")
     out = gguf_path(ctx)
     partial = out.with_name(out.name + ".partial")
     written = gguf_lora.convert(ctx.paths.final_adapter_dir, partial)

@@ -59,6 +59,11 @@ class CreateRequest:
     terminate_after: str = ""  # dead-man's switch on RunPod's side (GraphQL only; docs say unreliable)
     env: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def pod_env(self) -> dict[str, str]:
+        """The pod's environment: sshd there takes our key from PUBLIC_KEY, no account keys needed."""
+        return dict(self.env, **({"PUBLIC_KEY": self.public_key} if self.public_key else {}))
+
 
 @dataclass
 class PodInfo:
@@ -174,9 +179,8 @@ class GraphqlApi:
             payload["templateId"] = req.template_id
         if req.image_name:
             payload["imageName"] = req.image_name
-        env = dict(req.env, **({"PUBLIC_KEY": req.public_key} if req.public_key else {}))
-        if env:
-            payload["env"] = [{"key": k, "value": v} for k, v in env.items()]
+        if req.pod_env:
+            payload["env"] = [{"key": k, "value": v} for k, v in req.pod_env.items()]
         pod = self._post(CREATE, {"input": payload}).get("podFindAndDeployOnDemand")
         if not pod or not pod.get("id"):
             raise NoCapacityError("podFindAndDeployOnDemand returned no pod id")
@@ -250,9 +254,8 @@ class RestApi:
             body["templateId"] = req.template_id
         if req.image_name:
             body["image"] = req.image_name
-        env = dict(req.env, **({"PUBLIC_KEY": req.public_key} if req.public_key else {}))
-        if env:
-            body["env"] = env
+        if req.pod_env:
+            body["env"] = req.pod_env
         resp = self.http.request("POST", f"{self.url}/v2/pods", json=body)
         if resp.status_code in (200, 201):
             return self._info(resp.json())

@@ -6,7 +6,9 @@ what it needs when it runs.
 
 from __future__ import annotations
 
+import importlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,65 +107,17 @@ def _build_tiny_model(ctx: RunContext) -> None:
     log.info("Tiny base model built in %s", ctx.paths.tiny_model_dir)
 
 
-def _create_pod(ctx: RunContext) -> None:
-    from tasks import remote_training
+def _lazy(module: str, name: str) -> Callable[[RunContext], Any]:
+    """A stage body that imports its module only when it runs, so `doit list` stays light."""
 
-    remote_training.create_pod(ctx)
+    def body(ctx: RunContext) -> Any:
+        return getattr(importlib.import_module(module), name)(ctx)
 
-
-def _upload(ctx: RunContext) -> None:
-    from tasks import remote_training
-
-    remote_training.upload(ctx)
+    body.__name__ = name
+    return body
 
 
-def _train(ctx: RunContext) -> None:
-    from tasks import remote_training
-
-    remote_training.train(ctx)
-
-
-def _download(ctx: RunContext) -> None:
-    from tasks import remote_training
-
-    remote_training.download(ctx)
-
-
-def _terminate(ctx: RunContext) -> None:
-    from tasks import remote_training
-
-    remote_training.terminate_pod(ctx)
-
-
-def _extract(ctx: RunContext) -> None:
-    from tasks import remote_training
-
-    remote_training.extract(ctx)
-
-
-def _post_gguf(ctx: RunContext) -> None:
-    from tasks import poststeps
-
-    log.info("Post-steps: converting the adapter for local runtimes…")
-    poststeps.make_gguf(ctx)
-
-
-def _post_modelfile(ctx: RunContext) -> None:
-    from tasks import poststeps
-
-    poststeps.make_modelfile(ctx)
-
-
-def _post_latest(ctx: RunContext) -> None:
-    from tasks import poststeps
-
-    poststeps.update_latest(ctx)
-
-
-def _post_commands(ctx: RunContext) -> None:
-    from tasks import poststeps
-
-    poststeps.run_user_commands(ctx)
+_terminate = _lazy("tasks.remote_training", "terminate_pod")
 
 
 def _latest_is_current(ctx: RunContext) -> bool:
@@ -254,34 +208,34 @@ def tasks(ctx: RunContext) -> dict[str, dict[str, Any]]:
                                   "Build the tiny local base model (only when base_model = 'tiny'); cached",
                                   task_dep=["clean_dataset"], targets=_tiny_files(ctx),
                                   uptodate=[config_changed(str(_tiny(ctx)))]),
-        "create_pod": _task(ctx, "create_pod", _create_pod, "Rent a pod (or reuse a live one) and wait until it is ready",
+        "create_pod": _task(ctx, "create_pod", _lazy("tasks.remote_training", "create_pod"), "Rent a pod (or reuse a live one) and wait until it is ready",
                             file_dep=inputs, targets=[str(p.pod_file)], uptodate=[lambda: _pod_done(ctx)],
                             teardown=teardown),
-        "upload": _task(ctx, "upload", _upload, "Upload dataset, config and trainer; verify sha256 on the pod",
+        "upload": _task(ctx, "upload", _lazy("tasks.remote_training", "upload"), "Upload dataset, config and trainer; verify sha256 on the pod",
                         file_dep=inputs, task_dep=["create_pod"], targets=[str(p.upload_ok)],
                         uptodate=[SamePod(ctx)], teardown=teardown),
-        "train": _task(ctx, "train", _train, "Train on the pod (detached, log followed live, survives ssh drops)",
+        "train": _task(ctx, "train", _lazy("tasks.remote_training", "train"), "Train on the pod (detached, log followed live, survives ssh drops)",
                        file_dep=[str(p.upload_ok)], targets=[str(p.train_file)], uptodate=[SamePod(ctx)],
                        teardown=teardown),
-        "download_adapter": _task(ctx, "download_adapter", _download, "Stream the packed adapter into adapter_base64.txt",
+        "download_adapter": _task(ctx, "download_adapter", _lazy("tasks.remote_training", "download"), "Stream the packed adapter into adapter_base64.txt",
                                   file_dep=[str(p.train_file)], targets=[str(p.adapter_b64)], uptodate=[SamePod(ctx)],
                                   teardown=teardown),
         "terminate_pod": _task(ctx, "terminate_pod", _terminate, "Terminate the pod and verify it is gone (idempotent)",
                                uptodate=[lambda: _pod_terminated(ctx)]),
-        "extract_adapter": _task(ctx, "extract_adapter", _extract,
+        "extract_adapter": _task(ctx, "extract_adapter", _lazy("tasks.remote_training", "extract"),
                                  "Verify and safely unpack the adapter into out/adapters/<DATE>/adapter/",
                                  file_dep=[str(p.adapter_b64), str(p.train_file)], targets=[str(p.final_adapter_dir)]),
-        "post_gguf": _task(ctx, "post_gguf", _post_gguf, "Convert the adapter to a GGUF LoRA (adapter.gguf) and validate it",
+        "post_gguf": _task(ctx, "post_gguf", _lazy("tasks.poststeps", "make_gguf"), "Convert the adapter to a GGUF LoRA (adapter.gguf) and validate it",
                            file_dep=[str(adapter / n) for n in ("adapter_config.json", "adapter_model.safetensors",
                                                                  "base_model_config.json")],
                            task_dep=["extract_adapter"], targets=[str(out / "adapter.gguf")]),
-        "post_modelfile": _task(ctx, "post_modelfile", _post_modelfile,
+        "post_modelfile": _task(ctx, "post_modelfile", _lazy("tasks.poststeps", "make_modelfile"),
                                 "Write the Ollama Modelfile (and `ollama create` when ollama is installed)",
                                 file_dep=[str(out / "adapter.gguf")], targets=[str(out / "Modelfile")],
                                 uptodate=[config_changed(repr(ctx.settings.post))]),
-        "post_latest": _task(ctx, "post_latest", _post_latest, "Point out/adapters/latest at the newest successful date",
+        "post_latest": _task(ctx, "post_latest", _lazy("tasks.poststeps", "update_latest"), "Point out/adapters/latest at the newest successful date",
                              task_dep=["extract_adapter"], uptodate=[lambda: _latest_is_current(ctx)]),
-        "post_commands": _task(ctx, "post_commands", _post_commands, "Run the user's [post] commands in order",
+        "post_commands": _task(ctx, "post_commands", _lazy("tasks.poststeps", "run_user_commands"), "Run the user's [post] commands in order",
                                file_dep=[str(out / "adapter.gguf")],
                                uptodate=[config_changed(repr(ctx.settings.post.commands))]),
         "summarize": _task(ctx, "summarize", _summarize, "Write the final run-summary.json",
