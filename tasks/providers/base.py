@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from tasks.files import read_json, write_json
 from tasks.transport import Connection
@@ -62,7 +62,3 @@ class Provider(Protocol):
 
     def terminate(self, pod: Pod) -> None:
         """Terminate and verify; raise ProviderError if the pod may still be billing."""
-
-
-def describe(pod: Pod) -> dict[str, Any]:
-    return {"pod_id": pod.pod_id, "gpu": pod.gpu, "cloud_type": pod.cloud_type, "mode": pod.connection_mode}
