@@ -82,7 +82,7 @@ def main() -> None:
                     for mode, conn in conns.items():
                         partial = tmp / f"{name}.{mode}.b64"
                         partial.unlink(missing_ok=True)
-                        add(f"{name} download {mode}", timed(lambda: fetch_base64(conn, str(dst), partial)))
+                        add(f"{name} download {mode}", timed(lambda: fetch_base64(conn, str(dst), partial)[0]))
                         assert partial.stat().st_size == 4 * -(-size // 3)
                     for path in (pod / name, back):
                         path.unlink()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tasks.settings import Settings
 
+TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "remote" / "train_unsloth.py"
+
 
 @dataclass(frozen=True)
 class RunPaths:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import logs, trainconfig
+from tasks.trainconfig import CONFIG_NAME, DATASET_NAME, SCRIPT_NAME
 from tasks.context import RunContext
 from tasks.errors import ProviderError, TrainingError, TransportError
 from tasks.files import atomic_writer, read_json, sha256_file, write_json
@@ -34,10 +35,6 @@ from tasks.transport import SSH_CONNECT_FAILED, Connection, check, fetch_base64,
 
 log = logging.getLogger(logs.LOGGER)
 
-TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "remote" / "train_unsloth.py"
-DATASET_NAME = "unsloth_dataset.jsonl"
-CONFIG_NAME = "config.json"
-SCRIPT_NAME = "train_unsloth.py"
 END_MARK = b"##fullcycle-train-end"
 MAX_FRUITLESS_RECONNECTS = 10
 UPLOAD_ATTEMPTS = 3
@@ -121,14 +118,6 @@ def terminate_pod(ctx: RunContext) -> bool:
 # --------------------------------------------------------------------------- upload
 
 
-def upload_inputs(ctx: RunContext) -> dict[str, Path]:
-    """What goes to the pod's input folder, by the name it gets there."""
-    inputs = {DATASET_NAME: ctx.paths.clean_data_file, CONFIG_NAME: ctx.paths.config_file, SCRIPT_NAME: TRAIN_SCRIPT}
-    if trainconfig.uploads_base_model(ctx.settings):
-        inputs[trainconfig.UPLOADED_BASE_DIR] = ctx.paths.tiny_model_dir
-    return inputs
-
-
 def _local_checksums(inputs: Mapping[str, Path]) -> dict[str, str]:
     sums = {}
     for name, path in inputs.items():
@@ -198,7 +187,7 @@ def upload(ctx: RunContext) -> list[str]:
     A dropped connection or a checksum mismatch uploads again (the inputs are small next to the
     adapter, and the pod's input folder is rewritten whole each time)."""
     pod, conn = live_pod(ctx)
-    inputs = upload_inputs(ctx)
+    inputs = trainconfig.upload_inputs(ctx.settings, ctx.paths)
     for name, path in inputs.items():
         if not path.exists():
             raise TransportError(f"upload: input {path} ({name}) does not exist; run the stage that makes it")
@@ -214,7 +203,7 @@ def upload(ctx: RunContext) -> list[str]:
             time.sleep(ctx.settings.ssh.reconnect_delay_s)
     with atomic_writer(ctx.paths.upload_ok, "w") as fh:
         fh.write("\n".join(lines) + "\n")
-    verification = next(line for line in lines if line.endswith(f"  {CONFIG_NAME}"))
+    verification = trainconfig.config_line(lines)
     log.info("Upload verified on pod %s: %d files; %s", pod.pod_id, len(lines), verification)
     shutil.rmtree(ctx.paths.upload_staging, ignore_errors=True)
     return lines
@@ -329,7 +318,7 @@ def train(ctx: RunContext) -> dict[str, Any]:
     record = {
         "pod_id": pod.pod_id,
         "exit_code": int(code) if code.isdigit() else code,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 1),
         "reconnects": reconnects,
         "log_bytes": offset,
@@ -372,10 +361,9 @@ def download(ctx: RunContext) -> Path:
     tar = pod.remote["work_dir"] + "/run/adapter.tar"
     expected = 4 * -(-record["tar_bytes"] // 3)
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        result, offset = fetch_base64(conn, tar, partial)
         if attempt > 1:
-            log.warning("download: resuming at archive byte %d (attempt %d)",
-                        partial.stat().st_size // 4 * 3 if partial.exists() else 0, attempt)
-        result = fetch_base64(conn, tar, partial)
+            log.warning("download: resuming at archive byte %d (attempt %d)", offset, attempt)
         got = partial.stat().st_size
         if result.exit_code == 0 and got == expected:
             break

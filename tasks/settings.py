@@ -269,7 +269,8 @@ def load(default_dir: Path | str = ".", date: str | None = None) -> Settings:
 
     project: ProjectSettings = sections["project"]
     provider = os.environ.get(PROVIDER_ENV) or project.provider
-    _coerce(f"{PROVIDER_ENV}", dataclasses.fields(ProjectSettings)[2], provider)
+    provider_field = next(f for f in dataclasses.fields(ProjectSettings) if f.name == "provider")
+    _coerce(PROVIDER_ENV, provider_field, provider)
     sections["project"] = dataclasses.replace(project, provider=provider)
     _check_model(source, sections["training"].base_model)
 

@@ -17,8 +17,6 @@ from doit.tools import config_changed
 from tasks.context import RunContext
 from tasks.runner import doit_action
 
-ROOT = Path(__file__).resolve().parent.parent
-TRAIN_SCRIPT = ROOT / "remote" / "train_unsloth.py"
 DATE_PARAM = {"name": "date", "long": "date", "default": "", "help": "run date YYYY-MM-DD (default: today)"}
 TINY = "tiny"
 
@@ -182,7 +180,10 @@ def tasks(ctx: RunContext) -> dict[str, dict[str, Any]]:
     """Every stage, in pipeline order."""
     p = ctx.paths
     out, adapter = p.out_root, p.final_adapter_dir
-    inputs = [str(p.clean_data_file), str(p.config_file), str(TRAIN_SCRIPT), *_tiny_files(ctx)]
+    from tasks.trainconfig import upload_inputs
+
+    inputs = [str(f) for f in upload_inputs(ctx.settings, p).values() if f != p.tiny_model_dir]
+    inputs += _tiny_files(ctx)
     teardown = [(ensure_terminated, [ctx])]
     builder = ctx.settings.dataset
     sources: list[str] = []

@@ -16,6 +16,7 @@ import tasks
 from tasks.files import read_json, write_json
 from tasks.logs import redact
 from tasks.paths import RunPaths
+from tasks.trainconfig import config_line
 
 CONNECTION_MODES = {"direct": "direct-ssh", "gateway": "gateway-no-scp-no-pty", "local": "local-bash"}
 
@@ -54,7 +55,7 @@ def _upload_verification(paths: RunPaths) -> str | None:
             lines = (paths.final_adapter_dir / "upload.ok").read_text().splitlines()
         except FileNotFoundError:
             return None
-    return next((line for line in lines if line.strip().partition("  ")[2] == "config.json"), None)
+    return config_line(lines)
 
 
 def _billed_seconds(pod: dict[str, Any]) -> float | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from tasks.errors import FullcycleError
 from tasks.files import read_json, write_json
+from tasks.paths import TRAIN_SCRIPT, RunPaths
 from tasks.settings import Settings
 
 # The seed's fields; the trainer refuses a config without them.
@@ -31,6 +32,24 @@ class ConfigError(FullcycleError):
 
 def uploads_base_model(settings: Settings) -> bool:
     return settings.training.base_model == "tiny"
+
+
+DATASET_NAME = "unsloth_dataset.jsonl"
+CONFIG_NAME = "config.json"
+SCRIPT_NAME = "train_unsloth.py"
+
+
+def upload_inputs(settings: Settings, paths: RunPaths) -> dict[str, Path]:
+    """What goes to the pod's input folder, by the name it gets there (also the upload's file_dep)."""
+    inputs = {DATASET_NAME: paths.clean_data_file, CONFIG_NAME: paths.config_file, SCRIPT_NAME: TRAIN_SCRIPT}
+    if uploads_base_model(settings):
+        inputs[UPLOADED_BASE_DIR] = paths.tiny_model_dir
+    return inputs
+
+
+def config_line(lines: list[str]) -> str | None:
+    """upload_verification (seed §3.3): the sha256sum line of config.json among upload.ok's lines."""
+    return next((line for line in lines if line.strip().partition("  ")[2] == CONFIG_NAME), None)
 
 
 def build(settings: Settings) -> dict[str, Any]:

@@ -177,8 +177,9 @@ def _resume_point(partial: Path) -> int:
     return have
 
 
-def fetch_base64(conn: Connection, remote_path: str, partial: Path) -> Result:
-    """Append the base64 of `remote_path` to `partial`, resuming after what `partial` already holds.
+def fetch_base64(conn: Connection, remote_path: str, partial: Path) -> tuple[Result, int]:
+    """Append the base64 of `remote_path` to `partial`, resuming after what `partial` already holds;
+    returns the result and the archive offset it resumed at.
 
     The local file is base64 either way (seed §3.5's adapter_base64.txt); on a binary-safe channel
     the bytes travel raw and are encoded here, a third less on the wire."""
@@ -188,7 +189,7 @@ def fetch_base64(conn: Connection, remote_path: str, partial: Path) -> Result:
         shell = f"{conn.remote(tail)} | base64 -w0 >> {shlex.quote(str(partial))}"
     else:
         shell = f"{conn.remote(tail + ' | base64 -w0')} >> {shlex.quote(str(partial))}"
-    return conn.run_local_pipeline(shell)
+    return conn.run_local_pipeline(shell), offset
 
 
 def check(result: Result, what: str, conn: Connection) -> Result:
