@@ -1,18 +1,22 @@
-"""fullcycle: `doit full_cycle` trains today's LoRA adapter; `doit list` shows the stages.
+"""fullcycle's stage graph: `doit full_cycle` trains today's LoRA adapter; `doit list` shows the stages.
 
-Settings come from fullcycle.toml (or $FULLCYCLE_CONFIG); the run date from `--date`,
-$FULLCYCLE_DATE, the settings, or today. Nothing heavy is imported here.
+Each stage is a task with file dependencies and targets (DESIGN.md), so an up-to-date stage is
+skipped. Settings come from fullcycle.toml (or $FULLCYCLE_CONFIG); the run date from `--date`,
+$FULLCYCLE_DATE, the settings, or today. doit's state is kept per date.
+
+Importing this file reads the settings and makes the folder of doit's state file, nothing else:
+no heavy import, no signal handler. The stage bodies live in tasks/; each imports what it needs when it runs.
 """
 
-import atexit
 import os
-import signal
 import sys
 
 from doit import get_var
+from doit.tools import config_changed
 
 from tasks import stages
 from tasks.context import RunContext
+from tasks.runner import Reporter, doit_action, teardown_action
 from tasks.settings import SettingsError
 
 
@@ -34,108 +38,171 @@ def _load() -> RunContext:
         raise SystemExit(2) from None
 
 
-def _signals_interrupt(signum, _frame):
-    """doit runs teardowns (pod termination) on KeyboardInterrupt only: make SIGTERM/SIGHUP one."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _exit_code_for_teardown() -> None:
-    if stages.TEARDOWN_FAILURES:
-        sys.stdout.flush()
-        print("fullcycle: the pod could not be terminated: " + "; ".join(stages.TEARDOWN_FAILURES)
-              + "\n  terminate it with `doit terminate_pod` or in the RunPod console", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(3)
-
-
-CTX = _load()
-CTX.paths.cache_dir.mkdir(parents=True, exist_ok=True)
-signal.signal(signal.SIGTERM, _signals_interrupt)
-signal.signal(signal.SIGHUP, _signals_interrupt)
-atexit.register(_exit_code_for_teardown)
+# run_remote_training() runs this file with its own context in CTX (tasks/contract.py).
+CTX = globals().get("CTX") or _load()
+P = CTX.paths
+P.doit_db.parent.mkdir(parents=True, exist_ok=True)  # the one write: doit opens its state file on load
+DATE_PARAM = {"name": "date", "long": "date", "default": "", "help": "run date YYYY-MM-DD (default: today)"}
 
 DOIT_CONFIG = {
     "default_tasks": ["full_cycle"],
     "verbosity": 2,
     "backend": "sqlite3",
-    "dep_file": str(CTX.paths.doit_db),
+    "dep_file": str(P.doit_db),  # one state file per date
     "sort": "definition",
+    "reporter": Reporter,
 }
 
-_STAGES = stages.tasks(CTX)
+
+def _stage(name, body, doc, **graph):
+    """A stage's dict: its action records the stage and its outcome (tasks/runner.py)."""
+    return {"basename": name, "doc": doc, "actions": [doit_action(CTX, name, body)], "params": [DATE_PARAM],
+            "verbosity": 2, **graph}
+
+
+def _uploads():
+    """The upload's inputs (dataset, config, trainer, tiny model files): also its file_dep."""
+    from tasks.trainconfig import upload_inputs
+
+    files = [str(f) for f in upload_inputs(CTX.settings, P).values() if f != P.tiny_model_dir]
+    return files + stages.tiny_files(CTX)
+
+
+def _sources():
+    builder = CTX.settings.dataset
+    if builder.builder != "folder":
+        return []
+    from pathlib import Path
+
+    from tasks.dataset import source_files
+
+    src = Path(builder.source).expanduser()
+    return [str(f) for f in source_files(src if src.is_absolute() else P.project_root / src)]
+
+
+# The forced cleanup: doit runs teardowns after all tasks, also after a failure or Ctrl-C.
+TERMINATE = [teardown_action(CTX, stages.lazy("tasks.pod", "ensure_terminated"))]
 
 
 def task_check_stale_pods():
-    return _STAGES["check_stale_pods"]
+    return {"basename": "check_stale_pods", "doc": "Before a run: report (or end, per [runpod] reap) pods a crashed run left",
+            "actions": [(stages.reap, [CTX, CTX.settings.runpod.reap == "terminate"])], "params": [DATE_PARAM],
+            "verbosity": 2, "uptodate": [stages.no_pods_to_watch(CTX)]}
 
 
 def task_build_dataset():
-    return _STAGES["build_dataset"]
+    return _stage("build_dataset", stages.build_dataset, "Build today's raw JSONL with the configured builder",
+                  file_dep=_sources(), targets=[str(P.raw_data_file)],
+                  uptodate=[config_changed(repr(CTX.settings.dataset))])
 
 
 def task_clean_dataset():
-    return _STAGES["clean_dataset"]
+    return _stage("clean_dataset", stages.clean_dataset,
+                  "Stream-clean the raw JSONL to {instruction,input,output}, deduped, reasons counted",
+                  file_dep=[str(P.raw_data_file)], targets=[str(P.clean_data_file), str(P.clean_stats_file)])
 
 
 def task_write_config():
-    return _STAGES["write_config"]
+    return _stage("write_config", stages.write_config, "Write and validate the training config.json",
+                  targets=[str(P.config_file)], uptodate=[config_changed(CTX.settings.training_config())])
 
 
 def task_build_tiny_model():
-    return _STAGES["build_tiny_model"]
+    return _stage("build_tiny_model", stages.build_tiny_model,
+                  "Build the tiny local base model (only when base_model = 'tiny'); cached",
+                  task_dep=["clean_dataset"], targets=stages.tiny_files(CTX),
+                  uptodate=[config_changed(str(stages.is_tiny(CTX)))])
 
 
 def task_create_pod():
-    return _STAGES["create_pod"]
+    return _stage("create_pod", stages.lazy("tasks.pod", "create_pod"),
+                  "Rent a pod (or resume the live one this date has) and wait until it answers",
+                  file_dep=_uploads(), targets=[str(P.pod_file)], uptodate=[stages.pod_in_use(CTX)],
+                  teardown=TERMINATE)
 
 
 def task_upload():
-    return _STAGES["upload"]
+    return _stage("upload", stages.lazy("tasks.upload", "upload"),
+                  "Upload dataset, config and trainer; verify sha256 on the pod (never under a running trainer)",
+                  file_dep=_uploads(), task_dep=["create_pod"], targets=[str(P.upload_ok)],
+                  uptodate=[stages.SamePod(CTX)], teardown=TERMINATE)
 
 
 def task_train():
-    return _STAGES["train"]
+    return _stage("train", stages.lazy("tasks.train", "train"),
+                  "Train on the pod (detached, log followed live, re-attaches after drops and crashes)",
+                  file_dep=[str(P.upload_ok)], targets=[str(P.train_file)], uptodate=[stages.SamePod(CTX)],
+                  teardown=TERMINATE)
 
 
 def task_download_adapter():
-    return _STAGES["download_adapter"]
+    return _stage("download_adapter", stages.lazy("tasks.fetch", "download"),
+                  "Stream the packed adapter into adapter_base64.txt (resumable)",
+                  file_dep=[str(P.train_file)], targets=[str(P.adapter_b64)], uptodate=[stages.SamePod(CTX)],
+                  teardown=TERMINATE)
 
 
 def task_terminate_pod():
-    return _STAGES["terminate_pod"]
+    # No dependency on purpose: `doit terminate_pod` is the advice when a teardown failed, and it
+    # must end the pod and do nothing else. full_cycle orders it right after the download.
+    return _stage("terminate_pod", stages.lazy("tasks.pod", "terminate_pod"),
+                  "Terminate the pod and verify it is gone (idempotent), right after the download",
+                  uptodate=[stages.pod_terminated(CTX)])
 
 
 def task_extract_adapter():
-    return _STAGES["extract_adapter"]
+    return _stage("extract_adapter", stages.lazy("tasks.fetch", "extract"),
+                  "Verify and safely unpack the adapter into out/adapters/<DATE>/adapter/",
+                  file_dep=[str(P.adapter_b64), str(P.train_file)], targets=[str(P.final_adapter_dir)])
 
 
 def task_post_gguf():
-    return _STAGES["post_gguf"]
+    adapter = P.final_adapter_dir
+    return _stage("post_gguf", stages.lazy("tasks.poststeps", "make_gguf"),
+                  "Convert the adapter to a GGUF LoRA (adapter.gguf) and validate it",
+                  file_dep=[str(adapter / n) for n in ("adapter_config.json", "adapter_model.safetensors",
+                                                        "base_model_config.json")],
+                  task_dep=["extract_adapter"], targets=[str(P.out_root / "adapter.gguf")])
 
 
 def task_post_modelfile():
-    return _STAGES["post_modelfile"]
+    return _stage("post_modelfile", stages.lazy("tasks.poststeps", "make_modelfile"),
+                  "Write the Ollama Modelfile (and `ollama create` when ollama is installed)",
+                  file_dep=[str(P.out_root / "adapter.gguf")], targets=[str(P.out_root / "Modelfile")],
+                  uptodate=[config_changed(repr(CTX.settings.post))])
 
 
 def task_post_latest():
-    return _STAGES["post_latest"]
+    return _stage("post_latest", stages.lazy("tasks.poststeps", "update_latest"),
+                  "Point out/adapters/latest at the newest successful date",
+                  task_dep=["extract_adapter"], uptodate=[stages.latest_is_current(CTX)])
 
 
 def task_post_commands():
-    return _STAGES["post_commands"]
+    return _stage("post_commands", stages.lazy("tasks.poststeps", "run_user_commands"),
+                  "Run the user's [post] commands in order",
+                  file_dep=[str(P.out_root / "adapter.gguf")], uptodate=[config_changed(repr(CTX.settings.post.commands))])
 
 
 def task_summarize():
-    return _STAGES["summarize"]
+    return {"basename": "summarize", "doc": "Write the final run-summary.json (every attempt, totals, the truth)",
+            "actions": [(stages.summarize, [CTX])], "params": [DATE_PARAM], "verbosity": 2,
+            "task_dep": ["terminate_pod"], "file_dep": [str(P.stages_file)], "targets": [str(P.summary_file)]}
 
 
 def task_full_cycle():
-    return stages.full_cycle(CTX, list(_STAGES))
+    return {"basename": "full_cycle", "doc": "Run every stage in order: dataset → pod → train → adapter → summary",
+            "task_dep": ["check_stale_pods", "build_dataset", "clean_dataset", "write_config", "build_tiny_model",
+                         "create_pod", "upload", "train", "download_adapter", "terminate_pod", "extract_adapter",
+                         "post_gguf", "post_modelfile", "post_latest", "post_commands", "summarize"],
+            "actions": [(stages.full_cycle_result, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
 
 
 def task_reap_pods():
-    return stages.reap_pods(CTX)
+    return {"basename": "reap_pods", "doc": "Terminate this project's pods that no live run owns or that outlived max_runtime_h",
+            "actions": [(stages.reap, [CTX, True])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
 
 
 def task_report():
-    return stages.report(CTX)
+    return {"basename": "report", "doc": "Print the run history (attempts, loss, minutes, cost) and draw loss.png per run",
+            "actions": [(stages.report, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}

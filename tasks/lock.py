@@ -13,16 +13,15 @@ from pathlib import Path
 
 from tasks.errors import FullcycleError
 
-_HELD: dict[str, int] = {}
-
 
 class RunLocked(FullcycleError):
     pass
 
 
-def acquire(path: Path) -> None:
+def acquire(path: Path, held: dict[str, int]) -> None:
+    """Take the date's lock for this process; `held` is the run's own record of locks it holds."""
     key = str(path.resolve())
-    if key in _HELD:
+    if key in held:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -35,12 +34,12 @@ def acquire(path: Path) -> None:
                         f"wait for it or stop it first") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
-    _HELD[key] = fd
+    held[key] = fd
 
 
-def is_held(path: Path) -> bool:
+def is_held(path: Path, held: dict[str, int] | None = None) -> bool:
     """Whether some live process holds this lock (used by the reaper to spare live runs' pods)."""
-    if str(path.resolve()) in _HELD:
+    if held and str(path.resolve()) in held:
         return True
     try:
         fd = os.open(path, os.O_RDONLY)

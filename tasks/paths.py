@@ -10,7 +10,8 @@ from pathlib import Path
 
 from tasks.settings import Settings
 
-TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "remote" / "train_unsloth.py"
+REMOTE_DIR = Path(__file__).resolve().parent.parent / "remote"
+TRAIN_SCRIPT = REMOTE_DIR / "train_unsloth.py"
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,14 @@ class RunPaths:
         return self.cache_dir / "tiny-model"
 
     @property
+    def attempts_file(self) -> Path:
+        """Append-only: one line per event of every attempt at this date (never rewritten)."""
+        return self.work_local / "attempts.jsonl"
+
+    @property
     def doit_db(self) -> Path:
-        return self.cache_dir / "doit.sqlite3"
+        """doit's state, one file per date: another date's run must not make this one stale."""
+        return self.cache_dir / "doit-state" / f"{self.date}.sqlite3"
 
 
 def _resolve(root: Path, template: str, **names: str) -> Path:

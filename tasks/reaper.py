@@ -12,11 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tasks import lock, summary
+from tasks import lock, record
 from tasks.context import RunContext
 from tasks.paths import run_paths
 from tasks.providers.base import Pod
-from tasks.summary import now
 
 log = logging.getLogger("fullcycle")
 
@@ -32,7 +31,7 @@ def _recorded(ctx: RunContext) -> dict[str, tuple[Path, bool]]:
     for folder in run_folders(ctx):
         pod = Pod.load(folder / "pod.json")
         if pod:
-            found[pod.pod_id] = (folder, lock.is_held(folder / ".lock"))
+            found[pod.pod_id] = (folder, lock.is_held(folder / ".lock", ctx.run.locks))
     return found
 
 
@@ -41,26 +40,24 @@ def _mark_reaped(ctx: RunContext, folder: Path, pod_id: str) -> None:
     pod = Pod.load(folder / "pod.json")
     if not pod or pod.pod_id != pod_id:
         return
-    pod.terminated, pod.terminated_at, pod.terminate_error = True, now(), None
+    pod.terminated, pod.terminated_at, pod.terminate_error = True, record.now(), None
     pod.save(folder / "pod.json")
     date = folder.name
     try:
-        settings = dataclasses.replace(ctx.settings, date=date)
-        summary.write(run_paths(settings), ctx.provider_name)
+        paths = run_paths(dataclasses.replace(ctx.settings, date=date))
+        record.append_event(paths, f"reaper-{ctx.run.attempt_id}", "pod_terminated", pod_id=pod_id, how="reaper")
+        record.write(paths, ctx.provider_name, live=False)
     except Exception as exc:  # an odd folder name must not stop the reaping
         log.warning("reaper: could not refresh the summary in %s: %s", folder, exc)
 
 
 def reap(ctx: RunContext, terminate: bool) -> list[dict[str, Any]]:
-    if ctx.provider_name != "runpod":
-        log.info("reaper: the local provider rents nothing")
-        return []
     provider = ctx.provider
     prefix = f"{ctx.settings.runpod.name_prefix}-"
     max_age = ctx.settings.runpod.max_runtime_h * 3600
     recorded = _recorded(ctx)
     rows = []
-    for info in provider._retry(provider.api.list, "list pods"):
+    for info in provider.list_pods():
         if not (info.name or "").startswith(prefix) or info.status == "TERMINATED":
             continue
         folder, live = recorded.get(info.id, (None, False))
@@ -68,7 +65,7 @@ def reap(ctx: RunContext, terminate: bool) -> list[dict[str, Any]]:
         stale = not live or too_old
         action = "kept (a live run owns it)"
         if stale and terminate:
-            provider.terminate(Pod(provider="runpod", pod_id=info.id, name=info.name or "", created_at=""))
+            provider.terminate(Pod(provider=provider.name, pod_id=info.id, name=info.name or "", created_at=""))
             if folder:
                 _mark_reaped(ctx, folder, info.id)
             action = "terminated"

@@ -20,13 +20,23 @@ from tasks.errors import TransportError
 from tasks.settings import API_KEY_ENV
 
 SSH_CONNECT_FAILED = 255  # what ssh itself exits with when the connection fails or drops
-# openssl decodes base64 ~1.6x faster than coreutils; not every image has it, so fall back.
-B64_DECODE = "{ if command -v openssl >/dev/null 2>&1; then openssl base64 -d -A; else base64 -d; fi; }"
+REMOTE_DIR = Path(__file__).resolve().parent.parent / "remote"
 
 
-# Sessions opened on any pod by this process, for the per-stage record (fewer is faster and kinder
-# to the gateway).
-SESSIONS = [0]
+def script(name: str) -> str:
+    """A pod-side script from remote/, with the shared helpers in front: sent whole, quoted once."""
+    return (REMOTE_DIR / "lib.sh").read_text() + "\n" + (REMOTE_DIR / name).read_text()
+
+
+def script_command(name: str, *args: str | int) -> str:
+    """The shell command that runs remote/<name> on the pod with `args` as its positional arguments."""
+    return shlex.join(["bash", "-c", script(name), name, *(str(a) for a in args)])
+
+
+class SessionCounter:
+    """Counts sessions opened on the pod (fewer is faster and kinder to the gateway)."""
+
+    sessions: int = 0
 
 
 @dataclass
@@ -50,7 +60,7 @@ class Connection:
     """Base: run a command on the pod with its stdin/stdout as streams."""
 
     mode: str = "local"
-    sessions: int = field(default=0, init=False)
+    counter: Any = field(default_factory=SessionCounter)  # the run's RunState, or a private counter
 
     def argv(self, command: str) -> list[str]:
         raise NotImplementedError
@@ -68,21 +78,24 @@ class Connection:
         """Run `command` on the pod; stdout goes to `out` (a binary sink) or is captured."""
         return self._exec(self.argv(command), stdin=stdin, out=out, timeout=timeout)
 
+    def run_script(self, name: str, *args: str | int, stdin: IO[bytes] | bytes | None = None, out: Any = None,
+                   timeout: float | None = None) -> Result:
+        """Run remote/<name> on the pod (see `script_command`)."""
+        return self.run(script_command(name, *args), stdin=stdin, out=out, timeout=timeout)
+
     def run_local_pipeline(self, shell: str, timeout: float | None = None) -> Result:
         """Run a local bash pipeline that contains `{remote}` calls already expanded by remote_argv."""
         return self._exec(["bash", "-o", "pipefail", "-c", shell], timeout=timeout, counts=False)
 
     def remote(self, command: str) -> str:
         """The shell text that runs `command` on the pod, for use inside a local pipeline."""
-        self.sessions += 1
-        SESSIONS[0] += 1
+        self.counter.sessions += 1
         return shlex.join(self.argv(command))
 
     def _exec(self, argv: list[str], *, stdin: Any = None, out: Any = None, timeout: float | None = None,
               counts: bool = True) -> Result:
         if counts:
-            self.sessions += 1
-            SESSIONS[0] += 1
+            self.counter.sessions += 1
         sink = io.BytesIO() if out is None else out
         err: list[str] = []
         try:
@@ -146,19 +159,20 @@ class SshConnection(Connection):
         return argv + [f"{self.user}@{self.host}", command]
 
 
-def send_tree(conn: Connection, staging: Path, names: list[str], remote_dir: str, before: str = "",
-              after: str = "") -> Result:
-    """Stream the named entries of `staging` (symlinks followed) into `remote_dir` as one tar.
+def send_tree(conn: Connection, staging: Path, names: list[str], remote_dir: str, run_dir: str,
+              mode: str = "keep") -> Result:
+    """Stream the named entries of `staging` (symlinks followed) into `remote_dir` as one tar,
+    received by remote/receive.sh (which refuses to write under a running trainer in mode keep).
 
     One ssh session for any number of files; base64 only where the channel is not binary-safe,
     since it adds a third to the bytes on the wire."""
     quoted = " ".join(shlex.quote(n) for n in names)
-    encode, decode = ("", "") if conn.binary_safe else (" | base64 -w0", f"{B64_DECODE} | ")
+    encoding = "raw" if conn.binary_safe else "base64"
+    encode = "" if conn.binary_safe else " | base64 -w0"
+    receive = script_command("receive.sh", remote_dir, run_dir, encoding, mode, *names)
     # 1 MiB tar records instead of 10 KiB: fewer, larger writes through every pipe (bench/transfer.py).
-    remote = (f"set -e; {before}mkdir -p {shlex.quote(remote_dir)}; cd {shlex.quote(remote_dir)}; "
-              f"rm -rf -- {quoted}; {decode}tar -b 2048 -xf -; {after}")
     return conn.run_local_pipeline(
-        f"tar -b 2048 -chf - -C {shlex.quote(str(staging))} {quoted}{encode} | {conn.remote(remote)}")
+        f"tar -b 2048 -chf - -C {shlex.quote(str(staging))} {quoted}{encode} | {conn.remote(receive)}")
 
 
 def _resume_point(partial: Path) -> int:

@@ -1,7 +1,7 @@
 """A fake RunPod API: a real HTTP server on 127.0.0.1 speaking GraphQL and REST v2.
 
 GraphQL requests are parsed and validated against a schema that mirrors the fields in
-../shared/reference/runpod.md, so a misspelt field fails with HTTP 400 as it does on RunPod.
+the reference notes on RunPod's GraphQL API, so a misspelt field fails with HTTP 400 as it does on RunPod.
 REST bodies are validated against the official OpenAPI spec (422 when they do not conform), and
 the fake's own responses are validated too. Faults are scriptable; every pod goes into a ledger
 so a test can assert that none is left running.
@@ -22,7 +22,8 @@ import jsonschema
 from graphql import build_schema, execute_sync, parse, validate
 from graphql.error import GraphQLError
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "reference" / "runpod-v2-openapi.json"
+# RunPod's REST v2 OpenAPI spec, vendored so the tests run from a clone with nothing beside it.
+SPEC_PATH = Path(__file__).resolve().parent / "data" / "runpod-v2-openapi.json"
 CAPACITY = "There are no longer any instances available with the requested specifications. Please refresh and try again."
 
 SDL = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tasks import remote_training, stages
+from tasks import contract, stages
 from tasks.context import RunContext
 from tests.helpers import make_project
 
@@ -14,14 +14,14 @@ def test_run_remote_training_in_one_call(tmp_path, monkeypatch):
     monkeypatch.setenv("FULLCYCLE_CONFIG", proj.env["FULLCYCLE_CONFIG"])
     ctx = RunContext.load(date=proj.date)
     # full-cycle's part (seed §2): dataset, config and the tiny model, through the same stage bodies
-    for body in (stages._build_dataset, stages._clean_dataset, stages._write_config, stages._build_tiny_model):
+    for body in (stages.build_dataset, stages.clean_dataset, stages.write_config, stages.build_tiny_model):
         body(ctx)
     p = ctx.paths
     opts = {"DATE_STR": proj.date, "WORK_LOCAL": str(p.work_local), "OUT_ROOT": str(p.out_root),
             "FINAL_ADAPTER_DIR": str(p.final_adapter_dir), "RAW_DATA_FILE": str(p.raw_data_file),
             "CLEAN_DATA_FILE": str(p.clean_data_file), "CONFIG_FILE": str(p.config_file),
             "SUMMARY_FILE": str(p.summary_file), "samples_used": 36}
-    result = remote_training.run_remote_training(opts, ctx)
+    result = contract.run_remote_training(opts, ctx)
     assert set(result) == {"pod_id", "ssh_user", "ssh_host", "training_success", "terminated", "upload_verification"}
     assert result["training_success"] is True and result["terminated"] is True
     assert result["pod_id"].startswith("local-")

@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from tasks import remote_training
+from tasks import fetch
 from tasks.context import RunContext
 from tasks.errors import TransportError
 from tests.helpers import make_project
@@ -44,7 +44,7 @@ def _archive(ctx: RunContext, members: list[tarfile.TarInfo | tuple[str, bytes]]
 def test_good_archive_lands_atomically(tmp_path, monkeypatch):
     ctx = _ctx(tmp_path, monkeypatch)
     _archive(ctx, [("./adapter_config.json", b"{}"), ("./adapter_model.safetensors", b"x" * 5000), ("upload.ok", b"l")])
-    final = remote_training.extract(ctx)
+    final = fetch.extract(ctx)
     assert sorted(p.name for p in final.iterdir()) == ["adapter_config.json", "adapter_model.safetensors", "upload.ok"]
 
 
@@ -64,7 +64,7 @@ def test_malicious_archives_are_refused(tmp_path, monkeypatch, evil):
     ctx = _ctx(tmp_path, monkeypatch)
     _archive(ctx, [("./adapter_config.json", b"{}"), evil])
     with pytest.raises(TransportError, match="refusing archive member"):
-        remote_training.extract(ctx)
+        fetch.extract(ctx)
     assert not ctx.paths.final_adapter_dir.exists()
     assert not (tmp_path / "outside.txt").exists()
 
@@ -73,7 +73,7 @@ def test_checksum_mismatch_is_refused(tmp_path, monkeypatch):
     ctx = _ctx(tmp_path, monkeypatch)
     _archive(ctx, [("./adapter_config.json", b"{}")], sha="0" * 64)
     with pytest.raises(TransportError, match="differs from the pod's"):
-        remote_training.extract(ctx)
+        fetch.extract(ctx)
     assert not ctx.paths.final_adapter_dir.exists()
 
 
@@ -83,5 +83,5 @@ def test_truncated_archive_is_refused(tmp_path, monkeypatch):
     data = ctx.paths.adapter_b64.read_bytes()
     ctx.paths.adapter_b64.write_bytes(data[: len(data) // 2 // 4 * 4])
     with pytest.raises(TransportError):
-        remote_training.extract(ctx)
+        fetch.extract(ctx)
     assert not ctx.paths.final_adapter_dir.exists()

@@ -52,7 +52,7 @@ ROWS = [
         settings=FAST_FAIL),
     Row("runtime null forever", False, "runtime null", faults={"never_ready": True}, settings=FAST_FAIL),
     Row("ssh refused", False, "never answered", faults={"ssh_port": "closed"}, settings=FAST_FAIL),
-    Row("ssh dropped mid-upload", True, "upload attempt 1 failed", gateway=True, faults={"public_ssh": False},
+    Row("ssh dropped mid-upload", True, "upload attempt failed", gateway=True, faults={"public_ssh": False},
         gateway_faults={"drop_upload"}),
     Row("corrupted upload", True, "checksum mismatch", gateway=True, faults={"public_ssh": False},
         gateway_faults={"corrupt_upload"}),

@@ -26,7 +26,7 @@ def test_full_cycle_on_the_fake_runpod(tmp_path, sshd, fake_api, gateway, backen
     summary = proj.summary
     pod = next(iter(fake_api.pods.values()))
     assert summary["pod_id"] == pod.id and summary["terminated"] is True and summary["training_success"] is True
-    assert summary["connection_mode"] == ("direct-ssh" if mode == "direct" else "gateway-no-scp-no-pty")
+    assert summary["connection_mode"] == ("direct-ssh" if mode == "direct" else "gateway-exec")
     assert summary["ssh_user"] == ("root" if mode == "direct" else pod.host_id)
     assert summary["pod"]["gpu"] == "NVIDIA GeForce RTX 5090" and summary["pod"]["cloud_type"] == "COMMUNITY"
     assert summary["upload_verification"].endswith("  config.json")

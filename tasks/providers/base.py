@@ -47,6 +47,7 @@ class Pod:
 
 class Provider(Protocol):
     name: str
+    rents_pods: bool
 
     def create(self) -> Pod:
         """Rent a pod (or fail with NoCapacityError / ProviderError); it may still be starting."""
@@ -62,3 +63,6 @@ class Provider(Protocol):
 
     def terminate(self, pod: Pod) -> None:
         """Terminate and verify; raise ProviderError if the pod may still be billing."""
+
+    def list_pods(self) -> list:
+        """Every pod the account has (PodInfo-like: id, name, status, uptime_s), for the reaper."""

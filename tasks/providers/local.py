@@ -13,12 +13,13 @@ import signal
 import sys
 
 from tasks.providers.base import Pod
-from tasks.summary import now
+from tasks.record import now
 from tasks.transport import Connection, LocalConnection
 
 
 class LocalProvider:
     name = "local"
+    rents_pods = False  # whether a crashed run can leave something billing
 
     def __init__(self, ctx) -> None:
         self.ctx = ctx
@@ -45,10 +46,14 @@ class LocalProvider:
         return pod
 
     def connect(self, pod: Pod) -> Connection:
-        return LocalConnection(cwd=self.root)
+        return LocalConnection(cwd=self.root, counter=self.ctx.run)
 
     def is_alive(self, pod: Pod) -> bool:
         return not pod.terminated and self.root.is_dir()
+
+    def list_pods(self) -> list:
+        """The local provider rents nothing: there is never a pod to reap."""
+        return []
 
     def terminate(self, pod: Pod) -> None:
         """Stop a training that may still run detached, as terminating a real pod would."""

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import NoCapacityError, ProviderError
+from tasks.errors import NoCapacityError, ProviderError, TransportError
 from tasks.files import read_json
 from tasks.providers.base import Pod
-from tasks.runpod_api import ApiError, CreateRequest, PodInfo, RetryableApiError, SkipCandidate, client, with_retries
-from tasks.summary import now
-from tasks.transport import SshConnection
+from tasks.providers.runpod_api import ApiError, CreateRequest, PodInfo, RetryableApiError, SkipCandidate, client, with_retries
+from tasks.record import now
+from tasks.retry import Deadline, GaveUp, Policy, retry
+from tasks.transport import SshConnection, script_command
 
 log = logging.getLogger("fullcycle")
 
@@ -54,6 +56,7 @@ def read_connection_file(path: Path) -> dict[str, Any] | None:
 
 class RunpodProvider:
     name = "runpod"
+    rents_pods = True  # whether a crashed run can leave something billing
 
     def __init__(self, ctx) -> None:
         self.ctx = ctx
@@ -127,14 +130,14 @@ class RunpodProvider:
 
     # ------------------------------------------------------------------ ready + connect
 
-    def _wait_running(self, pod: Pod, deadline: float) -> PodInfo:
+    def _wait_running(self, pod: Pod, deadline: Deadline) -> PodInfo:
         while True:
             info = self._retry(lambda: self.api.get(pod.pod_id), f"poll pod {pod.pod_id}")
             if info is None or info.status in GONE:
                 raise ProviderError(f"pod {pod.pod_id} disappeared while starting")
             if info.running and (info.public_ip or info.host_id):
                 return info
-            if time.monotonic() > deadline:
+            if deadline.passed():
                 raise ProviderError(f"pod {pod.pod_id} was not running after {self.s.ready_timeout_s:.0f}s "
                                     f"(runtime {'present' if info.running else 'null'}); it will be terminated")
             time.sleep(self.s.poll_interval_s)
@@ -156,35 +159,56 @@ class RunpodProvider:
         pod.host_id = info.host_id or pod.host_id
 
     def wait_ready(self, pod: Pod) -> Pod:
-        deadline = time.monotonic() + self.s.ready_timeout_s
-        info = self._wait_running(pod, deadline)
+        info = self._wait_running(pod, Deadline(self.s.ready_timeout_s))
         self._fill_connection(pod, info)
         log.info("Connecting in %s mode: %s@%s:%s (from %s)", pod.connection_mode, pod.ssh_user, pod.ssh_host,
                  pod.ssh_port, pod.connection_source)
-        self._probe(pod, time.monotonic() + self.ctx.settings.ssh.probe_timeout_s)
+        self._probe(pod)
         pod.ready_at = now()
         return pod
 
-    def _probe(self, pod: Pod, deadline: float) -> None:
+    def _watchdog_command(self, pod: Pod) -> str:
+        """The dead-man's switch, started by the first command that reaches the pod: it ends the pod
+        after max_runtime_h even if this machine dies. Restarting it replaces the old one."""
+        command = self.s.watchdog_command
+        if not command:
+            return "true"
+        created = dt.datetime.fromisoformat(pod.created_at)
+        left = self.s.max_runtime_h * 3600 - (dt.datetime.now(dt.timezone.utc) - created).total_seconds()
+        return script_command("watchdog.sh", pod.remote["work_dir"] + "/watchdog.pid", max(int(left), 1),
+                              command.replace("{pod_id}", shlex.quote(pod.pod_id)))
+
+    def _probe(self, pod: Pod) -> None:
         """sshd starts after the container: try until it answers, against a deadline."""
         conn = self.connect(pod)
-        while True:
-            result = conn.run("true", timeout=self.ctx.settings.ssh.connect_timeout_s + 10)
-            if result.exit_code == 0:
-                return
-            if time.monotonic() > deadline:
-                raise ProviderError(f"ssh to pod {pod.pod_id} ({conn.describe()}) never answered: "
-                                    f"{result.stderr.strip()[-300:]}; the pod will be terminated")
-            time.sleep(min(self.s.poll_interval_s, 2.0))
+        command = self._watchdog_command(pod)
+
+        def once() -> None:
+            result = conn.run(command, timeout=self.ctx.settings.ssh.connect_timeout_s + 10)
+            if result.exit_code != 0:
+                raise TransportError(result.stderr.strip()[-300:] or f"exit {result.exit_code}, no message")
+
+        policy = Policy(attempts=0, delay=min(self.s.poll_interval_s, 2.0), factor=1.0,
+                        deadline_s=self.ctx.settings.ssh.probe_timeout_s)
+        try:
+            retry(once, f"ssh probe of pod {pod.pod_id}", policy, (TransportError,), quiet=True)
+        except GaveUp as exc:
+            raise ProviderError(f"ssh to pod {pod.pod_id} ({conn.describe()}) never answered: {exc.last}; "
+                                f"the pod will be terminated") from None
 
     def connect(self, pod: Pod) -> SshConnection:
         ssh = self.ctx.settings.ssh
         return SshConnection(user=pod.ssh_user or "root", host=pod.ssh_host or "", port=pod.ssh_port or 22,
                              key_path=pod.ssh_key_path or "", known_hosts=self.ctx.paths.known_hosts_file,
                              connect_timeout_s=ssh.connect_timeout_s, server_alive_interval_s=ssh.server_alive_interval_s,
-                             server_alive_count_max=ssh.server_alive_count_max, mode=pod.connection_mode or "direct")
+                             server_alive_count_max=ssh.server_alive_count_max, mode=pod.connection_mode or "direct",
+                             counter=self.ctx.run)
 
-    # ------------------------------------------------------------------ liveness + terminate
+    # ------------------------------------------------------------------ liveness, listing, terminate
+
+    def list_pods(self) -> list[PodInfo]:
+        """Every pod on the account (the reaper picks this project's by name)."""
+        return self._retry(self.api.list, "list pods")
 
     def is_alive(self, pod: Pod) -> bool:
         try:
@@ -199,11 +223,11 @@ class RunpodProvider:
             self._retry(lambda: self.api.terminate(pod.pod_id), f"terminate pod {pod.pod_id}")
         except ApiError as exc:
             raise ProviderError(f"could not terminate pod {pod.pod_id}: {exc}") from None
-        deadline = time.monotonic() + verify_s
+        deadline = Deadline(verify_s)
         while True:
             info = self._retry(lambda: self.api.get(pod.pod_id), f"verify termination of {pod.pod_id}")
             if info is None or info.status in GONE:
                 return
-            if time.monotonic() > deadline:
+            if deadline.passed():
                 raise ProviderError(f"pod {pod.pod_id} still reported {info.status} {verify_s:.0f}s after podTerminate")
             time.sleep(min(self.s.poll_interval_s, 2.0))

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import requests
 
 from tasks.errors import NoCapacityError, ProviderError
+from tasks.retry import GaveUp, Policy, retry
 
 log = logging.getLogger("fullcycle")
 
@@ -88,17 +89,13 @@ def _retry_after(resp: requests.Response) -> float | None:
 
 def with_retries(call: Callable[[], T], what: str, attempts: int = 6, base_delay: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep) -> T:
-    """Retry 429/5xx/timeouts with exponential backoff, honouring Retry-After."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except RetryableApiError as exc:
-            if attempt == attempts:
-                raise ApiError(f"{what}: still failing after {attempts} attempts: {exc}") from None
-            delay = exc.retry_after if exc.retry_after is not None else base_delay * 2 ** (attempt - 1)
-            log.warning("%s: %s; retrying in %.1fs (%d/%d)", what, exc, delay, attempt, attempts)
-            sleep(min(delay, 60.0))
-    raise AssertionError("unreachable")
+    """Retry 429/5xx/timeouts with exponential backoff, honouring Retry-After; then ApiError."""
+    policy = Policy(attempts=attempts, delay=base_delay)
+    try:
+        return retry(call, what, policy, (RetryableApiError,), wait_hint=lambda exc: getattr(exc, "retry_after", None),
+                     sleep=sleep)
+    except GaveUp as exc:
+        raise ApiError(str(exc)) from None
 
 
 class _Http:

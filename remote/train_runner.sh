@@ -1,0 +1,51 @@
+# shellcheck shell=bash
+# Runs on the pod: start the training once, detached, follow its log, pack the adapter when done.
+#
+#   train_runner.sh RUN_DIR INPUT_DIR OUTPUT_DIR PYTHON HF_HOME OFFSET END_MARK SCRIPT DATASET CONFIG
+#
+# The trainer runs under setsid+nohup with its log, pid and exit code in RUN_DIR, so a dropped ssh
+# connection (or a killed orchestrator) only stops the following: running this again re-attaches
+# from byte OFFSET of the log and never starts a second trainer. The last line printed is
+#   END_MARK exit=<code> sha256=<archive sha> bytes=<archive size> end
+# and the same line is kept in RUN_DIR/train.outcome for a gateway that loses stdout.
+set -u
+run_dir=$1 input_dir=$2 output_dir=$3 python=$4 hf_home=$5 offset=$6 end_mark=$7
+script=$8 dataset=$9 config=${10}
+
+mkdir -p "$run_dir" && cd "$run_dir" || exit 97
+state=$(trainer_state "$run_dir")
+if [ "$state" = none ] || [ "$state" = lost ]; then
+  rm -f train.outcome train.pid train.exit adapter.tar adapter.tar.tmp
+  touch train.log
+  # shellcheck disable=SC2016 # expanded by the detached bash, from its own arguments
+  setsid nohup bash -c '
+    echo $$ >train.pid.tmp && mv train.pid.tmp train.pid
+    rm -rf -- "$1"
+    export HF_HOME="$2" PYTHONUNBUFFERED=1
+    "$3" "$4" --data "$5" --config "$6" --output "$1" >>train.log 2>&1
+    echo $? >train.exit.tmp && mv train.exit.tmp train.exit
+  ' fullcycle-trainer "$output_dir" "$hf_home" "$python" "$script" "$dataset" "$config" \
+    >/dev/null 2>&1 </dev/null &
+  for _ in $(seq 200); do
+    [ -s train.pid ] && break
+    sleep 0.05
+  done
+fi
+
+pid=$(cat train.pid 2>/dev/null || echo 0)
+tail -s 0.2 -c +"$((offset + 1))" --pid="$pid" -f train.log
+code=$(cat train.exit 2>/dev/null || echo lost)
+sha='' size=''
+if [ "$code" = 0 ]; then
+  # Packed once: a re-attach must not change the archive a resumed download is reading.
+  if [ ! -s adapter.tar ]; then
+    { tar -cf adapter.tar.tmp -C "$output_dir" . -C "$input_dir" upload.ok && mv adapter.tar.tmp adapter.tar; } || code=pack-failed
+  fi
+  if [ "$code" = 0 ]; then
+    sha=$(sha256sum adapter.tar | cut -d' ' -f1)
+    size=$(stat -c %s adapter.tar)
+  fi
+fi
+line="$end_mark exit=$code sha256=$sha bytes=$size end"
+[ "$code" = lost ] || echo "$line" >train.outcome
+printf '%s\n' "$line"
