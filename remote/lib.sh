@@ -5,11 +5,12 @@
 # /workspace survives a pod restart, so a pid file can outlive its process and its number can
 # belong to something else by now: the tag in the process's own argv is the proof it is ours.
 alive() {
-  local pid
+  local pid argv
   pid=$(cat "$1" 2>/dev/null) || return 1
   case $pid in '' | *[!0-9]*) return 1 ;; esac
   kill -0 "$pid" 2>/dev/null || return 1
-  [ "$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 4p)" = "$2" ]
+  mapfile -d '' argv <"/proc/$pid/cmdline" 2>/dev/null || return 1
+  [ "${argv[3]:-}" = "$2" ]
 }
 
 # stop_tagged PIDFILE TAG: end that process (and its group) only if it is really ours.

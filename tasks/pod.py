@@ -115,6 +115,10 @@ def create_pod(ctx: RunContext) -> Pod | None:
     if old and delivered(ctx, old) and inputs_unchanged(ctx):
         log.info("Nothing to rent: the adapter trained on pod %s from these inputs is already downloaded", old.pod_id)
         return None
+    if old:
+        why = ("the inputs changed since it trained" if delivered(ctx, old)
+               else "the adapter it was training never arrived")
+        log.info("Pod %s is gone and %s: renting a new pod to train again", old.pod_id, why)
     log.info("Spawning remote run… (provider %s)", provider.name)
     pod = provider.create()
     pod.save(ctx.paths.pod_file)  # recorded before anything else, so a teardown can always find it

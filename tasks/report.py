@@ -1,7 +1,8 @@
-"""Run history: one line per run from its summary, and a loss curve per run folder.
+"""Run history: one row per date, its attempts under it, and a loss curve per run folder.
 
 Everything comes from the files runs left behind (run-summary.json, the adapter's metrics.json),
-so the report covers runs made by any version of the tool, failed ones included.
+so the report covers failed runs too. The text needs only the base install; the PNG needs the
+`report` extra, and says so when it is missing.
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ from typing import Any
 from tasks.context import RunContext
 from tasks.files import read_json
 from tasks.reaper import run_folders
+from tasks.record import short
 
-COLUMNS = ("date", "samples", "final loss", "train min", "pod min", "cost $", "success")
+COLUMNS = ("date", "attempts", "samples", "final loss", "train min", "pod min", "cost $", "result")
+REPORT_EXTRA = "pip install -e '.[report]'"
 
 
 def _minutes(seconds: Any) -> str:
     return f"{seconds / 60:.1f}" if isinstance(seconds, (int, float)) else "-"
+
+
+def _money(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
 
 
 def rows(ctx: RunContext) -> list[dict[str, Any]]:
@@ -27,24 +34,38 @@ def rows(ctx: RunContext) -> list[dict[str, Any]]:
         if not summary:
             continue
         training = summary.get("training") or {}
+        totals = summary.get("totals") or {}
         loss = training.get("final_loss")
         found.append({
             "date": summary.get("date", folder.name),
+            "attempts": len(summary.get("attempts") or []),
             "samples": summary.get("samples_used") if summary.get("samples_used") is not None else "-",
             "final loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
             "train min": _minutes(training.get("seconds")),
-            "pod min": _minutes(summary.get("billed_seconds")),
-            "cost $": f"{summary['cost_usd']:.2f}" if isinstance(summary.get("cost_usd"), (int, float)) else "-",
-            "success": "yes" if summary.get("success") else f"no ({(summary.get('error') or '')[:40]})",
+            "pod min": _minutes(totals.get("pod_seconds", summary.get("billed_seconds"))),
+            "cost $": _money(totals.get("cost_usd", summary.get("cost_usd"))),
+            "result": "succeeded" if summary.get("success") else f"failed: {short(summary.get('error'), 70)}",
             "_folder": folder, "_summary": summary,
         })
     return found
 
 
+def _attempt_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for n, a in enumerate(summary.get("attempts") or [], 1):
+        pod = f"pod {a['pod_id']} ({a.get('gpu') or '?'}, {a.get('cloud_type') or '-'})" if a.get("pod_id") else "no pod"
+        error = f" — {short(a['error'], 90)}" if a.get("error") else ""
+        lines.append(f"    attempt {n}: {a['started_at']} {a['outcome']} at {a.get('stage_reached') or '-'}; {pod}, "
+                     f"{_minutes(a.get('pod_seconds'))} pod min, ${_money(a.get('cost_usd'))}{error}")
+    return lines
+
+
 def table(found: list[dict[str, Any]]) -> str:
     widths = [max(len(c), *(len(str(r[c])) for r in found)) if found else len(c) for c in COLUMNS]
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths))]
-    lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(COLUMNS, widths)) for r in found]
+    for r in found:
+        lines.append("  ".join(str(r[c]).ljust(w) for c, w in zip(COLUMNS, widths)))
+        lines += _attempt_lines(r["_summary"])
     return "\n".join(lines)
 
 
@@ -75,6 +96,12 @@ def plot_loss(summary: dict[str, Any], out: Path) -> Path | None:
 
 def report(ctx: RunContext) -> str:
     found = rows(ctx)
-    for row in found:
-        plot_loss(row["_summary"], row["_folder"] / "loss.png")
-    return table(found) if found else "no runs yet"
+    if not found:
+        return "no runs yet"
+    text = table(found)
+    try:
+        for row in found:
+            plot_loss(row["_summary"], row["_folder"] / "loss.png")
+    except ModuleNotFoundError:
+        text += f"\n\nloss.png not drawn: the loss curves need matplotlib ({REPORT_EXTRA})"
+    return text

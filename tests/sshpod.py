@@ -125,7 +125,7 @@ class GatewayDouble:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
         connection = process.get_extra_info("connection")
-        is_upload = "base64 -d" in command
+        is_upload = " receive.sh " in command  # remote/receive.sh, named as its $0
         is_download = "base64 -w0" in command and "tail -c" in command
         drop_in = is_upload and self._take("drop_upload")
         corrupt = is_upload and self._take("corrupt_upload")

@@ -110,3 +110,46 @@ def test_remote_paths_with_spaces_and_quotes(tmp_path, sshd, fake_api):
     proj.doit("full_cycle", check=True)
     assert (odd / "in put" / "upload.ok").is_file()
     assert (proj.adapter / "adapter_model.safetensors").is_file() and fake_api.running() == []
+
+
+def test_alternating_dates_rent_once_per_date(tmp_path, sshd, fake_api):
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 1})
+    proj.doit("full_cycle", "--date", "2026-11-01", check=True)
+    proj.doit("full_cycle", "--date", "2026-11-02", check=True)
+    third = proj.doit("full_cycle", "--date", "2026-11-01", check=True).stdout
+    assert fake_api.ops("create") == 2, "the third run rented again for a finished date"
+    for stage in ("create_pod", "upload", "train", "download_adapter"):
+        assert f".  {stage}" not in third, stage
+
+
+def test_a_rerun_after_kill_9_reattaches_and_never_trains_twice(tmp_path, sshd, fake_api):
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 150, "gradient_accumulation_steps": 1})
+    run = _start(proj, "full_cycle")
+    _wait_for_steps(proj)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    second = proj.doit("full_cycle", check=True)
+    assert "not uploading under it" in second.stdout
+    pod_log = (tmp_path / "pod" / "workspace" / "fullcycle" / "run" / "train.log").read_text()
+    assert pod_log.count("samples, base model") == 1, "a second trainer was started"
+    assert fake_api.ops("create") == 1 and fake_api.running() == []
+    summary = proj.summary
+    assert [a["outcome"] for a in summary["attempts"]] == ["died", "ok"]
+    assert summary["attempts"][0]["pod_id"] == summary["attempts"][1]["pod_id"]
+    assert summary["success"] is True
+
+
+def test_a_pod_lost_with_its_run_is_in_the_totals_of_the_rerun(tmp_path, sshd, fake_api):
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 150, "gradient_accumulation_steps": 1})
+    run = _start(proj, "full_cycle")
+    _wait_for_steps(proj)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    first = next(iter(fake_api.pods))
+    fake_api._terminate(first)  # the pod went away with the run (watchdog, host failure)
+    proj.doit("full_cycle", check=True)
+    assert fake_api.ops("create") == 2
+    summary = proj.summary
+    assert summary["success"] is True and summary["totals"]["pods"] == 2
+    assert [a["pod_id"] for a in summary["attempts"]][0] == first
+    assert summary["totals"]["pod_seconds"] >= sum(a["pod_seconds"] for a in summary["attempts"])

@@ -1,0 +1,231 @@
+"""Fast unit tests (no sshd, no root, no doit subprocess): retries, API error mapping, resume points,
+up-to-date rules, the attempts record, and the pod-side shell."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks import record
+from tasks.errors import NoCapacityError
+from tasks.providers.runpod_api import ApiError, GraphqlApi, RestApi, RetryableApiError, SkipCandidate, with_retries
+from tasks.retry import Deadline, GaveUp, Policy, retry
+from tasks.transport import REMOTE_DIR, _resume_point, script
+
+# --------------------------------------------------------------------------- retry
+
+
+class Flaky(Exception):
+    pass
+
+
+def test_retry_backs_off_then_succeeds():
+    calls, pauses = [], []
+
+    def call():
+        calls.append(1)
+        if len(calls) < 3:
+            raise Flaky("not yet")
+        return "ok"
+
+    assert retry(call, "thing", Policy(attempts=5, delay=1.0), (Flaky,), sleep=pauses.append) == "ok"
+    assert pauses == [1.0, 2.0]
+
+
+def test_retry_gives_up_with_the_last_error_and_lets_others_through():
+    with pytest.raises(GaveUp, match="after 3 attempt"):
+        retry(lambda: (_ for _ in ()).throw(Flaky("down")), "thing", Policy(attempts=3, delay=0), (Flaky,),
+              sleep=lambda s: None)
+    with pytest.raises(ValueError):
+        retry(lambda: (_ for _ in ()).throw(ValueError("fatal")), "thing", Policy(), (Flaky,), sleep=lambda s: None)
+
+
+def test_retry_honours_a_hint_and_the_deadline():
+    pauses = []
+    with pytest.raises(GaveUp):
+        retry(lambda: (_ for _ in ()).throw(Flaky("x")), "thing", Policy(attempts=0, delay=5, deadline_s=0.2),
+              (Flaky,), wait_hint=lambda exc: 0.05, sleep=lambda s: (pauses.append(s), time.sleep(s)))
+    assert pauses and all(p <= 0.05 for p in pauses)
+    assert Deadline(0).passed() and Deadline(10).left() > 9
+
+
+def test_api_retries_turn_into_a_fatal_error_that_names_the_call():
+    def busy():
+        raise RetryableApiError("HTTP 429", retry_after=0)
+
+    with pytest.raises(ApiError, match="create pod: still failing after 2"):
+        with_retries(busy, "create pod", attempts=2, sleep=lambda s: None)
+
+
+# --------------------------------------------------------------------------- API error mapping
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: object) -> None:
+        self.status_code, self._body, self.headers = status, body, {}
+        self.text = json.dumps(body)
+
+    def json(self):
+        return self._body
+
+
+def _api(kind, status, body):
+    api = GraphqlApi("k", "http://127.0.0.1:9/graphql") if kind == "graphql" else RestApi("k", "http://127.0.0.1:9")
+    api.http.request = lambda *a, **kw: FakeResponse(status, body)
+    return api
+
+
+@pytest.mark.parametrize("message, error", [
+    ("There are no longer any instances available with the requested specifications.", NoCapacityError),
+    ("Something went wrong. Please try again later or contact support.", RetryableApiError),
+    ('Cannot query field "x" on type "Pod"', ApiError),
+])
+def test_graphql_errors_map_to_what_the_caller_does_next(message, error):
+    with pytest.raises(error):
+        _api("graphql", 200, {"errors": [{"message": message}], "data": None}).get("p1")
+
+
+def test_graphql_error_with_partial_data_is_not_ignored():
+    api = _api("graphql", 200, {"errors": [{"message": "pod is locked"}], "data": {"podTerminate": None}})
+    with pytest.raises(ApiError, match="pod is locked"):
+        api.terminate("p1")
+
+
+@pytest.mark.parametrize("status, error", [(400, NoCapacityError), (403, SkipCandidate), (422, ApiError)])
+def test_rest_create_statuses(status, error):
+    from tasks.providers.runpod_api import CreateRequest
+
+    req = CreateRequest(name="n", gpu_type="g", cloud_type="COMMUNITY", gpu_count=1, template_id="t", image_name="",
+                        min_vcpu_count=1, min_memory_gb=1, volume_gb=10, container_disk_gb=10)
+    with pytest.raises(error):
+        _api("rest", status, {"title": "t", "status": status, "detail": "d"}).create(req)
+
+
+# --------------------------------------------------------------------------- download resume points
+
+
+@pytest.mark.parametrize("content, kept", [(b"", 0), (b"QUJD", 4), (b"QUJDRE", 4), (b"QUJDRA==", 4),
+                                          (b"QUJDREVG" + b"R0g=", 8), (b"QUJDREVGR0hJ", 12)])
+def test_resume_point_keeps_only_whole_unpadded_groups(tmp_path, content, kept):
+    partial = tmp_path / "a.partial"
+    partial.write_bytes(content)
+    assert _resume_point(partial) == kept
+    assert partial.stat().st_size == kept
+
+
+# --------------------------------------------------------------------------- up-to-date rules
+
+
+def test_same_pod_rule(tmp_path):
+    from tasks.stages import SamePod
+
+    class Ctx:
+        class paths:
+            pod_file = tmp_path / "pod.json"
+
+    class Task:
+        value_savers: list = []
+
+    rule = SamePod(Ctx)
+    assert rule(Task, {"pod_id": "a"}) is False  # no pod recorded
+    (tmp_path / "pod.json").write_text(json.dumps({"provider": "local", "pod_id": "a", "name": "n", "created_at": "x"}))
+    assert rule(Task, {"pod_id": "a"}) is True
+    assert rule(Task, {"pod_id": "b"}) is False
+    assert "0x" not in repr(rule)
+
+
+# --------------------------------------------------------------------------- attempts record
+
+
+def _paths(tmp_path):
+    from tasks.paths import RunPaths
+
+    return RunPaths(date="2026-11-01", project_root=tmp_path, out_root=tmp_path / "out", work_local=tmp_path / "w",
+                    final_adapter_dir=tmp_path / "out" / "adapter", raw_data_file=tmp_path / "raw.jsonl",
+                    clean_data_file=tmp_path / "w" / "clean.jsonl", config_file=tmp_path / "w" / "config.json",
+                    summary_file=tmp_path / "w" / "run-summary.json", trainer_log=tmp_path / "t.log",
+                    cache_dir=tmp_path / "c")
+
+
+def test_attempts_are_composed_from_their_own_lines(tmp_path):
+    paths = _paths(tmp_path)
+    record.append_event(paths, "a1", "start", pid=2**22 + 12345)  # a pid that does not exist: it died
+    record.append_event(paths, "a1", "pod_created", pod={"pod_id": "p1", "gpu": "g", "cloud_type": "COMMUNITY",
+                                                         "cost_per_hr": 3600.0, "created_at": record.now()})
+    record.append_event(paths, "a1", "stage", stage="train", status="running")
+    with paths.attempts_file.open("a") as fh:
+        fh.write('{"attempt": "a1", "event": "sta')  # torn by kill -9
+    with paths.attempts_file.open("a") as fh:
+        fh.write("\n")
+    record.append_event(paths, "a2", "start", pid=1)
+    record.append_event(paths, "a2", "stage", stage="build_dataset", status="failed", error="boom")
+    record.append_event(paths, "a2", "end", outcome="failed")
+    summary = record.build(paths, "runpod")
+    first, second = summary["attempts"]
+    assert first["outcome"] == "died" and "train" in first["error"] and first["pod_id"] == "p1"
+    assert second["outcome"] == "failed" and second["error"] == "build_dataset: boom"
+    assert summary["error"] == "build_dataset: boom" and summary["success"] is False
+    assert summary["totals"]["pods"] == 1 and summary["totals"]["pods_not_verified_terminated"] == ["p1"]
+
+
+def test_short_never_cuts_mid_word():
+    text = "the pod could not be reached through the gateway because the proxy refused"
+    cut = record.short(text, 40)
+    assert len(cut) <= 40 and text.startswith(cut.removesuffix(" …"))
+    assert cut.removesuffix(" …").split()[-1] in text.split()
+
+
+# --------------------------------------------------------------------------- pod-side shell
+
+
+def _bash(snippet: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", script("state.sh").split("set -u")[0] + "\n" + snippet, "t", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_a_stale_pid_file_never_stops_an_unrelated_process(tmp_path):
+    other = subprocess.Popen(["sleep", "30"])  # reuses the number a watchdog once had
+    try:
+        pid_file = tmp_path / "watchdog.pid"
+        pid_file.write_text(f"{other.pid}\n")
+        result = _bash('alive "$1" fullcycle-watchdog && echo yes || echo no; stop_tagged "$1" fullcycle-watchdog',
+                       str(pid_file))
+        assert result.stdout.strip() == "no"
+        assert other.poll() is None, "an unrelated process was killed"
+        assert not pid_file.exists()
+    finally:
+        other.kill()
+
+
+def test_a_tagged_process_is_recognised_and_stopped(tmp_path):
+    pid_file = tmp_path / "w.pid"
+    tagged = subprocess.Popen(["setsid", "bash", "-c", 'echo $$ > "$1"; sleep 30; true', "fullcycle-watchdog", str(pid_file)])
+    deadline = time.time() + 5
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.02)
+    result = _bash('alive "$1" fullcycle-watchdog && echo yes; stop_tagged "$1" fullcycle-watchdog', str(pid_file))
+    assert result.stdout.strip() == "yes"
+    assert tagged.wait(timeout=5) != 0
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (.ci/run installs it)")
+def test_pod_side_shell_passes_shellcheck(tmp_path):
+    for name in sorted(p.name for p in REMOTE_DIR.glob("*.sh") if p.name != "lib.sh"):
+        whole = tmp_path / name
+        whole.write_text(script(name))
+        result = subprocess.run(["shellcheck", "-S", "warning", "-s", "bash", str(whole)], capture_output=True,
+                                text=True)
+        assert result.returncode == 0, f"{name}:\n{result.stdout}"
+
+
+def test_no_test_reads_outside_the_repository():
+    repo = Path(__file__).resolve().parent.parent
+    outside = "/".join(("..", "shared"))
+    for path in [*(repo / "tests").glob("*.py"), *(repo / "bench").glob("*.py")]:
+        if path != Path(__file__).resolve():
+            assert outside not in path.read_text(), path
