@@ -69,8 +69,10 @@ def download(ctx: RunContext) -> Path:
     try:
         retry(once, "download", policy, (TransportError,))
     except GaveUp as exc:
+        conn.close()
         raise TransportError(f"download: {exc}; re-run `doit -a download_adapter --date {ctx.paths.date}` "
                              f"(it resumes where it stopped)") from None
+    conn.close()
     os.replace(partial, target)
     log.info("Downloaded adapter archive: %d bytes (base64 %d)", record["tar_bytes"], expected)
     return target

@@ -31,7 +31,7 @@ from tasks.paths import RunPaths
 from tasks.trainconfig import config_line
 
 CONNECTION_MODES = {"direct": "direct-ssh", "gateway": "gateway-exec", "gateway-exec": "gateway-exec",
-                    "gateway-pty": "gateway-pty", "gateway-blind": "gateway-exec-no-stdout", "local": "local-bash"}
+                    "gateway-pty": "gateway-pty", "local": "local-bash"}
 PIPELINE = ("build_dataset", "clean_dataset", "write_config", "create_pod", "upload", "train", "download_adapter",
             "terminate_pod", "extract_adapter")
 
@@ -283,7 +283,8 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         "outcome": latest["outcome"] if latest else None,
         "provider": provider,
         "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "created_at", "ready_at",
-                                          "terminated_at", "terminate_error", "ssh_port", "connection_source")}
+                                          "terminated_at", "terminate_error", "ssh_port", "connection_source",
+                                          "transport_notes")}
         if pod else None,
         "billed_seconds": round(billed, 1) if billed is not None else None,
         "cost_usd": _cost(billed, pod.get("cost_per_hr")) if billed is not None else None,

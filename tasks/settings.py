@@ -103,6 +103,8 @@ class RunpodSettings:
     ssh_key_path: str = "~/.ssh/id_ed25519"
     gateway_host: str = "ssh.runpod.io"
     gateway_port: int = field(default=22, metadata=_rule(1, 65535))
+    support_public_ip: bool = True  # ask for a public IP so direct ssh works (GraphQL; COMMUNITY may lack one)
+    direct_users: tuple[str, ...] = ("root", "unsloth")  # tried in order when the API names no ssh user
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,13 @@ def train(ctx: RunContext) -> dict[str, Any] | None:
     if live is None:
         return None
     pod, conn = live
+    try:
+        return _train(ctx, pod, conn)
+    finally:
+        conn.close()
+
+
+def _train(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str, Any]:
     log.info("Training %s samples on pod %s with %s", _samples(ctx), pod.pod_id, pod.remote["python"])
     timeout = ctx.settings.ssh.train_timeout_h * 3600
     started, deadline = time.time(), Deadline(timeout)

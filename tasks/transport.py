@@ -83,6 +83,37 @@ class Connection:
         """Run remote/<name> on the pod (see `script_command`)."""
         return self.run(script_command(name, *args), stdin=stdin, out=out, timeout=timeout)
 
+    def close(self) -> None:
+        """End whatever session the connection keeps open (only the PTY one keeps one)."""
+
+    def send_tree(self, staging: Path, names: list[str], remote_dir: str, run_dir: str, mode: str = "keep") -> Result:
+        """Stream the named entries of `staging` (symlinks followed) into `remote_dir` as one tar,
+        received by remote/receive.sh (which refuses to write under a running trainer in mode keep).
+
+        One session for any number of files; base64 only where the channel is not binary-safe,
+        since it adds a third to the bytes on the wire."""
+        quoted = " ".join(shlex.quote(n) for n in names)
+        encoding = "raw" if self.binary_safe else "base64"
+        encode = "" if self.binary_safe else " | base64 -w0"
+        receive = script_command("receive.sh", remote_dir, run_dir, encoding, mode, *names)
+        # 1 MiB tar records instead of 10 KiB: fewer, larger writes through every pipe (bench/transfer.py).
+        return self.run_local_pipeline(
+            f"tar -b 2048 -chf - -C {shlex.quote(str(staging))} {quoted}{encode} | {self.remote(receive)}")
+
+    def fetch_base64(self, remote_path: str, partial: Path) -> tuple[Result, int]:
+        """Append the base64 of `remote_path` to `partial`, resuming after what `partial` already
+        holds; returns the result and the archive offset it resumed at.
+
+        The local file is base64 either way (seed §3.5's adapter_base64.txt); on a binary-safe
+        channel the bytes travel raw and are encoded here, a third less on the wire."""
+        offset = _resume_point(partial) // 4 * 3
+        tail = f"tail -c +{offset + 1} {shlex.quote(remote_path)}"
+        if self.binary_safe:
+            shell = f"{self.remote(tail)} | base64 -w0 >> {shlex.quote(str(partial))}"
+        else:
+            shell = f"{self.remote(tail + ' | base64 -w0')} >> {shlex.quote(str(partial))}"
+        return self.run_local_pipeline(shell), offset
+
     def run_local_pipeline(self, shell: str, timeout: float | None = None) -> Result:
         """Run a local bash pipeline that contains `{remote}` calls already expanded by remote_argv."""
         return self._exec(["bash", "-o", "pipefail", "-c", shell], timeout=timeout, counts=False)
@@ -161,18 +192,7 @@ class SshConnection(Connection):
 
 def send_tree(conn: Connection, staging: Path, names: list[str], remote_dir: str, run_dir: str,
               mode: str = "keep") -> Result:
-    """Stream the named entries of `staging` (symlinks followed) into `remote_dir` as one tar,
-    received by remote/receive.sh (which refuses to write under a running trainer in mode keep).
-
-    One ssh session for any number of files; base64 only where the channel is not binary-safe,
-    since it adds a third to the bytes on the wire."""
-    quoted = " ".join(shlex.quote(n) for n in names)
-    encoding = "raw" if conn.binary_safe else "base64"
-    encode = "" if conn.binary_safe else " | base64 -w0"
-    receive = script_command("receive.sh", remote_dir, run_dir, encoding, mode, *names)
-    # 1 MiB tar records instead of 10 KiB: fewer, larger writes through every pipe (bench/transfer.py).
-    return conn.run_local_pipeline(
-        f"tar -b 2048 -chf - -C {shlex.quote(str(staging))} {quoted}{encode} | {conn.remote(receive)}")
+    return conn.send_tree(staging, names, remote_dir, run_dir, mode)
 
 
 def _resume_point(partial: Path) -> int:
@@ -192,18 +212,70 @@ def _resume_point(partial: Path) -> int:
 
 
 def fetch_base64(conn: Connection, remote_path: str, partial: Path) -> tuple[Result, int]:
-    """Append the base64 of `remote_path` to `partial`, resuming after what `partial` already holds;
-    returns the result and the archive offset it resumed at.
+    return conn.fetch_base64(remote_path, partial)
 
-    The local file is base64 either way (seed §3.5's adapter_base64.txt); on a binary-safe channel
-    the bytes travel raw and are encoded here, a third less on the wire."""
-    offset = _resume_point(partial) // 4 * 3
-    tail = f"tail -c +{offset + 1} {shlex.quote(remote_path)}"
-    if conn.binary_safe:
-        shell = f"{conn.remote(tail)} | base64 -w0 >> {shlex.quote(str(partial))}"
-    else:
-        shell = f"{conn.remote(tail + ' | base64 -w0')} >> {shlex.quote(str(partial))}"
-    return conn.run_local_pipeline(shell), offset
+
+@dataclass
+class PtyConnection(SshConnection):
+    """A proxy that only offers an interactive PTY shell: one framed `bash -s` session per stage
+    (tasks/pty_transport.py). Nothing is binary-safe there: uploads and downloads are base64."""
+
+    mode: str = "gateway-pty"
+    ready_timeout_s: float = 30.0
+    _pty: Any = field(default=None, init=False, repr=False)
+
+    def describe(self) -> str:
+        return f"ssh -tt {self.user}@{self.host}:{self.port} (PTY shell)"
+
+    def pty_argv(self) -> list[str]:
+        argv = super().argv("")[:-1]  # every option of the exec form, no command
+        return [a if a != "-T" else "-tt" for a in argv]
+
+    def _session(self) -> Any:
+        from tasks.pty_transport import PtySession
+
+        if self._pty is None or not self._pty.alive:
+            self.counter.sessions += 1
+            self._pty = PtySession(self.pty_argv(), _child_env(), self.ready_timeout_s)
+        return self._pty
+
+    def run(self, command: str, *, stdin: IO[bytes] | bytes | None = None, out: Any = None,
+            timeout: float | None = None) -> Result:
+        try:
+            session = self._session()
+        except TransportError as exc:
+            return Result(SSH_CONNECT_FAILED, b"", str(exc))
+        code, stdout, err = session.run(command, stdin=stdin, out=out, timeout=timeout)
+        if code == SSH_CONNECT_FAILED and not session.alive:
+            self._pty = None
+        return Result(code, stdout, err)
+
+    def close(self) -> None:
+        if self._pty is not None:
+            self._pty.close()
+            self._pty = None
+
+    def send_tree(self, staging: Path, names: list[str], remote_dir: str, run_dir: str, mode: str = "keep") -> Result:
+        """The tar is made here and fed through the session as base64 lines: streamed, never whole."""
+        import subprocess
+
+        tar = subprocess.Popen(["bash", "-o", "pipefail", "-c",
+                                f"tar -b 2048 -chf - -C {shlex.quote(str(staging))} "
+                                f"{' '.join(shlex.quote(n) for n in names)} | base64 -w76"],
+                               stdout=subprocess.PIPE, env=_child_env())
+        try:
+            receive = script_command("receive.sh", remote_dir, run_dir, "base64-lines", mode, *names)
+            result = self.run(receive, stdin=tar.stdout)
+        finally:
+            tar.stdout.close()
+            tar.wait()
+        return result
+
+    def fetch_base64(self, remote_path: str, partial: Path) -> tuple[Result, int]:
+        offset = _resume_point(partial) // 4 * 3
+        with partial.open("ab") as sink:
+            result = self.run(f"tail -c +{offset + 1} {shlex.quote(remote_path)} | base64 -w0", out=sink)
+        return result, offset
 
 
 def check(result: Result, what: str, conn: Connection) -> Result:

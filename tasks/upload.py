@@ -113,6 +113,7 @@ def upload(ctx: RunContext) -> list[str] | None:
     except GaveUp as exc:
         raise TransportError(str(exc)) from None
     finally:
+        conn.close()
         shutil.rmtree(ctx.paths.upload_staging, ignore_errors=True)
     local = local_checksums(inputs)
     lines = [f"{local[n]}  {n}" for n in sorted(local)]

@@ -82,7 +82,17 @@ class Sshd:
 
 
 class GatewayDouble:
-    """ssh.runpod.io's behaviour: route `<podHostId>` to the pod, commands only, no scp/sftp/PTY."""
+    """ssh.runpod.io's behaviour: route `<podHostId>` to the pod; no scp/sftp/rsync.
+
+    It plays each reading of the proxy that the evidence allows (`behaviour`):
+    - "exec": `ssh -T host cmd` works; PTYs are refused;
+    - "pty-only": exec is refused the way users report it (the message on stdout, exit 1) and an
+      interactive PTY shell is the only thing offered; it is bridged to a real PTY on the pod.
+    One-shot faults also include "blind_first" (the first command's stdout is lost) and
+    "blind_follow" (the training follow's stdout is lost).
+    """
+
+    PTY_REFUSAL = b"Error: Your SSH client doesn't support PTY\r\n"
 
     REFUSED = ("scp", "sftp", "sftp-server", "rsync")
 
@@ -96,6 +106,7 @@ class GatewayDouble:
         self.refused: list[str] = []
         # one-shot faults: "drop_upload", "corrupt_upload", "truncate_download"
         self.faults: set[str] = set()
+        self.behaviour = "exec"
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -105,6 +116,14 @@ class GatewayDouble:
         self.sessions += 1
         port = self.route(user)
         reason = None
+        if port is not None and self.behaviour == "pty-only":
+            if command or not process.get_terminal_type():
+                self.refused.append("exec without a PTY")
+                process.stdout.write(self.PTY_REFUSAL)
+                process.exit(1)
+                return
+            await self._bridge_pty(process, port)
+            return
         if port is None:
             reason = f"no running pod for {user}"
         elif process.get_terminal_type():
@@ -127,6 +146,7 @@ class GatewayDouble:
         connection = process.get_extra_info("connection")
         is_upload = " receive.sh " in command  # remote/receive.sh, named as its $0
         is_download = "base64 -w0" in command and "tail -c" in command
+        blind = self._take("blind_first") or (" train_runner.sh " in command and self._take("blind_follow"))
         drop_in = is_upload and self._take("drop_upload")
         corrupt = is_upload and self._take("corrupt_upload")
         cut_out = is_download and self._take("truncate_download")
@@ -160,6 +180,8 @@ class GatewayDouble:
                     connection.abort()
                     return
                 sent += len(data)
+                if blind and dst is process.stdout:
+                    continue  # the proxy lost this command's stdout
                 dst.write(data)
                 await dst.drain()
 
@@ -176,6 +198,53 @@ class GatewayDouble:
         except (OSError, asyncssh.Error):
             pass  # the connection was dropped on purpose
 
+    async def _bridge_pty(self, process: asyncssh.SSHServerProcess, port: int) -> None:
+        """An interactive shell on a real PTY on the pod; the bytes pass as they are."""
+        upstream = await asyncio.create_subprocess_exec(
+            "ssh", "-F", "none", "-tt", "-p", str(port), "-i", str(self.client_key), "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "root@127.0.0.1", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        connection = process.get_extra_info("connection")
+        state = {"download": False, "sent": 0}
+
+        async def pump_in() -> None:
+            try:
+                while data := await process.stdin.read(65536):
+                    if b"tail -c +" in data and b"base64 -w0" in data and self._take("truncate_download"):
+                        state["download"] = True
+                    upstream.stdin.write(data)
+                    await upstream.stdin.drain()
+            except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged, ConnectionError, BrokenPipeError):
+                pass
+            finally:
+                if not upstream.stdin.is_closing():
+                    upstream.stdin.close()
+
+        async def pump_out() -> None:
+            while data := await upstream.stdout.read(65536):
+                if state["download"]:
+                    state["sent"] += len(data)
+                    if state["sent"] > 30000:  # the session drops in the middle of the download
+                        upstream.kill()
+                        connection.abort()
+                        return
+                process.stdout.write(data)
+                await process.stdout.drain()
+
+        feeder = asyncio.ensure_future(pump_in())
+        try:
+            await pump_out()
+            code = await upstream.wait()
+        except (ConnectionError, asyncssh.Error):
+            upstream.kill()
+            code = 255
+        feeder.cancel()
+        try:
+            process.exit(code)
+        except (OSError, asyncssh.Error):
+            pass
+
     def _take(self, fault: str) -> bool:
         if fault in self.faults:
             self.faults.discard(fault)
@@ -187,6 +256,7 @@ class GatewayDouble:
             return await asyncssh.create_server(
                 asyncssh.SSHServer, "127.0.0.1", self.port, server_host_keys=[str(self.host_key)],
                 authorized_client_keys=str(self.client_pub), process_factory=self._session, encoding=None,
+                line_editor=False,
                 allow_scp=False, sftp_factory=None)
 
         self.thread.start()

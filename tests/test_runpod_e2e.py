@@ -123,3 +123,34 @@ def test_training_survives_an_ssh_drop(tmp_path, sshd, fake_api):
     assert "reconnecting" in out
     assert "step 300/300" in log.read_text()
     assert (proj.adapter / "adapter_model.safetensors").is_file() and fake_api.running() == []
+
+
+@pytest.mark.parametrize("backend", ["graphql", "rest"])
+def test_full_cycle_through_a_gateway_that_only_speaks_pty(tmp_path, sshd, fake_api, gateway, backend):
+    fake_api.faults.public_ssh = False
+    gateway.behaviour = "pty-only"
+    gateway.faults.add("truncate_download")  # and the session drops in the middle of the download
+    proj = runpod_project(tmp_path, sshd, fake_api, backend=backend, gateway=gateway)
+    started = time.monotonic()
+    proj.doit("full_cycle", check=True)
+    wall = time.monotonic() - started
+    summary = proj.summary
+    assert summary["connection_mode"] == "gateway-pty" and summary["success"] is True
+    assert (proj.adapter / "adapter_model.safetensors").is_file() and fake_api.running() == []
+    log = proj.trainer_log
+    assert "switching to the PTY transport" in log and "doesn't support PTY" in log
+    assert "resuming at archive byte" in log
+    assert gateway.refused.count("exec without a PTY") == 1, "the refusal was retried as if transient"
+    print(f"\npty-only gateway ({backend}): {wall:.1f}s, ssh sessions {summary['ssh_sessions']}, "
+          f"gateway sessions {gateway.sessions}")
+
+
+def test_a_gateway_that_loses_stdout_of_the_first_command_and_of_the_follow(tmp_path, sshd, fake_api, gateway):
+    fake_api.faults.public_ssh = False
+    gateway.faults |= {"blind_first", "blind_follow"}
+    proj = runpod_project(tmp_path, sshd, fake_api, gateway=gateway)
+    proj.doit("full_cycle", check=True)
+    summary = proj.summary
+    assert summary["success"] is True and summary["connection_mode"] == "gateway-exec"
+    assert "the pod says the training finished" in proj.trainer_log
+    assert fake_api.running() == []

@@ -22,7 +22,8 @@ class Pod:
     cloud_type: str | None = None
     cost_per_hr: float | None = None
     host_id: str | None = None
-    connection_mode: str | None = None  # direct | gateway | local
+    connection_mode: str | None = None  # direct | gateway-exec | gateway-pty | local
+    transport_notes: list[str] = field(default_factory=list)  # what the first contact found out
     connection_source: str | None = None  # api | connection.json
     ssh_user: str | None = None
     ssh_host: str | None = None

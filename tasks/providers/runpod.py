@@ -16,6 +16,7 @@ from typing import Any
 
 from tasks.errors import NoCapacityError, ProviderError, TransportError
 from tasks.files import read_json
+from tasks.providers import reach
 from tasks.providers.base import Pod
 from tasks.providers.runpod_api import ApiError, CreateRequest, PodInfo, RetryableApiError, SkipCandidate, client, with_retries
 from tasks.record import now
@@ -45,6 +46,10 @@ def read_connection_file(path: Path) -> dict[str, Any] | None:
     for name in CONNECTION_FIELDS:
         if not isinstance(data.get(name), str) or not data[name].strip():
             raise ConnectionFileError(f"{path}: field {name!r} is missing or not a non-empty string")
+    mode = data.get("connection_mode")
+    if mode is not None and mode not in reach.MODES:
+        raise ConnectionFileError(f"{path}: field 'connection_mode' must be one of direct-ssh, gateway-exec, "
+                                  f"gateway-pty (or absent to detect it), got {mode!r}")
     port = data.get("ssh_port", 22)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ConnectionFileError(f"{path}: field 'ssh_port' must be an integer port, got {port!r}")
@@ -87,6 +92,7 @@ class RunpodProvider:
             gpu_count=self.s.gpu_count, template_id=self.s.template_id, image_name=self.s.image_name,
             min_vcpu_count=self.s.min_vcpu_count, min_memory_gb=self.s.min_memory_gb, volume_gb=self.s.volume_gb,
             container_disk_gb=self.s.container_disk_gb, public_key=public_key,
+            support_public_ip=self.s.support_public_ip,
             terminate_after=(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=self.s.max_runtime_h)).isoformat(
                 timespec="seconds"),
         )
@@ -142,28 +148,29 @@ class RunpodProvider:
                                     f"(runtime {'present' if info.running else 'null'}); it will be terminated")
             time.sleep(self.s.poll_interval_s)
 
-    def _fill_connection(self, pod: Pod, info: PodInfo) -> None:
-        override = read_connection_file(self.ctx.paths.connection_file)
-        if override:
-            gateway = override["ssh_host"] == self.s.gateway_host
-            pod.ssh_user, pod.ssh_host, pod.ssh_port = override["ssh_user"], override["ssh_host"], override["ssh_port"]
-            pod.ssh_key_path, pod.connection_source = override["ssh_key_path"], "connection.json"
-            pod.connection_mode = "gateway" if gateway else "direct"
-            return
-        pod.ssh_key_path, pod.connection_source = str(self._key_path()), "api"
-        if info.public_ip and info.ssh_port:
-            pod.connection_mode, pod.ssh_user, pod.ssh_host, pod.ssh_port = "direct", "root", info.public_ip, info.ssh_port
-        else:
-            pod.connection_mode, pod.ssh_user = "gateway", info.host_id
-            pod.ssh_host, pod.ssh_port = self.s.gateway_host, self.s.gateway_port
-        pod.host_id = info.host_id or pod.host_id
-
     def wait_ready(self, pod: Pod) -> Pod:
         info = self._wait_running(pod, Deadline(self.s.ready_timeout_s))
-        self._fill_connection(pod, info)
-        log.info("Connecting in %s mode: %s@%s:%s (from %s)", pod.connection_mode, pod.ssh_user, pod.ssh_host,
-                 pod.ssh_port, pod.connection_source)
-        self._probe(pod)
+        override = read_connection_file(self.ctx.paths.connection_file)
+        key = override["ssh_key_path"] if override else str(self._key_path())
+        candidates = reach.endpoints(info, override, self.s.gateway_host, self.s.gateway_port, self.s.direct_users)
+        log.info("Reaching pod %s: %s (from %s)", pod.pod_id, ", ".join(e.describe() for e in candidates),
+                 "connection.json" if override else "the API")
+        ssh = self.ctx.settings.ssh
+        prober = reach.Prober(
+            make_exec=lambda ep: self._conn(ep.user, ep.host, ep.port, key, "direct" if ep.kind == "direct" else "gateway-exec"),
+            make_pty=lambda ep: self._conn(ep.user, ep.host, ep.port, key, "gateway-pty"),
+            probe_command=self._watchdog_command(pod), deadline_s=ssh.probe_timeout_s,
+            pause_s=min(self.s.poll_interval_s, 2.0), timeout_s=ssh.connect_timeout_s + 10)
+        reached = prober.reach(candidates, pod.pod_id)
+        ep = reached.endpoint
+        pod.connection_mode, pod.ssh_user, pod.ssh_host, pod.ssh_port = reached.mode, ep.user, ep.host, ep.port
+        pod.ssh_key_path, pod.connection_source = key, "connection.json" if override else "api"
+        pod.transport_notes = reached.notes
+        pod.host_id = info.host_id or pod.host_id
+        if reached.mode.startswith("gateway"):
+            log.info("Switched to gateway SSH mode (%s): %s@%s", reached.mode, ep.user, ep.host)
+        for note in reached.notes:
+            log.warning("Connection to pod %s: %s", pod.pod_id, note)
         pod.ready_at = now()
         return pod
 
@@ -178,31 +185,16 @@ class RunpodProvider:
         return script_command("watchdog.sh", pod.remote["work_dir"] + "/watchdog.pid", max(int(left), 1),
                               command.replace("{pod_id}", shlex.quote(pod.pod_id)))
 
-    def _probe(self, pod: Pod) -> None:
-        """sshd starts after the container: try until it answers, against a deadline."""
-        conn = self.connect(pod)
-        command = self._watchdog_command(pod)
-
-        def once() -> None:
-            result = conn.run(command, timeout=self.ctx.settings.ssh.connect_timeout_s + 10)
-            if result.exit_code != 0:
-                raise TransportError(result.stderr.strip()[-300:] or f"exit {result.exit_code}, no message")
-
-        policy = Policy(attempts=0, delay=min(self.s.poll_interval_s, 2.0), factor=1.0,
-                        deadline_s=self.ctx.settings.ssh.probe_timeout_s)
-        try:
-            retry(once, f"ssh probe of pod {pod.pod_id}", policy, (TransportError,), quiet=True)
-        except GaveUp as exc:
-            raise ProviderError(f"ssh to pod {pod.pod_id} ({conn.describe()}) never answered: {exc.last}; "
-                                f"the pod will be terminated") from None
+    def _conn(self, user: str, host: str, port: int, key: str, mode: str) -> SshConnection:
+        ssh = self.ctx.settings.ssh
+        return reach.connection(mode, user=user, host=host, port=port, key_path=key,
+                                known_hosts=self.ctx.paths.known_hosts_file, connect_timeout_s=ssh.connect_timeout_s,
+                                server_alive_interval_s=ssh.server_alive_interval_s,
+                                server_alive_count_max=ssh.server_alive_count_max, counter=self.ctx.run)
 
     def connect(self, pod: Pod) -> SshConnection:
-        ssh = self.ctx.settings.ssh
-        return SshConnection(user=pod.ssh_user or "root", host=pod.ssh_host or "", port=pod.ssh_port or 22,
-                             key_path=pod.ssh_key_path or "", known_hosts=self.ctx.paths.known_hosts_file,
-                             connect_timeout_s=ssh.connect_timeout_s, server_alive_interval_s=ssh.server_alive_interval_s,
-                             server_alive_count_max=ssh.server_alive_count_max, mode=pod.connection_mode or "direct",
-                             counter=self.ctx.run)
+        return self._conn(pod.ssh_user or "root", pod.ssh_host or "", pod.ssh_port or 22, pod.ssh_key_path or "",
+                          reach.MODES.get(pod.connection_mode or "", "direct"))
 
     # ------------------------------------------------------------------ liveness, listing, terminate
 

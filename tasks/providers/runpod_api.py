@@ -57,6 +57,7 @@ class CreateRequest:
     volume_gb: int
     container_disk_gb: int
     public_key: str = ""
+    support_public_ip: bool = True  # GraphQL only; without it a COMMUNITY pod may have no public IP
     terminate_after: str = ""  # dead-man's switch on RunPod's side (GraphQL only; docs say unreliable)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -77,6 +78,7 @@ class PodInfo:
     host_id: str | None = None  # gateway ssh user
     public_ip: str | None = None  # direct ssh, from the tcp mapping of port 22
     ssh_port: int | None = None
+    ssh_user: str | None = None  # the direct login user where the API says (v2 ssh.direct.username)
     uptime_s: float | None = None
 
 
@@ -168,7 +170,7 @@ class GraphqlApi:
             "cloudType": req.cloud_type, "gpuTypeId": req.gpu_type, "gpuCount": req.gpu_count,
             "minVcpuCount": req.min_vcpu_count, "minMemoryInGb": req.min_memory_gb,
             "volumeInGb": req.volume_gb, "containerDiskInGb": req.container_disk_gb, "name": req.name,
-            "ports": "22/tcp", "supportPublicIp": True, "startSsh": True, "volumeMountPath": "/workspace",
+            "ports": "22/tcp", "supportPublicIp": req.support_public_ip, "startSsh": True, "volumeMountPath": "/workspace",
         }
         if req.terminate_after:
             payload["terminateAfter"] = req.terminate_after
@@ -284,19 +286,39 @@ class RestApi:
 
     @staticmethod
     def _info(pod: dict[str, Any]) -> PodInfo:
+        """The v2 `ssh` block is the authority on how to reach the pod: `direct` when it names a
+        host and port, `proxy` for the gateway. A runtime port alone makes a pod direct-reachable
+        only when there is no ssh block at all and its address is public (10.x is not)."""
         runtime = pod.get("runtime")
-        ssh = pod.get("ssh") or {}
-        direct, proxy = ssh.get("direct") or {}, ssh.get("proxy") or {}
+        ssh = pod.get("ssh")
         info = PodInfo(id=pod["id"], name=pod.get("name"), status=pod.get("status"),
                        running=pod.get("status") == "RUNNING" and runtime is not None,
                        cost_per_hr=pod.get("cost"), gpu=(pod.get("gpu") or {}).get("id"),
-                       host_id=proxy.get("username"), uptime_s=(runtime or {}).get("uptime"))
+                       uptime_s=(runtime or {}).get("uptime"))
+        if isinstance(ssh, dict):
+            direct, proxy = ssh.get("direct") or {}, ssh.get("proxy") or {}
+            info.host_id = proxy.get("username") or None
+            if direct.get("host") and direct.get("port") and is_public(direct["host"]):
+                info.public_ip, info.ssh_port = direct["host"], direct["port"]
+                info.ssh_user = direct.get("username") or None
+            return info
         for port in (runtime or {}).get("ports") or []:
-            if port.get("private") == 22 and port.get("type") == "tcp" and port.get("public") and port.get("ip"):
+            if (port.get("private") == 22 and port.get("type") == "tcp" and port.get("public")
+                    and is_public(port.get("ip") or "")):
                 info.public_ip, info.ssh_port = port["ip"], port["public"]
-        if not info.public_ip and direct.get("host") and direct.get("port"):
-            info.public_ip, info.ssh_port = direct["host"], direct["port"]
         return info
+
+
+def is_public(host: str) -> bool:
+    """Private (10/8, 172.16/12, 192.168/16), link-local and CGNAT addresses are not reachable from
+    here; a name is taken as public. Loopback counts as public so tests on 127.0.0.1 work."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return bool(host)
+    return address.is_loopback or address.is_global
 
 
 def client(backend: str, api_key: str | None) -> GraphqlApi | RestApi:
