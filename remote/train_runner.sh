@@ -2,7 +2,10 @@
 # Runs on the pod: start the training once, detached, follow its log, pack the adapter when done.
 #
 #   train_runner.sh RUN_DIR INPUT_DIR OUTPUT_DIR PYTHON HF_HOME OFFSET END_MARK SCRIPT DATASET CONFIG
+#                   VENV_DIR "PYTHON_CANDIDATE..."
 #
+# The Python is found or built first (INPUT_DIR/setup_python.sh), inside the detached run, so a
+# long bootstrap survives a dropped connection too and its progress is in the followed log.
 # The trainer runs under setsid+nohup with its log, pid and exit code in RUN_DIR, so a dropped ssh
 # connection (or a killed orchestrator) only stops the following: running this again re-attaches
 # from byte OFFSET of the log and never starts a second trainer. The last line printed is
@@ -10,7 +13,7 @@
 # and the same line is kept in RUN_DIR/train.outcome for a gateway that loses stdout.
 set -u
 run_dir=$1 input_dir=$2 output_dir=$3 python=$4 hf_home=$5 offset=$6 end_mark=$7
-script=$8 dataset=$9 config=${10}
+script=$8 dataset=$9 config=${10} venv_dir=${11} candidates=${12}
 
 mkdir -p "$run_dir" && cd "$run_dir" || exit 97
 state=$(trainer_state "$run_dir")
@@ -22,10 +25,16 @@ if [ "$state" = none ] || [ "$state" = lost ]; then
     echo $$ >train.pid.tmp && mv train.pid.tmp train.pid
     rm -rf -- "$1"
     export HF_HOME="$2" PYTHONUNBUFFERED=1
-    "$3" "$4" --data "$5" --config "$6" --output "$1" >>train.log 2>&1
-    echo $? >train.exit.tmp && mv train.exit.tmp train.exit
+    if setup=$(bash "$7" "$3" "$8" "$9" "${10}" 2>>train.log); then
+      printf "%s\n" "$setup" >python.info
+      "$(sed -n 1p python.info)" "$4" --data "$5" --config "$6" --output "$1" >>train.log 2>&1
+      code=$?
+    else
+      code=98
+    fi
+    echo "$code" >train.exit.tmp && mv train.exit.tmp train.exit
   ' fullcycle-trainer "$output_dir" "$hf_home" "$python" "$script" "$dataset" "$config" \
-    >/dev/null 2>&1 </dev/null &
+    "$input_dir/setup_python.sh" "$venv_dir" "$input_dir" "$candidates" >/dev/null 2>&1 </dev/null &
   for _ in $(seq 200); do
     [ -s train.pid ] && break
     sleep 0.05
@@ -46,6 +55,6 @@ if [ "$code" = 0 ]; then
     size=$(stat -c %s adapter.tar)
   fi
 fi
-line="$end_mark exit=$code sha256=$sha bytes=$size end"
+line="$end_mark exit=$code sha256=$sha bytes=$size python=$(base64 -w0 python.info 2>/dev/null) end"
 [ "$code" = lost ] || echo "$line" >train.outcome
 printf '%s\n' "$line"

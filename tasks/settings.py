@@ -112,7 +112,9 @@ class RemoteSettings:
     input_dir: str = "/workspace/input"
     output_dir: str = "/output/adapter"
     work_dir: str = "/workspace/fullcycle"
-    python: str = "/workspace/unsloth-venv/bin/python"
+    python: str = "/workspace/unsloth-venv/bin/python"  # used when it exists and has the stack
+    python_candidates: tuple[str, ...] = ("python3", "python", "/opt/conda/bin/python")  # else the image's
+    venv_dir: str = "/workspace/fullcycle-venv"  # else built here, on the volume, and reused
     hf_home: str = "/workspace/hf-cache"
 
 

@@ -90,7 +90,8 @@ def _follow(ctx: RunContext, pod: Pod, conn: Connection, offset: int) -> tuple[A
         result = conn.run_script(
             "train_runner.sh", r["work_dir"] + "/run", r["input_dir"], r["output_dir"], r["python"], r["hf_home"],
             offset, END_MARK.decode(), r["input_dir"] + "/" + SCRIPT_NAME, r["input_dir"] + "/" + DATASET_NAME,
-            r["input_dir"] + "/" + CONFIG_NAME, out=sink)
+            r["input_dir"] + "/" + CONFIG_NAME, r.get("venv_dir", ""), " ".join(ctx.settings.remote.python_candidates),
+            out=sink)
     finally:
         sink.close()
     return result, sink
@@ -162,7 +163,11 @@ def _train(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str, Any]:
         "log_bytes": offset,
         "tar_sha256": outcome.get("sha256") or None,
         "tar_bytes": int(outcome["bytes"]) if outcome.get("bytes", "").isdigit() else None,
+        **_python_info(outcome.get("python", "")),
     }
+    if train_record.get("python"):
+        log.info("Pod Python: %s (%s, set-up %ss)", train_record["python"], train_record["python_source"],
+                 train_record["setup_seconds"])
     write_json(ctx.paths.train_file, train_record)
     success = train_record["exit_code"] == 0
     log.info("Train command exit code: %s", code)
@@ -170,6 +175,21 @@ def _train(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str, Any]:
     if not success:
         raise TrainingError(f"training on pod {pod.pod_id} exited with {code}; its log is in {ctx.paths.trainer_log}")
     return train_record
+
+
+def _python_info(encoded: str) -> dict[str, Any]:
+    """setup_python.sh's answer (interpreter, how it was obtained, seconds), base64 in the end line."""
+    import base64
+    import binascii
+
+    try:
+        lines = base64.b64decode(encoded).decode().splitlines() if encoded else []
+    except (binascii.Error, UnicodeDecodeError):
+        lines = []
+    if len(lines) < 3:
+        return {}
+    return {"python": lines[0], "python_source": lines[1],
+            "setup_seconds": int(lines[2]) if lines[2].isdigit() else None}
 
 
 def _samples(ctx: RunContext) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 from tasks.errors import FullcycleError
 from tasks.files import read_json, write_json
-from tasks.paths import TRAIN_SCRIPT, RunPaths
+from tasks.paths import REMOTE_DIR, TRAIN_SCRIPT, RunPaths
 from tasks.settings import Settings
 
 # The seed's fields; the trainer refuses a config without them.
@@ -37,11 +37,14 @@ def uploads_base_model(settings: Settings) -> bool:
 DATASET_NAME = "unsloth_dataset.jsonl"
 CONFIG_NAME = "config.json"
 SCRIPT_NAME = "train_unsloth.py"
+POD_SETUP = ("setup_python.sh", "requirements-gpu.txt", "requirements-cpu.txt")
 
 
 def upload_inputs(settings: Settings, paths: RunPaths) -> dict[str, Path]:
     """What goes to the pod's input folder, by the name it gets there (also the upload's file_dep)."""
     inputs = {DATASET_NAME: paths.clean_data_file, CONFIG_NAME: paths.config_file, SCRIPT_NAME: TRAIN_SCRIPT}
+    for name in POD_SETUP:  # the pod finds or builds its Python with these
+        inputs[name] = REMOTE_DIR / name
     if uploads_base_model(settings):
         inputs[UPLOADED_BASE_DIR] = paths.tiny_model_dir
     return inputs

@@ -77,6 +77,7 @@ class Faults:
     public_ssh: bool = True  # direct mode: publish tcp/22 on a public IP (udp decoy listed too)
     terminate_errors: int = 0  # podTerminate fails this many times with a generic error
     ssh_port: int | None = None  # publish this port for tcp/22 instead of the real sshd's (e.g. a closed one)
+    private_runtime_port: bool = False  # REST: ssh.direct null, tcp/22 listed on a private 10.x address
 
 
 class FakeRunpod:
@@ -237,6 +238,9 @@ class FakeRunpod:
         }
         if not self.faults.public_ssh or not ready:
             body["ssh"]["direct"] = {"host": "", "port": 0, "username": "root", "command": ""}
+        if self.faults.private_runtime_port and ready:
+            body["ssh"]["direct"] = None
+            body["runtime"]["ports"] = [{"private": 22, "public": 22, "type": "tcp", "ip": "10.65.0.7"}]
         errors = list(self._validators["Pod"].iter_errors(body))
         assert not errors, f"fake REST response does not follow the spec: {errors[0].message}"
         return body

@@ -35,7 +35,8 @@ class Row:
     during_train: str | None = None  # "drop", "SIGINT", "SIGTERM", "SIGKILL"
     after: str | None = None  # "reap" or "watchdog"
     pod_rented: bool = True
-    remote_python: str | None = None  # "fail" or "evil"
+    remote_python: str | None = None  # "fail", "evil", "elsewhere" (found among candidates), "nowhere" (built)
+    gateway_behaviour: str = "exec"
 
 
 FAST_FAIL = {"runpod": {"ready_timeout_s": 2}, "ssh": {"probe_timeout_s": 2}}
@@ -61,6 +62,14 @@ ROWS = [
     Row("download truncated", True, "resuming at archive byte", gateway=True, faults={"public_ssh": False},
         gateway_faults={"truncate_download"}),
     Row("malicious archive (symlink out)", False, "refusing archive member", remote_python="evil"),
+    Row("gateway speaks only PTY", True, "switching to the PTY transport", gateway=True, faults={"public_ssh": False},
+        gateway_behaviour="pty-only"),
+    Row("PTY session dropped mid-download", True, "resuming at archive byte", gateway=True,
+        faults={"public_ssh": False}, gateway_behaviour="pty-only", gateway_faults={"truncate_download"}),
+    Row("gateway loses stdout (probe, follow)", True, "the pod says the training finished", gateway=True,
+        faults={"public_ssh": False}, gateway_faults={"blind_first", "blind_follow"}),
+    Row("pod's Python is elsewhere", True, "found in the image", remote_python="elsewhere"),
+    Row("pod has no Python with the stack", True, "bootstrapped from requirements-cpu.txt", remote_python="nowhere"),
     Row("SIGINT mid-train", False, "interrupted", settings=LONG_TRAIN, during_train="SIGINT"),
     Row("SIGTERM mid-train", False, "interrupted", settings=LONG_TRAIN, during_train="SIGTERM"),
     Row("SIGKILL mid-train, then reaper", False, "reaper: pod", settings=LONG_TRAIN, during_train="SIGKILL",
@@ -70,7 +79,12 @@ ROWS = [
 ]
 
 
-def _remote_python(kind: str, folder: Path) -> str:
+def _remote_python(kind: str, folder: Path, settings: dict[str, dict[str, Any]]) -> str:
+    if kind in ("elsewhere", "nowhere"):  # nothing at the configured path
+        base = Path(sys.base_prefix) / "bin" / "python3"  # a Python without the training stack
+        found = [str(base), sys.executable] if kind == "elsewhere" else [str(base)]
+        settings.setdefault("remote", {}).update({"python_candidates": found, "venv_dir": str(folder / "pod-venv")})
+        return str(folder / "workspace" / "unsloth-venv" / "bin" / "python")
     script = folder / f"python-{kind}"
     if kind == "fail":
         script.write_text("#!/bin/sh\necho '[train] simulated crash' >&2\nexit 1\n")
@@ -110,9 +124,10 @@ def test_fault(row: Row, tmp_path, sshd, fake_api, gateway):
     for key, value in row.faults.items():
         setattr(fake_api.faults, key, free_port() if value == "closed" else value)
     gateway.faults |= row.gateway_faults
+    gateway.behaviour = row.gateway_behaviour
     settings = {k: dict(v) for k, v in row.settings.items()}
     if row.remote_python:
-        settings.setdefault("remote", {})["python"] = _remote_python(row.remote_python, tmp_path)
+        settings.setdefault("remote", {})["python"] = _remote_python(row.remote_python, tmp_path, settings)
     if row.after == "watchdog":
         settings.setdefault("runpod", {}).update(
             {"max_runtime_h": 0.006, "watchdog_command": _watchdog_command(tmp_path, fake_api.url)})
@@ -127,7 +142,7 @@ def test_fault(row: Row, tmp_path, sshd, fake_api, gateway):
             sshd.drop_connections()
         else:
             run.send_signal(getattr(signal, row.during_train))
-    out, _ = run.communicate(timeout=400)
+    out, _ = run.communicate(timeout=600)
     code = run.returncode
     if row.after == "reap":
         assert len(fake_api.running()) == 1, "the killed run's pod should still be up before the reaper"

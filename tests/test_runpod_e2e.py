@@ -154,3 +154,14 @@ def test_a_gateway_that_loses_stdout_of_the_first_command_and_of_the_follow(tmp_
     assert summary["success"] is True and summary["connection_mode"] == "gateway-exec"
     assert "the pod says the training finished" in proj.trainer_log
     assert fake_api.running() == []
+
+
+def test_rest_never_connects_direct_to_a_private_address(tmp_path, sshd, fake_api, gateway):
+    fake_api.faults.public_ssh = False
+    fake_api.faults.private_runtime_port = True  # ssh.direct null, tcp/22 on 10.65.0.7
+    proj = runpod_project(tmp_path, sshd, fake_api, backend="rest", gateway=gateway, training={"max_steps": 1})
+    started = time.monotonic()
+    proj.doit("full_cycle", check=True)
+    assert time.monotonic() - started < 60
+    assert proj.summary["connection_mode"] == "gateway-exec"
+    assert "10.65.0.7" not in proj.trainer_log

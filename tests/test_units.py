@@ -229,3 +229,95 @@ def test_no_test_reads_outside_the_repository():
     for path in [*(repo / "tests").glob("*.py"), *(repo / "bench").glob("*.py")]:
         if path != Path(__file__).resolve():
             assert outside not in path.read_text(), path
+
+
+# --------------------------------------------------------------------------- reaching a pod
+
+
+class ScriptedConn:
+    """Answers probes from a script: one function of (endpoint, command) per connection kind."""
+
+    def __init__(self, answer, log, ep, kind):
+        self.answer, self.log, self.ep, self.kind = answer, log, ep, kind
+
+    def run(self, command, timeout=None):
+        from tasks.transport import Result
+
+        self.log.append((self.kind, self.ep.user))
+        code, out, err = self.answer(self.ep, self.kind, command)
+        return Result(code, out, err)
+
+    def close(self):
+        pass
+
+
+def _prober(answer, log, deadline=5.0):
+    from tasks.providers.reach import Prober
+
+    return Prober(make_exec=lambda ep: ScriptedConn(answer, log, ep, "exec"),
+                  make_pty=lambda ep: ScriptedConn(answer, log, ep, "pty"), probe_command="true",
+                  deadline_s=deadline, pause_s=0.01, timeout_s=1)
+
+
+def _token(command: str) -> bytes:
+    return ("FCPROBE" + command.rsplit(" ", 1)[1]).encode() + b"\n"
+
+
+def test_a_pty_refusal_switches_at_once():
+    from tasks.providers.reach import Endpoint
+
+    log = []
+
+    def answer(ep, kind, command):
+        if kind == "exec":
+            return 1, b"Error: Your SSH client doesn't support PTY\r\n", ""
+        return 0, _token(command), ""
+
+    reached = _prober(answer, log).reach([Endpoint("gateway", "pod-1a2b", "gw", 22)], "pod")
+    assert reached.mode == "gateway-pty" and log == [("exec", "pod-1a2b"), ("pty", "pod-1a2b")]
+
+
+def test_direct_users_are_probed_in_turn_and_the_gateway_is_last():
+    from tasks.providers.reach import endpoints
+
+    class Info:
+        public_ip, ssh_port, ssh_user, host_id = "203.0.113.9", 40022, None, "pod-1a2b"
+
+    found = endpoints(Info, None, "ssh.runpod.io", 22, ("root", "unsloth"))
+    assert [(e.kind, e.user) for e in found] == [("direct", "root"), ("direct", "unsloth"), ("gateway", "pod-1a2b")]
+    log = []
+
+    def answer(ep, kind, command):
+        if ep.user == "root":
+            return 255, b"", "root@203.0.113.9: Permission denied (publickey)."
+        return 0, _token(command), ""
+
+    reached = _prober(answer, log).reach(found, "pod")
+    assert reached.mode == "direct" and reached.endpoint.user == "unsloth"
+
+
+def test_refused_logins_fail_quickly_and_quote_the_answer():
+    from tasks.errors import ProviderError
+    from tasks.providers.reach import Endpoint
+
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match="Permission denied"):
+        _prober(lambda ep, kind, c: (255, b"", "Permission denied (publickey)."), [], deadline=60).reach(
+            [Endpoint("direct", "root", "h", 22)], "pod")
+    assert time.monotonic() - started < 5
+
+
+def test_a_silent_refusal_on_stdout_is_quoted_when_the_deadline_passes():
+    from tasks.errors import ProviderError
+    from tasks.providers.reach import Endpoint
+
+    with pytest.raises(ProviderError, match="gateway says no"):
+        _prober(lambda ep, kind, c: (1, b"gateway says no", ""), [], deadline=0.1).reach(
+            [Endpoint("gateway", "u", "h", 22)], "pod")
+
+
+def test_lost_stdout_is_detected_and_noted():
+    from tasks.providers.reach import Endpoint
+
+    reached = _prober(lambda ep, kind, c: (0, b"", ""), []).reach([Endpoint("gateway", "u", "h", 22)], "pod")
+    assert reached.mode == "gateway-exec" and "stdout-unreliable" in reached.notes[0]

@@ -35,6 +35,7 @@ class LocalProvider:
             "work_dir": str(self.root / "workspace" / "fullcycle"),
             "python": sys.executable,
             "hf_home": os.environ.get("HF_HOME", str(self.ctx.paths.cache_dir / "hf-home")),
+            "venv_dir": str(self.ctx.paths.cache_dir / "pod-venv"),
         }
         return Pod(provider=self.name, pod_id=f"local-{self.ctx.paths.date}-{secrets.token_hex(3)}",
                    name=f"local-{self.ctx.paths.date}", created_at=now(), remote=remote, gpu="local",

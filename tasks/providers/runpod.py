@@ -132,7 +132,7 @@ class RunpodProvider:
     def _remote(self) -> dict[str, str]:
         r = self.ctx.settings.remote
         return {"input_dir": r.input_dir, "output_dir": r.output_dir, "work_dir": r.work_dir,
-                "python": r.python, "hf_home": r.hf_home}
+                "python": r.python, "hf_home": r.hf_home, "venv_dir": r.venv_dir}
 
     # ------------------------------------------------------------------ ready + connect
 

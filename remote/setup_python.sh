@@ -1,0 +1,80 @@
+# shellcheck shell=bash
+# Runs on the pod, inside the detached training run: find a Python that has the training stack,
+# or build one, and say which. A fresh pod of the official Unsloth template has its Python in the
+# image and an empty volume, so a configured venv path may simply not exist.
+#
+#   setup_python.sh CONFIGURED VENV_DIR INPUT_DIR "CANDIDATE..."
+#
+# Order: the configured interpreter if it has the stack; a venv this script built earlier (on the
+# volume, so the second run of the month installs nothing); the image's pythons; else build
+# VENV_DIR from INPUT_DIR/requirements-gpu.txt (a GPU is there) or requirements-cpu.txt.
+# Prints two lines on stdout: the interpreter, and how it was obtained. Progress goes to stderr.
+set -u
+configured=$1 venv=$2 input_dir=$3 candidates=$4
+started=$(date +%s)
+
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
+  modules="torch transformers peft trl datasets unsloth"
+  requirements="requirements-gpu.txt"
+else
+  modules="torch transformers peft trl datasets"
+  requirements="requirements-cpu.txt"
+fi
+
+# has_stack PYTHON: every module is installed (found, not imported: imports take seconds).
+has_stack() {
+  [ -x "$1" ] || return 1
+  "$1" - "$modules" >/dev/null 2>&1 <<'PY'
+import importlib.util, sys
+sys.exit(0 if all(importlib.util.find_spec(m) for m in sys.argv[1].split()) else 1)
+PY
+}
+
+report() {
+  local versions
+  versions=$("$1" - <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version, PackageNotFoundError
+found = []
+for name in ("torch", "transformers", "peft", "trl", "unsloth"):
+    try:
+        found.append(f"{name} {version(name)}")
+    except PackageNotFoundError:
+        pass
+print(f"Python {sys.version.split()[0]}, " + ", ".join(found))
+PY
+)
+  echo "[setup] python $1 ($2) after $(($(date +%s) - started))s: $versions" >&2
+  printf '%s\n%s\n%s\n' "$1" "$2" "$(($(date +%s) - started))"
+}
+
+if has_stack "$configured"; then
+  report "$configured" configured
+  exit 0
+fi
+[ -n "$configured" ] && echo "[setup] $configured is missing or lacks ($modules): looking further" >&2
+if has_stack "$venv/bin/python"; then
+  report "$venv/bin/python" "venv built earlier"
+  exit 0
+fi
+base=''
+for candidate in $candidates; do
+  path=$(command -v "$candidate" 2>/dev/null) || continue
+  [ -n "$base" ] || base=$path
+  if has_stack "$path"; then
+    report "$path" "found in the image"
+    exit 0
+  fi
+done
+if [ -z "$base" ]; then
+  echo "[setup] no Python at all on the pod (tried: $candidates)" >&2
+  exit 1
+fi
+echo "[setup] no Python with the training stack: building $venv with $base from $requirements" >&2
+if "$base" -m venv "$venv" >&2 && "$venv/bin/python" -m pip install --progress-bar off -r "$input_dir/$requirements" >&2 \
+  && has_stack "$venv/bin/python"; then
+  report "$venv/bin/python" "bootstrapped from $requirements"
+  exit 0
+fi
+echo "[setup] could not build a Python with the training stack in $venv" >&2
+exit 1
