@@ -3,8 +3,9 @@
     python bench/transfer.py [--adapter-mb 256] [--jsonl-mb 200] [--runs 3]
 
 Starts an OpenSSH sshd on 127.0.0.1 (as the tests do; needs root and openssh-server), then moves a
-random file (an adapter: incompressible) and a JSONL through our transport in direct mode (raw bytes)
-and base64 mode (what the RunPod gateway gets), and through raw ssh. Ratios are raw time / our
+random file (an adapter: incompressible) and a JSONL through our transport in direct mode (raw bytes),
+gateway-exec mode (base64 over `ssh -T`) and gateway-pty mode (base64 lines through one framed
+`ssh -tt` shell session, what a PTY-only gateway allows), and through raw ssh. Ratios are raw time / our
 time (1.0 = as fast as raw ssh). Prints a table, then one JSON line.
 """
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.clean import make_dataset  # noqa: E402
-from tasks.transport import SshConnection, fetch_base64, send_tree  # noqa: E402
+from tasks.transport import PtyConnection, SshConnection, fetch_base64, send_tree  # noqa: E402
 from tests.sshpod import Sshd  # noqa: E402
 
 
@@ -56,9 +57,10 @@ def main() -> None:
             for name in files:
                 files[name] = (local / name).stat().st_size
             conns = {
-                mode: SshConnection(user="root", host="127.0.0.1", port=sshd.port, key_path=str(sshd.client_key),
-                                    known_hosts=tmp / "known_hosts", mode=mode)
-                for mode in ("direct", "gateway")
+                mode: (PtyConnection if mode == "gateway-pty" else SshConnection)(
+                    user="root", host="127.0.0.1", port=sshd.port, key_path=str(sshd.client_key),
+                    known_hosts=tmp / "known_hosts", mode=mode)
+                for mode in ("direct", "gateway-exec", "gateway-pty")
             }
             # The obvious alternative, as a person would type it: plain ssh, default cipher and options.
             plain = (f"ssh -T -p {sshd.port} -i {sshd.client_key} -o BatchMode=yes "
@@ -74,7 +76,8 @@ def main() -> None:
                     add(f"{name} upload raw", timed(lambda: subprocess.run(
                         f"{plain} 'cat > {dst}' < {src}", shell=True, check=True)))
                     for mode, conn in conns.items():
-                        add(f"{name} upload {mode}", timed(lambda: send_tree(conn, local, [name], str(pod / 'in'))))
+                        add(f"{name} upload {mode}", timed(lambda: send_tree(conn, local, [name], str(pod / 'in'),
+                                                                             str(pod / 'run'), "replace")))
                         assert (pod / "in" / name).stat().st_size == size
                     back = tmp / "back"
                     add(f"{name} download raw", timed(lambda: subprocess.run(
@@ -83,6 +86,7 @@ def main() -> None:
                         partial = tmp / f"{name}.{mode}.b64"
                         partial.unlink(missing_ok=True)
                         add(f"{name} download {mode}", timed(lambda: fetch_base64(conn, str(dst), partial)[0]))
+                        conn.close()
                         assert partial.stat().st_size == 4 * -(-size // 3)
                     for path in (pod / name, back):
                         path.unlink()

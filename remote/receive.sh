@@ -2,8 +2,8 @@
 # Runs on the pod: receive the run's inputs as one tar stream on stdin and prove what arrived.
 #
 #   receive.sh INPUT_DIR RUN_DIR ENCODING MODE NAME...
-#     ENCODING  raw | base64 | base64-lines (base64 where the channel is not binary-safe, seed
-#               §3.3; in 76-column lines through a PTY, whose canonical mode cuts long lines)
+#     ENCODING  raw | base64 | base64-gzip (base64 where the channel is not binary-safe, seed §3.3;
+#               gzipped first through a PTY, the slowest channel)
 #     MODE      keep:    a trainer that runs or ran in RUN_DIR is left alone; stdin is drained
 #               replace: such a trainer is stopped and RUN_DIR cleared first
 #
@@ -28,8 +28,8 @@ rm -f upload.ok
 rm -rf -- "$@"
 if [ "$encoding" = base64 ]; then
   b64_decode | tar -b 2048 -xf -
-elif [ "$encoding" = base64-lines ]; then
-  base64 -d | tar -b 2048 -xf -
+elif [ "$encoding" = base64-gzip ]; then
+  b64_decode | gzip -dc | tar -b 2048 -xf -
 else
   tar -b 2048 -xf -
 fi

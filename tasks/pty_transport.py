@@ -13,9 +13,10 @@ everything sent is lines far below the 4095-byte limit. Every command is then fr
 
 The token is random per session and the markers are printed by printf from two arguments, so an
 echo of the command text can never look like a marker. The exit status comes from the sentinel,
-never from `ssh -tt`. Data sent to a command travels as length-prefixed chunks of base64 lines
-(`<n>\\n<n bytes>`), read on the pod with `read` and `head -c`, so a terminal that stayed in
-canonical mode (4095-byte lines) still carries it whole. Output is streamed to the caller's sink as
+never from `ssh -tt`. Data sent to a command (base64: nothing a terminal could act on) travels
+as chunks behind a 10-digit length, read on the pod with `head -c`, with the terminal switched to
+raw mode for the transfer only: raw, a terminal neither cuts lines at 4095 bytes nor costs a read
+per line, and `head -c` takes exactly what it is told. Output is streamed to the caller's sink as
 it arrives, so a multi-GB download never sits in memory.
 """
 
@@ -36,7 +37,7 @@ from typing import IO, Any
 from tasks.errors import TransportError
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[()][A-Z0-9]")
-CHUNK = 48 * 1024 - (48 * 1024) % 77  # whole 76-column base64 lines (77 bytes with the newline)
+CHUNK = 1 << 20  # bytes behind one length header: few enough headers that forking head costs nothing
 PTY_REFUSAL = re.compile(rb"(doesn't|does not|not) support (a )?pty|pty (is )?required|requires? a pty|"
                          rb"interactive shell only", re.IGNORECASE)
 
@@ -127,14 +128,15 @@ class PtySession:
     # ------------------------------------------------------------------ commands
 
     def _feed(self, source: IO[bytes] | bytes) -> None:
-        """Length-prefixed base64 lines, then a 0: whatever the terminal mode, nothing is cut."""
+        """Chunks behind a 10-digit length, then a zero length. Sent only once the pod has put the
+        terminal in raw mode, where `head -c` takes exactly what it is told."""
         stream = iter([source]) if isinstance(source, bytes) else iter(lambda: source.read(CHUNK), b"")
         try:
             for data in stream:
                 for at in range(0, len(data), CHUNK):
                     piece = data[at:at + CHUNK]
-                    self._send(f"{len(piece)}\n".encode() + piece)
-            self._send(b"0\n")
+                    self._send(b"%010d" % len(piece) + piece)
+            self._send(b"0000000000")
         except TransportError:
             pass  # the reader sees the session end and reports it
 
@@ -144,18 +146,26 @@ class PtySession:
         self.seq += 1
         tag = f"{self.token}{self.seq}"
         errf = f"/tmp/.fullcycle-{tag}.err"
-        feed = ('while IFS= read -r n && [ "$n" != 0 ]; do head -c "$n"; done | ' if stdin is not None else "")
+        # Data for the command: the terminal goes raw for the transfer (3x faster than canonical
+        # lines here) and back after it; a GO line says when the pod is ready for it.
+        feed = (f"stty raw -echo -opost 2>/dev/null; printf '%s%s\\n' FCGO {tag}; "
+                f'while fc_n=$(head -c 10) && [ "$fc_n" -gt 0 ] 2>/dev/null; do head -c "$fc_n"; done | '
+                if stdin is not None else "")
         source = "" if stdin is not None else " </dev/null"
+        restore = "stty -raw -echo -opost -iexten 2>/dev/null; " if stdin is not None else ""
         # The command runs in a subshell: an `exit` or `set -e` in it must not end the session's shell.
         line = (f"printf '%s%s\\n' FCB {tag}; {feed}( {command}\n){source} 2>{shlex.quote(errf)}; "
-                f"fc_rc=$?; printf '\\n%s%s:%s\\n' FCE {tag} \"$fc_rc\"; base64 -w0 {shlex.quote(errf)}; "
+                f"fc_rc=$?; {restore}printf '\\n%s%s:%s\\n' FCE {tag} \"$fc_rc\"; base64 -w0 {shlex.quote(errf)}; "
                 f"printf '\\n%s%s\\n' FCZ {tag}; rm -f {shlex.quote(errf)}\n")
         self._send(line.encode())
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._read_until(b"FCB" + tag.encode(), deadline) is None:
             return 255, b"", self._ended()
-        writer = threading.Thread(target=self._feed, args=(stdin,), daemon=True) if stdin is not None else None
-        if writer:
+        writer = None
+        if stdin is not None:
+            if self._read_until(b"FCGO" + tag.encode(), deadline) is None:
+                return 255, b"", self._ended()
+            writer = threading.Thread(target=self._feed, args=(stdin,), daemon=True)
             writer.start()
         captured: list[bytes] = []
         sink = out.write if out is not None else captured.append

@@ -36,7 +36,8 @@ def test_bench_noop_small():
 @pytest.mark.skipif(os.geteuid() != 0, reason="the sshd double logs in as root")
 def test_bench_transfer_small(sshd):
     figures = _bench("transfer", "--adapter-mb", "2", "--jsonl-mb", "1", "--runs", "1")
-    assert figures["adapter.bin_download_gateway"]["median_s"] > 0
+    assert figures["adapter.bin_download_gateway-exec"]["median_s"] > 0
+    assert figures["data.jsonl_upload_gateway-pty"]["median_s"] > 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the sshd double logs in as root")
