@@ -99,12 +99,14 @@ def task_build_dataset():
 def task_clean_dataset():
     return _stage("clean_dataset", stages.clean_dataset,
                   "Stream-clean the raw JSONL to {instruction,input,output}, deduped, reasons counted",
-                  file_dep=[str(P.raw_data_file)], targets=[str(P.clean_data_file), str(P.clean_stats_file)])
+                  file_dep=[str(P.raw_data_file)], targets=[str(P.clean_data_file), str(P.clean_stats_file)],
+                  uptodate=[config_changed(repr((CTX.settings.dataset, CTX.settings.training.max_seq_length)))])
 
 
 def task_write_config():
     return _stage("write_config", stages.write_config, "Write and validate the training config.json",
-                  targets=[str(P.config_file)], uptodate=[config_changed(CTX.settings.training_config())])
+                  targets=[str(P.config_file)],
+                  uptodate=[config_changed(repr((CTX.settings.training_config(), CTX.settings.dataset.too_long)))])
 
 
 def task_build_tiny_model():

@@ -86,18 +86,27 @@ def prompt_completion(tokenizer):
     return convert
 
 
-def _rows(path: str, limit: int, stamp: str):
-    """The dataset's rows as datasets wants them; `stamp` only keys its cache to this file's version."""
-    with open(path, encoding="utf-8") as fh:
+MAX_BYTES_PER_TOKEN = 32  # the orchestrator's cheap bound (tasks/dataset.py); checked again here
+PROGRESS_EVERY = 5000
+
+
+def _rows(path: str, limit: int, stamp: str, max_bytes: int):
+    """The dataset's rows as datasets wants them; `stamp` only keys its cache to this file's version.
+    A line over `max_bytes` cannot fit max_seq_length: it is skipped before anything tokenizes it."""
+    with open(path, "rb") as fh:
         count = 0
         for line in fh:
             if not line.strip():
                 continue
             if 0 <= limit <= count:
                 return
+            if len(line) > max_bytes:
+                continue
             row = json.loads(line)
             yield {"instruction": row["instruction"], "input": row.get("input") or "", "output": row["output"]}
             count += 1
+            if count % PROGRESS_EVERY == 0:
+                say(f"read {count} samples")
 
 
 def load_training_set(path: Path, tokenizer, config: dict):
@@ -111,9 +120,44 @@ def load_training_set(path: Path, tokenizer, config: dict):
     if max_steps > 0:
         limit = max_steps * int(config["per_device_train_batch_size"]) * int(config["gradient_accumulation_steps"])
     st = path.stat()
+    max_len = int(config["max_seq_length"])
     dataset = Dataset.from_generator(_rows, gen_kwargs={"path": str(path), "limit": limit,
-                                                        "stamp": f"{st.st_size}-{st.st_mtime_ns}"})
-    return dataset.map(prompt_completion(tokenizer), remove_columns=dataset.column_names)
+                                                        "stamp": f"{st.st_size}-{st.st_mtime_ns}",
+                                                        "max_bytes": max_len * MAX_BYTES_PER_TOKEN})
+    say(f"formatting {len(dataset)} samples with the chat template")
+    dataset = dataset.map(prompt_completion(tokenizer), remove_columns=dataset.column_names)
+    return fit_to_length(dataset, tokenizer, max_len, config.get("too_long", "drop"))
+
+
+def fit_to_length(dataset, tokenizer, max_len: int, policy: str):
+    """The exact check: samples whose tokens exceed max_seq_length are dropped, or their completion
+    cut (policy "cut"), never silently truncated by the trainer. Tokenized in batches, with progress."""
+    state = {"done": 0}
+
+    def measure(batch: dict) -> dict:
+        prompts = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"]
+        completions = tokenizer(batch["completion"], add_special_tokens=False)["input_ids"]
+        keep, out_completion = [], []
+        for prompt, completion, text in zip(prompts, completions, batch["completion"]):
+            fits = len(prompt) + len(completion) <= max_len
+            if not fits and policy == "cut" and len(prompt) < max_len:
+                text = tokenizer.decode(completion[: max_len - len(prompt)])
+                fits = True
+            keep.append(fits)
+            out_completion.append(text)
+        state["done"] += len(keep)
+        if state["done"] % PROGRESS_EVERY < len(keep):
+            say(f"tokenized {state['done']} samples")
+        return {"completion": out_completion, "fits": keep}
+
+    dataset = dataset.map(measure, batched=True, batch_size=256)
+    too_long = len(dataset) - sum(dataset["fits"])
+    if too_long:
+        say(f"{too_long} sample(s) longer than max_seq_length {max_len} tokens were dropped")
+    dataset = dataset.filter(lambda row: row["fits"]).remove_columns(["fits"])
+    if len(dataset) == 0:
+        raise InputError(f"every sample is longer than max_seq_length {max_len} tokens")
+    return dataset
 
 
 def resolve_model(config: dict, config_path: Path) -> str:

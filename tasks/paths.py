@@ -34,6 +34,11 @@ class RunPaths:
         return self.work_local / "dataset-stats.json"
 
     @property
+    def dataset_sources_file(self) -> Path:
+        """Which raw lines came from which of the user's files (the folder builder writes it)."""
+        return self.work_local / "dataset-sources.json"
+
+    @property
     def stages_file(self) -> Path:
         return self.work_local / "stages.json"
 

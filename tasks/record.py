@@ -302,7 +302,9 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
             "device": metrics.get("device"),
             "backend": metrics.get("backend"),
         },
-        "dataset": {k: stats.get(k) for k in ("lines_read", "dropped")} if stats else None,
+        "dataset": {k: stats.get(k) for k in ("lines_read", "dropped", "dropped_fraction", "examples", "advice",
+                                              "shapes", "cut_to_fit", "warning", "skipped_files", "conversions")
+                    if k in stats} or None,
         "config": config or None,
         "post_steps": read_json(paths.work_local / "post-steps.json"),
         "stages": stages,

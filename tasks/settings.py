@@ -64,6 +64,9 @@ class DatasetSettings:
     source: str = "examples/notes"
     command: str = ""
     callable: str = ""
+    too_long: str = field(default="drop", metadata=_rule(choices=("drop", "cut")))  # samples over max_seq_length
+    max_drop_fraction: float = field(default=0.2, metadata=_rule(0.0, 1.0))  # warn above this share dropped
+    drop_fatal: bool = False  # true: above max_drop_fraction, stop before anything is rented
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ def build_dataset(ctx: RunContext) -> None:
     from tasks import dataset
 
     log.info("Preparing dataset… (builder %s)", ctx.settings.dataset.builder)
-    dataset.build_raw(ctx.settings.dataset, ctx.paths.date, ctx.paths.raw_data_file, ctx.paths.project_root)
+    dataset.build_raw(ctx.settings.dataset, ctx.paths.date, ctx.paths.raw_data_file, ctx.paths.project_root,
+                      ctx.paths.dataset_sources_file)
     log.info("Raw dataset: %s", ctx.paths.raw_data_file)
 
 
@@ -127,17 +128,34 @@ def clean_dataset(ctx: RunContext) -> None:
     if _prepared(ctx, ctx.paths.clean_data_file):
         return
     from tasks import dataset
-    from tasks.files import write_json
+    from tasks.files import read_json, write_json
 
-    stats = dataset.clean(ctx.paths.raw_data_file, ctx.paths.clean_data_file)
-    write_json(ctx.paths.clean_stats_file, stats.as_dict())
+    d = ctx.settings.dataset
+    stats = dataset.clean(ctx.paths.raw_data_file, ctx.paths.clean_data_file, ctx.paths.dataset_sources_file,
+                          ctx.settings.training.max_seq_length, d.too_long)
+    report = stats.as_dict()
+    sources = read_json(ctx.paths.dataset_sources_file) or {}
+    report["skipped_files"] = sources.get("skipped", [])
+    report["conversions"] = {f["file"]: f["notes"] for f in sources.get("files", []) if f.get("notes")}
+    if stats.dropped_fraction > d.max_drop_fraction:
+        report["warning"] = (f"{stats.dropped_fraction:.0%} of the data lines were dropped (more than "
+                             f"[dataset] max_drop_fraction {d.max_drop_fraction:.0%}): see dropped and examples")
+    write_json(ctx.paths.clean_stats_file, report)
     for line in dataset.describe(stats):
         log.info(line)
     if stats.kept == 0:
+        reasons = ", ".join(f"{r} {n}" for r, n in stats.dropped.most_common() if r != "blank") or "no data lines"
+        first = next((ex[0] for r, ex in stats.examples.items() if r != "blank" and ex), None)
         raise dataset.DatasetError(
-            f"{ctx.paths.raw_data_file} has no usable samples (each line needs instruction and output); "
-            f"nothing was rented"
-        )
+            f"no usable samples in the dataset ({reasons}"
+            + (f"; first at {first}" if first else "") + "); "
+            + (f"{dataset.ADVICE[stats.dropped.most_common(1)[0][0]]}; " if stats.dropped
+               and stats.dropped.most_common(1)[0][0] in dataset.ADVICE else "")
+            + "nothing was rented")
+    if "warning" in report:
+        log.warning("dataset: %s", report["warning"])
+        if d.drop_fatal:
+            raise dataset.DatasetError(f"{report['warning']}; [dataset] drop_fatal is true, so nothing was rented")
     log.info("samples_used=%d", stats.kept)
 
 

@@ -57,6 +57,7 @@ def config_line(lines: list[str]) -> str | None:
 
 def build(settings: Settings) -> dict[str, Any]:
     config = settings.training_config()
+    config["too_long"] = settings.dataset.too_long  # the trainer's exact (token) check follows it
     if uploads_base_model(settings):
         config["base_model_dir"] = UPLOADED_BASE_DIR
     return config

@@ -1,0 +1,203 @@
+"""Every person's data: encodings, line endings, shapes, drop reports that name the user's own file
+and line, the drop threshold, and samples too long to train on (issue: nothing lost in silence)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.dataset import build_raw, clean, map_shape
+from tests.helpers import DODO, make_project
+
+GOOD = {"instruction": "Say hi", "input": "", "output": "hi"}
+
+
+class Folder:
+    builder, source, command, callable = "folder", "", "", ""
+
+
+def _build_and_clean(tmp_path: Path, files: dict[str, bytes], **kw):
+    src = tmp_path / "notes"
+    src.mkdir(parents=True)
+    for name, data in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    settings = Folder()
+    settings.source = str(src)
+    raw, sources = tmp_path / "raw.jsonl", tmp_path / "sources.json"
+    build_raw(settings, "2026-11-01", raw, tmp_path, sources)
+    stats = clean(raw, tmp_path / "clean.jsonl", sources, **kw)
+    rows = [json.loads(line) for line in (tmp_path / "clean.jsonl").read_text().splitlines()]
+    return stats, rows, json.loads(sources.read_text())
+
+
+def _lines(*records) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+def test_a_utf8_bom_does_not_cost_the_first_line(tmp_path):
+    stats, rows, _ = _build_and_clean(tmp_path, {"a.jsonl": b"\xef\xbb\xbf" + _lines(GOOD, {**GOOD, "output": "yo"})})
+    assert stats.kept == 2 and not stats.dropped
+
+
+def test_a_bom_in_a_raw_file_from_another_builder_is_stripped(tmp_path):
+    raw = tmp_path / "raw.jsonl"
+    raw.write_bytes(b"\xef\xbb\xbf" + _lines(GOOD))
+    assert clean(raw, tmp_path / "out.jsonl").kept == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_files_are_decoded(tmp_path, encoding):
+    text = _lines(GOOD, {"instruction": "Grüße", "output": "héllo ✓"}).decode()
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    stats, rows, sources = _build_and_clean(tmp_path, {"wide.jsonl": data})
+    assert stats.kept == 2 and rows[1]["output"] == "héllo ✓"
+    assert any("decoded from utf-16" in n or "decoded from utf-32" in n for n in sources["files"][0]["notes"])
+
+
+def test_nan_in_an_ignored_field_does_not_drop_the_record(tmp_path):
+    line = b'{"instruction": "q", "output": "a", "score": NaN, "weight": Infinity}\n'
+    stats, rows, _ = _build_and_clean(tmp_path, {"a.jsonl": line})
+    assert stats.kept == 1 and rows == [{"instruction": "q", "input": "", "output": "a"}]
+
+
+def test_messages_name_the_users_own_file_and_line(tmp_path):
+    files = {"a.jsonl": _lines(GOOD, {**GOOD, "output": "2"}), "sub/b.jsonl": _lines({**GOOD, "output": "3"}) + b"{oops\n"}
+    stats, _, _ = _build_and_clean(tmp_path, files)
+    assert stats.examples["invalid_json"] == [f"{tmp_path / 'notes' / 'sub' / 'b.jsonl'}:2"]
+    report = stats.as_dict()
+    assert "invalid_json" in report["advice"]
+
+
+def test_common_shapes_are_mapped_and_counted(tmp_path):
+    records = [
+        {"Instruction": "Case", "Output": "mapped"},
+        {"prompt": "P", "completion": "C"},
+        {"question": "Q", "answer": "A"},
+        {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+                      {"role": "assistant", "content": "hello"}]},
+        {"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]},
+        {"text": "no split here"},
+    ]
+    stats, rows, _ = _build_and_clean(tmp_path, {"a.JSONL": _lines(*records)})
+    assert stats.kept == 5
+    assert dict(stats.shapes) == {"instruction_other_case": 1, "prompt_completion": 1, "question_answer": 1,
+                                  "messages": 1, "sharegpt": 1}
+    assert {"instruction": "hi", "input": "system: be brief", "output": "hello"} in rows
+    assert stats.dropped["unknown_shape"] == 1 and "fields: text" in stats.examples["unknown_shape"][0]
+    assert "prompt/completion" in stats.as_dict()["advice"]["unknown_shape"]
+
+
+def test_files_the_builder_skips_are_listed(tmp_path):
+    _, _, sources = _build_and_clean(tmp_path, {"a.jsonl": _lines(GOOD), "notes.txt": b"hello", "b.json": b"{}"})
+    assert sorted(Path(p).name for p in sources["skipped"]) == ["b.json", "notes.txt"]
+
+
+def test_cr_only_line_endings_are_read_as_lines(tmp_path):
+    data = _lines(GOOD, {**GOOD, "output": "2"}).replace(b"\n", b"\r")
+    stats, rows, sources = _build_and_clean(tmp_path, {"mac.jsonl": data})
+    assert stats.kept == 2 and "CR line endings read as lines" in sources["files"][0]["notes"]
+
+
+def test_cr_only_raw_file_says_what_is_wrong(tmp_path):
+    raw = tmp_path / "raw.jsonl"
+    raw.write_bytes(_lines(GOOD, {**GOOD, "output": "2"}).replace(b"\n", b"\r"))
+    stats = clean(raw, tmp_path / "out.jsonl")
+    assert stats.kept == 0 and stats.dropped == {"cr_line_endings": 1}
+
+
+@pytest.mark.parametrize("blank", [" \t ", "\u200b", "\u200b \ufeff", "\u00ad"])
+def test_invisible_fields_count_as_empty(tmp_path, blank):
+    stats, _, _ = _build_and_clean(tmp_path, {"a.jsonl": _lines({"instruction": "q", "output": blank},
+                                                                {"instruction": blank, "output": "a"})})
+    assert stats.kept == 0 and stats.dropped == {"missing_output": 1, "missing_instruction": 1}
+
+
+def test_too_long_is_dropped_or_cut_before_any_tokenizer(tmp_path):
+    long = {"instruction": "q", "output": "x" * 5000}
+    stats, _, _ = _build_and_clean(tmp_path, {"a.jsonl": _lines(GOOD, long)}, max_seq_length=64)
+    assert stats.kept == 1 and stats.dropped == {"too_long": 1}
+    stats, rows, _ = _build_and_clean(tmp_path / "cut", {"a.jsonl": _lines(GOOD, long)}, max_seq_length=64,
+                                      too_long="cut")
+    assert stats.kept == 2 and stats.cut == 1 and len(rows[1]["output"]) < 64 * 32
+
+
+def test_map_shape_names_unknown_shapes():
+    assert map_shape({"text": "x"}) == (None, "unknown_shape")
+    assert map_shape({"messages": [{"role": "user", "content": "only a question"}]}) == (None, "unknown_shape")
+
+
+def _notes(tmp_path: Path, good: int, bad: int) -> Path:
+    src = tmp_path / "notes"
+    src.mkdir()
+    lines = [json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) for i in range(good)]
+    lines += ["not json"] * bad
+    (src / "n.jsonl").write_text("\n".join(lines) + "\n")
+    return src
+
+
+def test_dropping_most_of_the_data_warns_in_the_log_and_the_summary(tmp_path):
+    proj = make_project(tmp_path / "p", source=_notes(tmp_path, 49, 64))
+    out = proj.doit("clean_dataset", check=True).stdout
+    assert "57% of the data lines were dropped" in out
+    stats = json.loads((proj.work / "dataset-stats.json").read_text())
+    assert stats["warning"] and stats["examples"]["invalid_json"][0].endswith("n.jsonl:50")
+    assert proj.summary["dataset"]["warning"] == stats["warning"]
+
+
+def test_the_drop_threshold_can_stop_the_run_before_renting(tmp_path):
+    proj = make_project(tmp_path / "p", source=_notes(tmp_path, 49, 64), dataset={"drop_fatal": True})
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0 and "drop_fatal" in proc.stdout
+    assert not (proj.work / "pod.json").exists()
+
+
+def _peak_rss_mb(proc: subprocess.Popen) -> float:
+    """Peak RSS of a process tree, sampled from /proc every 50 ms (VmHWM of each process seen)."""
+    peak = 0.0
+    while proc.poll() is None:
+        total = 0
+        for pid in [proc.pid, *_descendants(proc.pid)]:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total = max(total, int(line.split()[1]))
+            except OSError:
+                pass
+        peak = max(peak, total / 1024)
+        time.sleep(0.05)
+    return peak
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    found = [int(p) for p in out]
+    for child in list(found):
+        found += _descendants(child)
+    return found
+
+
+def test_a_50_mb_line_stays_under_1_gb(tmp_path):
+    src = tmp_path / "notes"
+    src.mkdir()
+    with (src / "n.jsonl").open("w") as fh:
+        for i in range(40):
+            fh.write(json.dumps({"instruction": f"q{i}", "output": f"answer {i}"}) + "\n")
+        fh.write(json.dumps({"instruction": "huge", "output": "y" * 50_000_000}) + "\n")
+    proj = make_project(tmp_path / "p", source=src)
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "full_cycle"], cwd=proj.root,
+                            env=proj.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = _peak_rss_mb(proc)
+    out = proc.stdout.read()
+    assert proc.wait() == 0, out[-3000:]
+    print(f"\nfull_cycle with a 50 MB line: largest process peaked at {peak:.0f} MB")
+    assert peak < 1024
+    assert proj.summary["dataset"]["dropped"]["too_long"] == 1
+    assert "formatting" in proj.trainer_log and "tokenized" in proj.trainer_log or "formatting" in proj.trainer_log
