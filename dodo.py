@@ -90,6 +90,15 @@ def task_check_stale_pods():
             "verbosity": 2, "uptodate": [stages.no_pods_to_watch(CTX)]}
 
 
+def task_check_model():
+    t = CTX.settings.training
+    return _stage("check_model", stages.check_model,
+                  "Ask the model hub whether the base model exists and fits the GPUs; refuse before renting",
+                  targets=[str(P.model_check_file)],
+                  uptodate=[config_changed(repr((t.base_model, t.quantize, CTX.settings.runpod.gpu_types,
+                                                 os.environ.get("HF_ENDPOINT", ""))))])
+
+
 def task_build_dataset():
     return _stage("build_dataset", stages.build_dataset, "Build today's raw JSONL with the configured builder",
                   file_dep=_sources(), targets=[str(P.raw_data_file)],
@@ -105,7 +114,7 @@ def task_clean_dataset():
 
 def task_write_config():
     return _stage("write_config", stages.write_config, "Write and validate the training config.json",
-                  targets=[str(P.config_file)],
+                  file_dep=[str(P.model_check_file)], targets=[str(P.config_file)],
                   uptodate=[config_changed(repr((CTX.settings.training_config(), CTX.settings.dataset.too_long)))])
 
 
@@ -194,7 +203,7 @@ def task_summarize():
 
 def task_full_cycle():
     return {"basename": "full_cycle", "doc": "Run every stage in order: dataset → pod → train → adapter → summary",
-            "task_dep": ["check_stale_pods", "build_dataset", "clean_dataset", "write_config", "build_tiny_model",
+            "task_dep": ["check_stale_pods", "check_model", "build_dataset", "clean_dataset", "write_config", "build_tiny_model",
                          "create_pod", "upload", "train", "download_adapter", "terminate_pod", "extract_adapter",
                          "post_gguf", "post_modelfile", "post_latest", "post_commands", "summarize"],
             "actions": [(stages.full_cycle_result, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}

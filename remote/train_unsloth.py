@@ -23,6 +23,26 @@ from pathlib import Path
 REQUIRED = ("base_model", "lora_rank", "num_train_epochs", "learning_rate",
             "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length")
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# On a mixture-of-experts model the attention projections only: they convert to a GGUF LoRA, while a
+# LoRA on the fused expert weights does not (and the MLP names there are the experts').
+ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def is_moe(model_config) -> bool:
+    return bool(getattr(model_config, "num_experts", 0) or getattr(model_config, "num_local_experts", 0)
+                or "moe" in str(getattr(model_config, "model_type", "")))
+
+
+def target_modules(config: dict, model_config) -> list[str]:
+    """[training] target_modules, or by architecture: all linear layers, attention only on MoE."""
+    asked = config.get("target_modules") or "auto"
+    moe = is_moe(model_config)
+    if asked == "auto":
+        return ATTENTION_MODULES if moe else TARGET_MODULES
+    if moe and any(m in asked for m in ("gate_proj", "up_proj", "down_proj")):
+        say("WARNING: LoRA on the expert MLPs of a mixture-of-experts model does not convert to a GGUF LoRA "
+            "(adapter.gguf will be refused); the attention projections do")
+    return list(asked)
 
 # Used when the tokenizer has no chat template (documented in the README): Alpaca-style sections.
 FALLBACK_PROMPT = "### Instruction:\n{instruction}\n\n{input_block}### Response:\n"
@@ -166,7 +186,7 @@ def resolve_model(config: dict, config_path: Path) -> str:
         if not (path / "config.json").is_file():
             raise InputError(f"base_model_dir {path} has no config.json")
         return str(path)
-    return config["base_model"]
+    return config.get("model_to_load") or config["base_model"]
 
 
 def use_unsloth() -> bool:
@@ -193,7 +213,7 @@ def load_model(model_id: str, config: dict, unsloth: bool):
         )
         model = FastLanguageModel.get_peft_model(
             model, r=config["lora_rank"], lora_alpha=config.get("lora_alpha", 2 * config["lora_rank"]),
-            lora_dropout=config.get("lora_dropout", 0.0), target_modules=TARGET_MODULES,
+            lora_dropout=config.get("lora_dropout", 0.0), target_modules=target_modules(config, model.config),
             use_gradient_checkpointing="unsloth", random_state=config.get("seed", 42),
         )
         return model, tokenizer
@@ -208,7 +228,7 @@ def load_model(model_id: str, config: dict, unsloth: bool):
     lora = LoraConfig(
         r=config["lora_rank"], lora_alpha=config.get("lora_alpha", 2 * config["lora_rank"]),
         lora_dropout=config.get("lora_dropout", 0.0), task_type="CAUSAL_LM",
-        target_modules=[m for m in TARGET_MODULES if m in present],
+        target_modules=[m for m in target_modules(config, model.config) if m in present],
     )
     return get_peft_model(model, lora), tokenizer
 

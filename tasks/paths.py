@@ -39,6 +39,11 @@ class RunPaths:
         return self.work_local / "dataset-sources.json"
 
     @property
+    def model_check_file(self) -> Path:
+        """What the model hub said about the base model, and what will be loaded on which GPUs."""
+        return self.work_local / "model-check.json"
+
+    @property
     def stages_file(self) -> Path:
         return self.work_local / "stages.json"
 

@@ -27,10 +27,6 @@ API_KEY_ENV = "RUNPOD_API_KEY"
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-# Model ids that people have typed and that do not exist; lesson 9 of the first version.
-KNOWN_WRONG_MODELS = {
-    "Qwen/Qwen3-30B-Instruct": "Qwen/Qwen3-30B-A3B",
-}
 
 
 class SettingsError(FullcycleError, ValueError):
@@ -82,6 +78,7 @@ class TrainingSettings:
     max_seq_length: int = field(default=2048, metadata=_rule(16, 1_048_576))
     seed: int = field(default=42, metadata=_rule(0, 2**31 - 1))
     max_steps: int = field(default=-1, metadata=_rule(-1, 10_000_000))  # -1: train for num_train_epochs
+    quantize: str = field(default="auto", metadata=_rule(choices=("auto", "never", "always")))  # 4-bit build
 
 
 @dataclass(frozen=True)
@@ -224,11 +221,7 @@ def _section(source: str, name: str, raw: Any) -> Any:
 
 
 def _check_model(source: str, model: str) -> None:
-    if model in KNOWN_WRONG_MODELS:
-        raise SettingsError(
-            f"{source}: [training] base_model {model!r} does not exist on the model hub; "
-            f"use a real id such as {KNOWN_WRONG_MODELS[model]!r}"
-        )
+    """The id's form only; whether it exists is asked of the model hub before renting (modelcheck)."""
     if model == "tiny" or model.startswith(("/", "./", "~")):
         return
     if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", model):

@@ -164,8 +164,30 @@ def write_config(ctx: RunContext) -> None:
         return
     from tasks import trainconfig
 
-    config = trainconfig.write(ctx.settings, ctx.paths.config_file)
+    from tasks.files import read_json
+
+    config = trainconfig.write(ctx.settings, ctx.paths.config_file, read_json(ctx.paths.model_check_file))
     log.info("Config written… %s (base_model %s)", ctx.paths.config_file, config["base_model"])
+
+
+def check_model(ctx: RunContext) -> None:
+    from pathlib import Path
+
+    from tasks.files import write_json
+
+    t = ctx.settings.training
+    local = is_tiny(ctx) or Path(t.base_model).expanduser().is_dir() or t.base_model.startswith(("/", "./", "~"))
+    if local:
+        verdict = {"base_model": t.base_model, "checked": False, "reason": "a local model: nothing to ask the hub",
+                   "model_to_load": t.base_model, "load_in_4bit": t.quantize == "always"}
+    else:
+        from tasks import modelcheck
+
+        verdict = modelcheck.check(t.base_model, ctx.settings.runpod.gpu_types, t.quantize)
+        log.info("Base model %s: %s", t.base_model,
+                 f"~{verdict['needed_gb']} GB in {verdict['precision']}, loading {verdict['model_to_load']}"
+                 if verdict.get("needed_gb") else ("exists on the hub" if verdict["checked"] else "not checked"))
+    write_json(ctx.paths.model_check_file, verdict)
 
 
 def build_tiny_model(ctx: RunContext) -> None:

@@ -55,17 +55,20 @@ def config_line(lines: list[str]) -> str | None:
     return next((line for line in lines if line.strip().partition("  ")[2] == CONFIG_NAME), None)
 
 
-def build(settings: Settings) -> dict[str, Any]:
+def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str, Any]:
     config = settings.training_config()
     config["too_long"] = settings.dataset.too_long  # the trainer's exact (token) check follows it
+    if verdict:  # the model check may load a 4-bit build where the bf16 weights cannot fit
+        config["model_to_load"] = verdict.get("model_to_load") or config["base_model"]
+        config["load_in_4bit"] = bool(verdict.get("load_in_4bit"))
     if uploads_base_model(settings):
         config["base_model_dir"] = UPLOADED_BASE_DIR
     return config
 
 
-def write(settings: Settings, path: Path) -> dict[str, Any]:
+def write(settings: Settings, path: Path, verdict: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write config.json and prove it parses back to the same values (seed: 'then validate it parses')."""
-    config = build(settings)
+    config = build(settings, verdict)
     write_json(path, config)
     back = read_json(path)
     missing = [k for k in REQUIRED if k not in back]

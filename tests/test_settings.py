@@ -16,7 +16,8 @@ from tests.helpers import make_project, write_settings
         ({"training": {"learnig_rate": 0.1}}, "unknown setting [training] learnig_rate (did you mean 'learning_rate'?)"),
         ({"trainig": {}}, "unknown section [trainig] (did you mean 'training'?)"),
         ({"project": {"provider": "aws"}}, "[project] provider: 'aws' is not one of local, runpod"),
-        ({"training": {"base_model": "Qwen/Qwen3-30B-Instruct"}}, "use a real id such as 'Qwen/Qwen3-30B-A3B'"),
+        ({"training": {"base_model": "not an id"}}, "neither 'tiny', a local path, nor an 'org/name' model id"),
+        ({"training": {"quantize": "maybe"}}, "[training] quantize: 'maybe' is not one of auto, never, always"),
         ({"runpod": {"gpu_types": []}}, "[runpod] gpu_types: expected a non-empty list"),
     ],
 )

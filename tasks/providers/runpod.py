@@ -103,7 +103,8 @@ class RunpodProvider:
         public_key = pub.read_text().strip() if pub.is_file() else ""
         self._retry(self.api.check_key, "RunPod API key check")  # a bad key stops here, before renting
         tried = []
-        for gpu in self.s.gpu_types:
+        verdict = read_json(self.ctx.paths.model_check_file) or {}
+        for gpu in verdict.get("gpu_types") or self.s.gpu_types:  # only those the model fits
             for cloud in self.s.cloud_types:
                 req = self._request(gpu, cloud, public_key)
                 try:

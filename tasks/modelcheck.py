@@ -1,0 +1,133 @@
+"""Refuse before renting: does the base model exist, may we download it, and will it fit the GPU?
+
+The model hub's API answers the first two (`HF_ENDPOINT` points elsewhere, e.g. a mirror or the
+tests' double); its parameter count answers the third, against the memory of each GPU type in the
+fallback list. A bf16 load that fits no candidate GPU is switched to the model's 4-bit build when
+`[training] quantize = "auto"`, else refused with the cheaper choices named. Offline, the check
+warns and lets the run go on: the pod will say soon enough.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.errors import FullcycleError
+
+log = logging.getLogger("fullcycle")
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+TOKEN_ENV = "HF_TOKEN"
+
+# GPU memory in GB by RunPod gpuTypeId. A type not listed here is not judged.
+GPU_MEMORY_GB = {
+    "NVIDIA GeForce RTX 5090": 32, "NVIDIA GeForce RTX 4090": 24, "NVIDIA GeForce RTX 3090": 24,
+    "NVIDIA RTX A6000": 48, "NVIDIA RTX 6000 Ada Generation": 48, "NVIDIA L40S": 48, "NVIDIA A40": 48,
+    "NVIDIA A100 80GB PCIe": 80, "NVIDIA A100-SXM4-80GB": 80, "NVIDIA H100 PCIe": 80,
+    "NVIDIA H100 80GB HBM3": 80, "NVIDIA H100 NVL": 94, "NVIDIA H200": 141, "NVIDIA B200": 180,
+}
+# Unsloth's pre-quantized builds, where the name does not follow `unsloth/<name>-bnb-4bit`.
+FOUR_BIT_BUILDS = {"Qwen/Qwen3-30B-A3B": "unsloth/Qwen3-30B-A3B-bnb-4bit"}
+BYTES_PER_PARAM = {"bf16": 2.0, "4bit": 0.55}  # 4-bit weights plus the layers bitsandbytes keeps in 16 bits
+OVERHEAD = 1.2  # activations, LoRA weights and their optimizer state, CUDA context
+OVERHEAD_GB = 2.0
+
+
+class ModelCheckError(FullcycleError):
+    """The base model cannot be used as configured; nothing was rented."""
+
+
+@dataclass
+class HubAnswer:
+    exists: bool | None  # None: the hub could not be asked
+    gated: bool = False
+    private: bool = False
+    parameters: int | None = None
+    detail: str = ""
+
+
+def four_bit_build(model: str) -> str:
+    return FOUR_BIT_BUILDS.get(model) or f"unsloth/{model.split('/')[-1]}-bnb-4bit"
+
+
+def ask_hub(model: str, endpoint: str | None = None, timeout: float = 10.0) -> HubAnswer:
+    import requests
+
+    base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    headers = {"User-Agent": "fullcycle"}
+    if os.environ.get(TOKEN_ENV):
+        headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
+    try:
+        resp = requests.get(f"{base}/api/models/{model}", headers=headers, timeout=timeout)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        return HubAnswer(None, detail=f"{type(exc).__name__} from {base}")
+    if resp.status_code == 404:
+        return HubAnswer(False, detail="HTTP 404")
+    if resp.status_code in (401, 403):
+        return HubAnswer(True, private=True, detail=f"HTTP {resp.status_code}")
+    if resp.status_code != 200:
+        return HubAnswer(None, detail=f"HTTP {resp.status_code}")
+    info = resp.json()
+    total = (info.get("safetensors") or {}).get("total")
+    return HubAnswer(True, gated=bool(info.get("gated")), parameters=int(total) if total else None)
+
+
+def needed_gb(parameters: int, precision: str) -> float:
+    return parameters * BYTES_PER_PARAM[precision] * OVERHEAD / 1e9 + OVERHEAD_GB
+
+
+def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str | None = None) -> dict[str, Any]:
+    """The verdict, as model-check.json holds it; raises ModelCheckError for a model we must refuse."""
+    answer = ask_hub(model, endpoint)
+    verdict: dict[str, Any] = {"base_model": model, "checked": answer.exists is not None,
+                               "model_to_load": model, "load_in_4bit": quantize == "always",
+                               "gpu_types": list(gpu_types)}
+    if answer.exists is None:
+        log.warning("Could not ask the model hub about %s (%s): not checked, going on", model, answer.detail)
+        verdict["warning"] = f"model hub not reachable ({answer.detail}); {model} was not checked"
+        return verdict
+    if answer.exists is False:
+        raise ModelCheckError(f"[training] base_model {model!r} does not exist on the model hub ({answer.detail}); "
+                              f"check the id (e.g. 'Qwen/Qwen3-30B-A3B'); nothing was rented")
+    token = bool(os.environ.get(TOKEN_ENV))
+    if (answer.gated or answer.private) and not token:
+        kind = "gated (its license must be accepted on the hub)" if answer.gated else "private or gated"
+        raise ModelCheckError(f"[training] base_model {model!r} is {kind}: accept it with your account and export "
+                              f"{TOKEN_ENV}; nothing was rented")
+    verdict["parameters"] = answer.parameters
+    if not answer.parameters:
+        return verdict
+    judged = [g for g in gpu_types if g in GPU_MEMORY_GB]
+    precision = "4bit" if quantize == "always" else "bf16"
+    fits = [g for g in judged if GPU_MEMORY_GB[g] >= needed_gb(answer.parameters, precision)]
+    if not fits and judged and quantize == "auto":
+        four = [g for g in judged if GPU_MEMORY_GB[g] >= needed_gb(answer.parameters, "4bit")]
+        if four:
+            build = four_bit_build(model)
+            log.info("%s needs ~%.0f GB in bf16, more than %s: loading its 4-bit build %s (~%.0f GB)", model,
+                     needed_gb(answer.parameters, "bf16"), ", ".join(judged), build,
+                     needed_gb(answer.parameters, "4bit"))
+            verdict.update(model_to_load=build, load_in_4bit=True)
+            precision, fits = "4bit", four
+    verdict["needed_gb"] = round(needed_gb(answer.parameters, precision), 1)
+    verdict["precision"] = precision
+    if judged and not fits:
+        bigger = sorted((g for g, mem in GPU_MEMORY_GB.items() if mem >= verdict["needed_gb"]), key=GPU_MEMORY_GB.get)
+        choices = []
+        if precision == "bf16":
+            choices.append(f"its 4-bit build {four_bit_build(model)!r} ([training] quantize = \"auto\", "
+                           f"~{needed_gb(answer.parameters, '4bit'):.0f} GB)")
+        if bigger:
+            choices.append(f"a bigger GPU in [runpod] gpu_types, e.g. {bigger[0]!r} ({GPU_MEMORY_GB[bigger[0]]} GB)")
+        raise ModelCheckError(
+            f"{model} needs about {verdict['needed_gb']:.0f} GB of GPU memory in {precision} "
+            f"({answer.parameters / 1e9:.1f}B parameters), more than "
+            + ", ".join(f"{g} ({GPU_MEMORY_GB[g]} GB)" for g in judged)
+            + "; cheaper choices: " + "; ".join(choices) + ". Nothing was rented")
+    if judged and fits != judged:
+        log.warning("%s does not fit %s: only %s will be rented", model,
+                    ", ".join(g for g in judged if g not in fits), ", ".join(fits))
+    verdict["gpu_types"] = [g for g in gpu_types if g in fits or g not in GPU_MEMORY_GB]
+    return verdict
