@@ -133,6 +133,9 @@ class PostSettings:
     ollama_from: str = ""  # FROM line of the Modelfile; empty = [training] base_model
     ollama_create: bool = True  # run `ollama create` when an ollama binary is on PATH
     ollama_model_name: str = "fullcycle-{date}"
+    base_gguf: str = ""  # a GGUF of the base model: lets a refused ADAPTER fall back to a merged model
+    llama_export_lora: str = "llama-export-lora"  # llama.cpp's merge tool
+    llama_server: str = "llama-server"  # named in the fallback command line
     commands: tuple[str, ...] = ()  # run in order after success; {date} {adapter_dir} {gguf} {summary}
 
 
