@@ -29,12 +29,17 @@ def _wait_for_steps(proj, text="step 5/", timeout=120):
     raise AssertionError("training never started")
 
 
-def test_a_killed_run_resumes_on_the_same_pod(tmp_path, sshd, fake_api):
-    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 150, "gradient_accumulation_steps": 1})
+def _kill_mid_training(proj) -> None:
+    """`doit full_cycle`, killed with SIGKILL once training is under way: nothing of it saved."""
     run = _start(proj, "full_cycle")
     _wait_for_steps(proj)
     run.send_signal(signal.SIGKILL)
     run.wait()
+
+
+def test_a_killed_run_resumes_on_the_same_pod(tmp_path, sshd, fake_api):
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 150, "gradient_accumulation_steps": 1})
+    _kill_mid_training(proj)
     second = proj.doit("full_cycle", check=True)
     assert fake_api.ops("create") == 1, "the live pod must be resumed, not a new one rented"
     assert "Resuming with live pod" in second.stdout or "-- create_pod" in second.stdout
@@ -124,10 +129,7 @@ def test_alternating_dates_rent_once_per_date(tmp_path, sshd, fake_api):
 
 def test_a_rerun_after_kill_9_reattaches_and_never_trains_twice(tmp_path, sshd, fake_api):
     proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 150, "gradient_accumulation_steps": 1})
-    run = _start(proj, "full_cycle")
-    _wait_for_steps(proj)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
+    _kill_mid_training(proj)
     second = proj.doit("full_cycle", check=True)
     assert "not uploading under it" in second.stdout
     pod_log = (tmp_path / "pod" / "workspace" / "fullcycle" / "run" / "train.log").read_text()
@@ -141,10 +143,7 @@ def test_a_rerun_after_kill_9_reattaches_and_never_trains_twice(tmp_path, sshd, 
 
 def test_a_pod_lost_with_its_run_is_in_the_totals_of_the_rerun(tmp_path, sshd, fake_api):
     proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 150, "gradient_accumulation_steps": 1})
-    run = _start(proj, "full_cycle")
-    _wait_for_steps(proj)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
+    _kill_mid_training(proj)
     first = next(iter(fake_api.pods))
     fake_api._terminate(first)  # the pod went away with the run (watchdog, host failure)
     proj.doit("full_cycle", check=True)
