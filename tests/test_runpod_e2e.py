@@ -40,7 +40,7 @@ def test_full_cycle_on_the_fake_runpod(tmp_path, sshd, fake_api, gateway, backen
     sessions = gateway.sessions if mode == "gateway" else None
     print(f"\n[{backend}/{mode}] wall {wall:.1f}s, API calls {api_calls} "
           f"({', '.join(f'{op} {fake_api.ops(op)}' for op in ('list', 'create', 'get', 'terminate'))}), "
-          f"gateway ssh sessions {sessions}")
+          f"ssh sessions {summary['ssh_sessions']} (gateway saw {sessions})")
 
 
 def test_fallback_order_and_no_human_step(tmp_path, sshd, fake_api):
@@ -141,8 +141,9 @@ def test_full_cycle_through_a_gateway_that_only_speaks_pty(tmp_path, sshd, fake_
     assert "switching to the PTY transport" in log and "doesn't support PTY" in log
     assert "resuming at archive byte" in log
     assert gateway.refused.count("exec without a PTY") == 1, "the refusal was retried as if transient"
-    print(f"\npty-only gateway ({backend}): {wall:.1f}s, ssh sessions {summary['ssh_sessions']}, "
-          f"gateway sessions {gateway.sessions}")
+    print(f"\n[{backend}/gateway-pty] wall {wall:.1f}s, API calls {len(fake_api.calls)} "
+          f"({', '.join(f'{op} {fake_api.ops(op)}' for op in ('list', 'create', 'get', 'terminate'))}), "
+          f"ssh sessions {summary['ssh_sessions']} (gateway saw {gateway.sessions}, one refused exec)")
 
 
 def test_a_gateway_that_loses_stdout_of_the_first_command_and_of_the_follow(tmp_path, sshd, fake_api, gateway):
