@@ -74,7 +74,7 @@ def _sources():
         return []
     from pathlib import Path
 
-    from tasks.dataset import source_files
+    from tasks.builders import source_files
 
     src = Path(builder.source).expanduser()
     return [str(f) for f in source_files(src if src.is_absolute() else P.project_root / src)]

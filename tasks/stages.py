@@ -116,10 +116,10 @@ def _prepared(ctx: RunContext, path: Any) -> bool:
 def build_dataset(ctx: RunContext) -> None:
     if _prepared(ctx, ctx.paths.raw_data_file):
         return
-    from tasks import dataset
+    from tasks import builders
 
     log.info("Preparing dataset… (builder %s)", ctx.settings.dataset.builder)
-    dataset.build_raw(ctx.settings.dataset, ctx.paths.date, ctx.paths.raw_data_file, ctx.paths.project_root,
+    builders.build_raw(ctx.settings.dataset, ctx.paths.date, ctx.paths.raw_data_file, ctx.paths.project_root,
                       ctx.paths.dataset_sources_file)
     log.info("Raw dataset: %s", ctx.paths.raw_data_file)
 

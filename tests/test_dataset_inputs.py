@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.dataset import build_raw, clean, map_shape
+from tasks.builders import build_raw
+from tasks.dataset import clean, map_shape
 from tests.helpers import DODO, make_project
 
 GOOD = {"instruction": "Say hi", "input": "", "output": "hi"}

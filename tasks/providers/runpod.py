@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import NoCapacityError, ProviderError, TransportError
+from tasks.errors import NoCapacityError, ProviderError
 from tasks.files import read_json
 from tasks.providers import reach
 from tasks.providers.base import Pod
 from tasks.providers.runpod_api import ApiError, CreateRequest, PodInfo, RetryableApiError, SkipCandidate, client, with_retries
 from tasks.record import now
-from tasks.retry import Deadline, GaveUp, Policy, retry
+from tasks.retry import Deadline
 from tasks.transport import SshConnection, script_command
 
 log = logging.getLogger("fullcycle")
