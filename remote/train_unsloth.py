@@ -252,11 +252,14 @@ def train(args: argparse.Namespace) -> int:
     model_id = resolve_model(config, args.config)
     unsloth = use_unsloth()
     say(f"{samples} samples, base model {config['base_model']}, backend {'unsloth' if unsloth else 'transformers+peft+trl'}")
+    loading = time.time()
     try:
         model, tokenizer = load_model(model_id, config, unsloth)
     except Exception as exc:  # a wrong id or a missing file: say so plainly
         print(f"[train] ERROR: could not load base model {model_id!r}: {exc}", file=sys.stderr, flush=True)
         return 3
+    load_seconds = round(time.time() - loading, 2)
+    say(f"base model loaded (downloaded if not cached) in {load_seconds}s")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
@@ -304,6 +307,7 @@ def train(args: argparse.Namespace) -> int:
         "steps": losses,
         "final_loss": losses[-1]["loss"] if losses else None,
         "seconds": round(time.time() - started, 2),
+        "model_load_seconds": load_seconds,
         "backend": "unsloth" if unsloth else "transformers+peft+trl",
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "versions": versions(),

@@ -284,7 +284,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         "provider": provider,
         "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "created_at", "ready_at",
                                           "terminated_at", "terminate_error", "ssh_port", "connection_source",
-                                          "transport_notes")}
+                                          "transport_notes", "network_volume_id", "data_center")}
         if pod else None,
         "billed_seconds": round(billed, 1) if billed is not None else None,
         "cost_usd": _cost(billed, pod.get("cost_per_hr")) if billed is not None else None,
@@ -298,6 +298,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
             "python": train.get("python"),
             "python_source": train.get("python_source"),
             "setup_seconds": train.get("setup_seconds"),
+            "model_load_seconds": metrics.get("model_load_seconds"),
             "final_loss": metrics.get("final_loss"),
             "device": metrics.get("device"),
             "backend": metrics.get("backend"),

@@ -103,6 +103,8 @@ class RunpodSettings:
     ssh_key_path: str = "~/.ssh/id_ed25519"
     gateway_host: str = "ssh.runpod.io"
     gateway_port: int = field(default=22, metadata=_rule(1, 65535))
+    network_volume_id: str = ""  # a network volume for /workspace: the venv and HF_HOME persist across runs
+    data_center_id: str = ""  # its data center (looked up from the volume when empty)
     support_public_ip: bool = True  # ask for a public IP so direct ssh works (GraphQL; COMMUNITY may lack one)
     direct_users: tuple[str, ...] = ("root", "unsloth")  # tried in order when the API names no ssh user
 

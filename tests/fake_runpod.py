@@ -43,7 +43,8 @@ type PodRuntime { uptimeInSeconds: Int ports: [PodRuntimePorts] }
 type PodMachine { podHostId: String gpuDisplayName: String }
 type Pod { id: String! name: String desiredStatus: String costPerHr: Float imageName: String
            runtime: PodRuntime machine: PodMachine }
-type User { id: String pods: [Pod] }
+type NetworkVolume { id: String name: String dataCenterId: String size: Int }
+type User { id: String pods: [Pod] networkVolumes: [NetworkVolume] }
 type Query { pod(input: PodFilter!): Pod myself: User }
 type Mutation {
   podFindAndDeployOnDemand(input: PodFindAndDeployOnDemandInput!): Pod
@@ -88,6 +89,8 @@ class FakeRunpod:
         self.pods: dict[str, FakePod] = {}
         self.calls: list[tuple[str, str]] = []  # (op, detail)
         self.create_attempts: list[tuple[str, str]] = []
+        self.create_bodies: list[dict[str, Any]] = []  # what each create asked for, as sent
+        self.volumes: dict[str, str] = {"vol-abc123": "EU-RO-1"}  # network volume -> its data center
         self.urls: list[str] = []
         self.lock = threading.Lock()
         spec = json.loads(SPEC_PATH.read_text())
@@ -169,6 +172,7 @@ class FakeRunpod:
     def _root(self) -> dict[str, Any]:
         def deploy(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
             self.calls.append(("create", f"{input['gpuTypeId']}/{input.get('cloudType')}"))
+            self.create_bodies.append(dict(input))
             env = {e["key"]: e["value"] for e in input.get("env") or []}
             pod = self._create(input["gpuTypeId"], input.get("cloudType", "ALL"), input.get("name") or "", env)
             return self._gql_pod(pod, ready=False)
@@ -187,7 +191,9 @@ class FakeRunpod:
 
         def myself(_info: Any) -> dict[str, Any]:
             self.calls.append(("list", ""))
-            return {"id": "user-1", "pods": [self._gql_pod(p, False) for p in self.running()]}
+            return {"id": "user-1", "pods": [self._gql_pod(p, False) for p in self.running()],
+                    "networkVolumes": [{"id": v, "name": v, "dataCenterId": dc, "size": 50}
+                                       for v, dc in self.volumes.items()]}
 
         return {"podFindAndDeployOnDemand": deploy, "pod": pod, "podTerminate": terminate, "myself": myself}
 
@@ -247,6 +253,11 @@ class FakeRunpod:
 
     def rest(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         parts = path.rstrip("/").split("/")
+        if parts[:3] == ["", "v2", "network-volumes"] and method == "GET" and len(parts) == 4:
+            if parts[3] not in self.volumes:
+                return 404, {"title": "Not Found", "status": 404, "detail": f"network volume {parts[3]} not found"}
+            body = {"id": parts[3], "name": parts[3], "size": 50, "dataCenter": self.volumes[parts[3]], "type": "STANDARD"}
+            return 200, body
         if parts[:3] != ["", "v2", "pods"]:
             return 404, {"title": "Not Found", "status": 404, "detail": path}
         op = {"POST": "create", "GET": "get" if len(parts) == 4 else "list", "DELETE": "terminate"}.get(method, method)
@@ -256,6 +267,7 @@ class FakeRunpod:
         with self.lock:
             if method == "POST" and len(parts) == 3:
                 self.calls.append(("create", f"{(body or {}).get('gpu', {}).get('id')}/{(body or {}).get('cloud')}"))
+                self.create_bodies.append(dict(body or {}))
                 errors = list(self._validators["CreatePodRequest"].iter_errors(body))
                 if errors:
                     return 422, {"title": "Unprocessable Entity", "status": 422, "detail": errors[0].message}

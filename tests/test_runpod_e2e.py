@@ -166,3 +166,25 @@ def test_rest_never_connects_direct_to_a_private_address(tmp_path, sshd, fake_ap
     assert time.monotonic() - started < 60
     assert proj.summary["connection_mode"] == "gateway-exec"
     assert "10.65.0.7" not in proj.trainer_log
+
+
+@pytest.mark.parametrize("backend", ["graphql", "rest"])
+def test_a_network_volume_places_the_pod_in_its_data_center(tmp_path, sshd, fake_api, backend):
+    proj = runpod_project(tmp_path, sshd, fake_api, backend=backend, training={"max_steps": 1},
+                          runpod={"network_volume_id": "vol-abc123"})
+    proj.doit("full_cycle", check=True)
+    body = fake_api.create_bodies[-1]
+    if backend == "graphql":
+        assert body["networkVolumeId"] == "vol-abc123" and body["dataCenterId"] == "EU-RO-1"
+    else:
+        assert body["mounts"] == {"network": [{"volumeId": "vol-abc123", "path": "/workspace"}]}
+        assert body["dataCenterIds"] == ["EU-RO-1"]
+    pod = proj.summary["pod"]
+    assert pod["network_volume_id"] == "vol-abc123" and pod["data_center"] == "EU-RO-1"
+    assert "Network volume vol-abc123 is in EU-RO-1" in proj.trainer_log
+
+
+def test_an_unknown_network_volume_stops_before_renting(tmp_path, sshd, fake_api):
+    proj = runpod_project(tmp_path, sshd, fake_api, backend="rest", runpod={"network_volume_id": "vol-nope"})
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0 and "vol-nope" in proc.stdout and fake_api.ops("create") == 0

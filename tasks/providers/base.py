@@ -22,6 +22,8 @@ class Pod:
     cloud_type: str | None = None
     cost_per_hr: float | None = None
     host_id: str | None = None
+    network_volume_id: str | None = None
+    data_center: str | None = None
     connection_mode: str | None = None  # direct | gateway-exec | gateway-pty | local
     transport_notes: list[str] = field(default_factory=list)  # what the first contact found out
     connection_source: str | None = None  # api | connection.json

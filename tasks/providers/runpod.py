@@ -67,6 +67,7 @@ class RunpodProvider:
         self.ctx = ctx
         self.s = ctx.settings.runpod
         self._api = None
+        self.data_center: str | None = None
 
     def _retry(self, call, what: str, attempts: int = 6):
         return with_retries(call, what, attempts=attempts, base_delay=self.s.retry_base_s)
@@ -92,7 +93,8 @@ class RunpodProvider:
             gpu_count=self.s.gpu_count, template_id=self.s.template_id, image_name=self.s.image_name,
             min_vcpu_count=self.s.min_vcpu_count, min_memory_gb=self.s.min_memory_gb, volume_gb=self.s.volume_gb,
             container_disk_gb=self.s.container_disk_gb, public_key=public_key,
-            support_public_ip=self.s.support_public_ip,
+            support_public_ip=self.s.support_public_ip, network_volume_id=self.s.network_volume_id,
+            data_center_id=self.data_center or "",
             terminate_after=(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=self.s.max_runtime_h)).isoformat(
                 timespec="seconds"),
         )
@@ -102,6 +104,7 @@ class RunpodProvider:
         pub = key.with_name(key.name + ".pub")
         public_key = pub.read_text().strip() if pub.is_file() else ""
         self._retry(self.api.check_key, "RunPod API key check")  # a bad key stops here, before renting
+        self.data_center = self._volume_data_center()
         tried = []
         verdict = read_json(self.ctx.paths.model_check_file) or {}
         for gpu in verdict.get("gpu_types") or self.s.gpu_types:  # only those the model fits
@@ -116,8 +119,24 @@ class RunpodProvider:
                 log.info("Rented pod %s: cloudType %s, GPU %s, $%s/h", info.id, cloud, gpu, info.cost_per_hr)
                 return Pod(provider=self.name, pod_id=info.id, name=req.name, created_at=now(), gpu=gpu,
                            cloud_type=cloud, cost_per_hr=info.cost_per_hr, host_id=info.host_id,
-                           remote=self._remote())
+                           remote=self._remote(), network_volume_id=self.s.network_volume_id or None,
+                           data_center=self.data_center)
         raise NoCapacityError(f"no capacity on any candidate (tried {', '.join(tried)}); nothing was rented")
+
+    def _volume_data_center(self) -> str | None:
+        """With a network volume the pod must be in the volume's data center: every candidate is
+        asked for there only (and fails over to the next GPU type, never to another place)."""
+        volume = self.s.network_volume_id
+        if not volume:
+            return None
+        center = self.s.data_center_id or self._retry(lambda: self.api.volume_data_center(volume),
+                                                       f"look up network volume {volume}")
+        if not center:
+            raise ProviderError(f"[runpod] network_volume_id {volume!r} is not on this account, or its data center is "
+                                f"unknown: check the id, or set [runpod] data_center_id; nothing was rented")
+        log.info("Network volume %s is in %s: pods are placed there only; the venv and models on it persist",
+                 volume, center)
+        return center
 
     def _create_once(self, req: CreateRequest) -> PodInfo:
         """One create; after an unanswered one, adopt the pod it may have made instead of renting twice."""

@@ -58,6 +58,8 @@ class CreateRequest:
     container_disk_gb: int
     public_key: str = ""
     support_public_ip: bool = True  # GraphQL only; without it a COMMUNITY pod may have no public IP
+    network_volume_id: str = ""  # mounted at /workspace instead of a pod volume: venv and models persist
+    data_center_id: str = ""  # the network volume's data center: the pod must be placed there
     terminate_after: str = ""  # dead-man's switch on RunPod's side (GraphQL only; docs say unreliable)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -132,6 +134,7 @@ CREATE = ("mutation Create($input: PodFindAndDeployOnDemandInput!) { podFindAndD
 GET = f"query Pod($input: PodFilter!) {{ pod(input: $input) {{ {_POD_FIELDS} }} }}"
 TERMINATE = "mutation Terminate($input: PodTerminateInput!) { podTerminate(input: $input) }"
 LIST = "query Pods { myself { id pods { id name desiredStatus costPerHr runtime { uptimeInSeconds } } } }"
+VOLUMES = "query Volumes { myself { networkVolumes { id name dataCenterId } } }"
 
 
 class GraphqlApi:
@@ -174,6 +177,8 @@ class GraphqlApi:
         }
         if req.terminate_after:
             payload["terminateAfter"] = req.terminate_after
+        if req.network_volume_id:
+            payload.update(networkVolumeId=req.network_volume_id, dataCenterId=req.data_center_id, volumeInGb=0)
         if req.template_id:
             payload["templateId"] = req.template_id
         if req.image_name:
@@ -200,6 +205,10 @@ class GraphqlApi:
     def list(self) -> list[PodInfo]:
         pods = (self._post(LIST).get("myself") or {}).get("pods") or []
         return [self._info(p) for p in pods]
+
+    def volume_data_center(self, volume_id: str) -> str | None:
+        volumes = (self._post(VOLUMES).get("myself") or {}).get("networkVolumes") or []
+        return next((v.get("dataCenterId") for v in volumes if v.get("id") == volume_id), None)
 
     @staticmethod
     def _info(pod: dict[str, Any]) -> PodInfo:
@@ -247,7 +256,10 @@ class RestApi:
             "name": req.name, "cloud": req.cloud_type, "gpu": {"id": req.gpu_type, "count": req.gpu_count},
             "disk": req.container_disk_gb, "ports": ["22/tcp"], "startSsh": True,
         }
-        if req.volume_gb:
+        if req.network_volume_id:
+            body["mounts"] = {"network": [{"volumeId": req.network_volume_id, "path": "/workspace"}]}
+            body["dataCenterIds"] = [req.data_center_id]
+        elif req.volume_gb:
             body["mounts"] = {"persistent": {"size": max(req.volume_gb, 10), "path": "/workspace"}}
         if req.template_id:
             body["templateId"] = req.template_id
@@ -277,6 +289,14 @@ class RestApi:
         resp = self.http.request("DELETE", f"{self.url}/v2/pods/{pod_id}")
         if resp.status_code not in (200, 204, 404):
             raise ApiError(f"RunPod REST: DELETE /v2/pods/{pod_id} -> {resp.status_code} {self._problem(resp)}")
+
+    def volume_data_center(self, volume_id: str) -> str | None:
+        resp = self.http.request("GET", f"{self.url}/v2/network-volumes/{volume_id}")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise ApiError(f"RunPod REST: GET /v2/network-volumes/{volume_id} -> {resp.status_code} {self._problem(resp)}")
+        return resp.json().get("dataCenter")
 
     def list(self) -> list[PodInfo]:
         resp = self.http.request("GET", f"{self.url}/v2/pods")
