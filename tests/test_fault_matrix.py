@@ -86,13 +86,14 @@ def _remote_python(kind: str, folder: Path, settings: dict[str, dict[str, Any]])
         settings.setdefault("remote", {}).update({"python_candidates": found, "venv_dir": str(folder / "pod-venv")})
         return str(folder / "workspace" / "unsloth-venv" / "bin" / "python")
     script = folder / f"python-{kind}"
+    # A real Python for everything but the training itself (the pod's set-up probes it first).
+    real = f'case " $* " in *" --output "*) ;; *) exec {sys.executable} "$@" ;; esac\n'
     if kind == "fail":
-        script.write_text("#!/bin/sh\necho '[train] simulated crash' >&2\nexit 1\n")
+        script.write_text("#!/bin/sh\n" + real + "echo '[train] simulated crash' >&2\nexit 1\n")
     else:  # train for real, then plant a symlink that points out of the adapter folder
-        script.write_text(f"#!{sys.executable}\nimport os, subprocess, sys\n"
-                          f"code = subprocess.call([{sys.executable!r}, *sys.argv[1:]])\n"
-                          "out = sys.argv[sys.argv.index('--output') + 1]\n"
-                          "os.symlink('/etc/passwd', os.path.join(out, 'evil'))\nsys.exit(code)\n")
+        script.write_text("#!/bin/sh\n" + real + f"{sys.executable} \"$@\"; code=$?\n"
+                          'while [ "$1" != --output ]; do shift; done\n'
+                          'ln -s /etc/passwd "$2/evil"\nexit $code\n')
     script.chmod(0o755)
     return str(script)
 
