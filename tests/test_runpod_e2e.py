@@ -14,9 +14,11 @@ from tests.helpers import DODO
 
 
 @pytest.mark.parametrize("backend", ["graphql", "rest"])
-@pytest.mark.parametrize("mode", ["direct", "gateway"])
+@pytest.mark.parametrize("mode", ["direct", "gateway", "gateway-pty"])
 def test_full_cycle_on_the_fake_runpod(tmp_path, sshd, fake_api, gateway, backend, mode):
     fake_api.faults.public_ssh = mode == "direct"
+    if mode == "gateway-pty":
+        gateway.behaviour = "pty-only"
     proj = runpod_project(tmp_path, sshd, fake_api, backend=backend, gateway=gateway)
     started = time.monotonic()
     proc = proj.doit("full_cycle", check=True)
@@ -26,18 +28,20 @@ def test_full_cycle_on_the_fake_runpod(tmp_path, sshd, fake_api, gateway, backen
     summary = proj.summary
     pod = next(iter(fake_api.pods.values()))
     assert summary["pod_id"] == pod.id and summary["terminated"] is True and summary["training_success"] is True
-    assert summary["connection_mode"] == ("direct-ssh" if mode == "direct" else "gateway-exec")
+    assert summary["connection_mode"] == {"direct": "direct-ssh", "gateway": "gateway-exec"}.get(mode, mode)
     assert summary["ssh_user"] == ("root" if mode == "direct" else pod.host_id)
     assert summary["pod"]["gpu"] == "NVIDIA GeForce RTX 5090" and summary["pod"]["cloud_type"] == "COMMUNITY"
     assert summary["upload_verification"].endswith("  config.json")
     assert "PUBLIC_KEY" in pod.env  # the pod accepts our key without registering it with the account
     if mode == "gateway":
         assert gateway.sessions >= 3 and not gateway.refused
+    if mode == "gateway-pty":
+        assert gateway.refused == ["exec without a PTY"]
     log = proj.trainer_log
     assert "Rented pod" in log and "cloudType COMMUNITY" in log and "Train command exit code: 0" in log
     assert API_KEY not in proc.stdout + proc.stderr + log + json.dumps(summary)
     api_calls = len(fake_api.calls)
-    sessions = gateway.sessions if mode == "gateway" else None
+    sessions = gateway.sessions if mode != "direct" else None
     print(f"\n[{backend}/{mode}] wall {wall:.1f}s, API calls {api_calls} "
           f"({', '.join(f'{op} {fake_api.ops(op)}' for op in ('list', 'create', 'get', 'terminate'))}), "
           f"ssh sessions {summary['ssh_sessions']} (gateway saw {sessions})")
