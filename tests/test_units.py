@@ -321,3 +321,18 @@ def test_lost_stdout_is_detected_and_noted():
 
     reached = _prober(lambda ep, kind, c: (0, b"", ""), []).reach([Endpoint("gateway", "u", "h", 22)], "pod")
     assert reached.mode == "gateway-exec" and "stdout-unreliable" in reached.notes[0]
+
+
+def test_a_pty_shell_that_is_not_up_yet_is_retried_without_asking_exec_again():
+    from tasks.providers.reach import Endpoint
+
+    log, tries = [], []
+
+    def answer(ep, kind, command):
+        if kind == "exec":
+            return 1, b"Error: Your SSH client doesn't support PTY\r\n", ""
+        tries.append(1)
+        return (0, _token(command), "") if len(tries) >= 3 else (255, b"", "the PTY shell never answered")
+
+    reached = _prober(answer, log).reach([Endpoint("gateway", "pod-1a2b", "gw", 22)], "pod")
+    assert reached.mode == "gateway-pty" and [k for k, _ in log].count("exec") == 1 and len(tries) == 3

@@ -76,7 +76,9 @@ class Prober:
     def _answered(self, result: Result) -> bool:
         return result.exit_code == 0 and f"FCPROBE{self.token}".encode() in result.stdout
 
-    def _try_pty(self, ep: Endpoint) -> Reached:
+    def _try_pty(self, ep: Endpoint) -> Reached | None:
+        """The PTY shell, once; None while it does not answer (the pod behind the gateway may
+        still be starting), with what it said kept for the final error."""
         conn = self.make_pty(ep)
         try:
             result = conn.run(self.command, timeout=self.timeout_s)
@@ -84,8 +86,8 @@ class Prober:
             conn.close()
         if self._answered(result):
             return Reached("gateway-pty", ep)
-        raise ProviderError(f"{ep.describe()} refused commands without a PTY and its PTY shell did not answer "
-                            f"either: {said(result)}")
+        ep.last = f"PTY shell: {said(result)}"
+        return None
 
     def _try_exec(self, ep: Endpoint) -> Reached | None:
         result = self.make_exec(ep).run(self.command, timeout=self.timeout_s)
@@ -94,6 +96,7 @@ class Prober:
             return Reached("direct" if ep.kind == "direct" else "gateway-exec", ep)
         if refuses_exec(result.stdout + result.stderr.encode()):
             log.info("%s answered %r: switching to the PTY transport", ep.describe(), ep.last)
+            ep.forced_mode = "gateway-pty"  # a permanent answer: exec is never tried there again
             return self._try_pty(ep)
         if result.exit_code == 0:  # it ran, but what it printed never came back: ask once more
             again = self.make_exec(ep).run(self.command, timeout=self.timeout_s)
@@ -116,9 +119,7 @@ class Prober:
             for ep in endpoints:
                 if ep.denied >= DENIALS_BEFORE_GIVING_UP:
                     continue
-                if ep.forced_mode == "gateway-pty":
-                    return self._try_pty(ep)
-                reached = self._try_exec(ep)
+                reached = self._try_pty(ep) if ep.forced_mode == "gateway-pty" else self._try_exec(ep)
                 if reached:
                     return reached
             live = [ep for ep in endpoints if ep.denied < DENIALS_BEFORE_GIVING_UP]
