@@ -17,11 +17,16 @@ LOGGER = "fullcycle"
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
+SECRET_ENVS = (API_KEY_ENV, "HF_TOKEN")
+
+
 def redact(text: str) -> str:
-    """Remove the API key from any text that may leave the process (logs, summaries, errors)."""
-    key = os.environ.get(API_KEY_ENV)
-    if key and len(key) >= 4 and key in text:
-        text = text.replace(key, "[REDACTED]")
+    """Remove every secret (the RunPod key, the model hub token) from any text that may leave the
+    process (logs, summaries, errors)."""
+    for name in SECRET_ENVS:
+        key = os.environ.get(name)
+        if key and len(key) >= 4 and key in text:
+            text = text.replace(key, "[REDACTED]")
     return text
 
 

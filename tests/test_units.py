@@ -336,3 +336,11 @@ def test_a_pty_shell_that_is_not_up_yet_is_retried_without_asking_exec_again():
 
     reached = _prober(answer, log).reach([Endpoint("gateway", "pod-1a2b", "gw", 22)], "pod")
     assert reached.mode == "gateway-pty" and [k for k, _ in log].count("exec") == 1 and len(tries) == 3
+
+
+def test_the_hub_token_is_redacted_like_the_api_key(monkeypatch):
+    from tasks.logs import redact
+
+    monkeypatch.setenv("HF_TOKEN", "hf_SENTINEL_abcdef")
+    monkeypatch.setenv("RUNPOD_API_KEY", "rpa_SENTINEL_123456")
+    assert redact("token hf_SENTINEL_abcdef key rpa_SENTINEL_123456") == "token [REDACTED] key [REDACTED]"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shlex
 import time
 from pathlib import Path
@@ -93,6 +94,8 @@ class RunpodProvider:
             gpu_count=self.s.gpu_count, template_id=self.s.template_id, image_name=self.s.image_name,
             min_vcpu_count=self.s.min_vcpu_count, min_memory_gb=self.s.min_memory_gb, volume_gb=self.s.volume_gb,
             container_disk_gb=self.s.container_disk_gb, public_key=public_key,
+            # A gated base model is downloaded on the pod: it needs the hub token the check used.
+            env={"HF_TOKEN": os.environ["HF_TOKEN"]} if os.environ.get("HF_TOKEN") else {},
             support_public_ip=self.s.support_public_ip, network_volume_id=self.s.network_volume_id,
             data_center_id=self.data_center or "",
             terminate_after=(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=self.s.max_runtime_h)).isoformat(
