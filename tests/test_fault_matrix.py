@@ -66,6 +66,8 @@ ROWS = [
         gateway_behaviour="pty-only"),
     Row("PTY session dropped mid-download", True, "resuming at archive byte", gateway=True,
         faults={"public_ssh": False}, gateway_behaviour="pty-only", gateway_faults={"truncate_download"}),
+    Row("PTY session dropped mid-train", True, "reconnecting", gateway=True, faults={"public_ssh": False},
+        gateway_behaviour="pty-only", settings=LONG_TRAIN, during_train="drop"),
     Row("gateway loses stdout (probe, follow)", True, "the pod says the training finished", gateway=True,
         faults={"public_ssh": False}, gateway_faults={"blind_first", "blind_follow"}),
     Row("pod's Python is elsewhere", True, "found in the image", remote_python="elsewhere"),
