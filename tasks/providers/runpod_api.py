@@ -277,13 +277,18 @@ class RestApi:
             raise SkipCandidate(problem)
         raise ApiError(f"RunPod REST: POST /v2/pods -> {resp.status_code} {problem}")
 
-    def get(self, pod_id: str) -> PodInfo | None:
-        resp = self.http.request("GET", f"{self.url}/v2/pods/{pod_id}")
+    def _get(self, path: str) -> dict[str, Any] | None:
+        """GET one resource; None when it does not exist (404)."""
+        resp = self.http.request("GET", f"{self.url}{path}")
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
-            raise ApiError(f"RunPod REST: GET /v2/pods/{pod_id} -> {resp.status_code} {self._problem(resp)}")
-        return self._info(resp.json())
+            raise ApiError(f"RunPod REST: GET {path} -> {resp.status_code} {self._problem(resp)}")
+        return resp.json()
+
+    def get(self, pod_id: str) -> PodInfo | None:
+        pod = self._get(f"/v2/pods/{pod_id}")
+        return self._info(pod) if pod is not None else None
 
     def terminate(self, pod_id: str) -> None:
         resp = self.http.request("DELETE", f"{self.url}/v2/pods/{pod_id}")
@@ -291,12 +296,8 @@ class RestApi:
             raise ApiError(f"RunPod REST: DELETE /v2/pods/{pod_id} -> {resp.status_code} {self._problem(resp)}")
 
     def volume_data_center(self, volume_id: str) -> str | None:
-        resp = self.http.request("GET", f"{self.url}/v2/network-volumes/{volume_id}")
-        if resp.status_code == 404:
-            return None
-        if resp.status_code != 200:
-            raise ApiError(f"RunPod REST: GET /v2/network-volumes/{volume_id} -> {resp.status_code} {self._problem(resp)}")
-        return resp.json().get("dataCenter")
+        volume = self._get(f"/v2/network-volumes/{volume_id}")
+        return volume.get("dataCenter") if volume else None
 
     def list(self) -> list[PodInfo]:
         resp = self.http.request("GET", f"{self.url}/v2/pods")
