@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.clean import make_dataset  # noqa: E402
-from tasks.transport import PtyConnection, SshConnection, fetch_base64, send_tree  # noqa: E402
+from tasks.transport import PtyConnection, SshConnection  # noqa: E402
 from tests.sshpod import Sshd  # noqa: E402
 
 
@@ -76,7 +76,7 @@ def main() -> None:
                     add(f"{name} upload raw", timed(lambda: subprocess.run(
                         f"{plain} 'cat > {dst}' < {src}", shell=True, check=True)))
                     for mode, conn in conns.items():
-                        add(f"{name} upload {mode}", timed(lambda: send_tree(conn, local, [name], str(pod / 'in'),
+                        add(f"{name} upload {mode}", timed(lambda: conn.send_tree(local, [name], str(pod / 'in'),
                                                                              str(pod / 'run'), "replace")))
                         assert (pod / "in" / name).stat().st_size == size
                     back = tmp / "back"
@@ -85,7 +85,7 @@ def main() -> None:
                     for mode, conn in conns.items():
                         partial = tmp / f"{name}.{mode}.b64"
                         partial.unlink(missing_ok=True)
-                        add(f"{name} download {mode}", timed(lambda: fetch_base64(conn, str(dst), partial)[0]))
+                        add(f"{name} download {mode}", timed(lambda: conn.fetch_base64(str(dst), partial)[0]))
                         conn.close()
                         assert partial.stat().st_size == 4 * -(-size // 3)
                     for path in (pod / name, back):

@@ -23,7 +23,6 @@ from tasks.errors import TransportError
 from tasks.files import read_json
 from tasks.pod import connect_or_keep
 from tasks.retry import GaveUp, Policy, retry
-from tasks.transport import fetch_base64
 
 log = logging.getLogger(logs.LOGGER)
 
@@ -54,7 +53,7 @@ def download(ctx: RunContext) -> Path:
 
     def once() -> None:
         tries[0] += 1
-        result, offset = fetch_base64(conn, tar, partial)
+        result, offset = conn.fetch_base64(tar, partial)
         if tries[0] > 1:
             log.warning("download: resuming at archive byte %d (attempt %d)", offset, tries[0])
         got = partial.stat().st_size

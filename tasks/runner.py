@@ -25,6 +25,7 @@ from doit.reporter import ConsoleReporter
 from tasks import lock, logs, record
 from tasks.context import RunContext
 from tasks.errors import FullcycleError
+from tasks.files import read_json
 
 log = logging.getLogger(logs.LOGGER)
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
@@ -68,7 +69,7 @@ def install_hooks(ctx: RunContext) -> None:
 def _attempt_outcome(ctx: RunContext) -> str:
     if ctx.run.signal is not None or ctx.run.interrupted_stage:
         return "interrupted"
-    stages = (record.read_json(ctx.paths.stages_file) or {}).get("stages", {})
+    stages = (read_json(ctx.paths.stages_file) or {}).get("stages", {})
     mine = [s for s in ctx.run.stages_run if s in stages]
     return "failed" if any(stages[s]["status"] != "ok" for s in mine) else "ok"
 
@@ -94,8 +95,6 @@ def at_exit(ctx: RunContext) -> None:
     sys.stdout.flush()
     code = None
     if run.signal is not None or run.interrupted_stage:
-        from tasks.files import read_json
-
         pod = read_json(ctx.paths.pod_file) or {}
         name = SIGNAL_NAMES.get(run.signal, "an interrupt") if run.signal else "an interrupt"
         where = f"during {run.interrupted_stage}" if run.interrupted_stage else "between stages"

@@ -190,11 +190,6 @@ class SshConnection(Connection):
         return argv + [f"{self.user}@{self.host}", command]
 
 
-def send_tree(conn: Connection, staging: Path, names: list[str], remote_dir: str, run_dir: str,
-              mode: str = "keep") -> Result:
-    return conn.send_tree(staging, names, remote_dir, run_dir, mode)
-
-
 def _resume_point(partial: Path) -> int:
     """Bytes of `partial` that are whole base64 groups of the stream so far (a cut stream may end
     in a padded group, which is not part of the whole)."""
@@ -209,10 +204,6 @@ def _resume_point(partial: Path) -> int:
     with partial.open("ab") as fh:
         fh.truncate(have)
     return have
-
-
-def fetch_base64(conn: Connection, remote_path: str, partial: Path) -> tuple[Result, int]:
-    return conn.fetch_base64(remote_path, partial)
 
 
 @dataclass

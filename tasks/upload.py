@@ -20,7 +20,7 @@ from tasks.files import atomic_writer, sha256_file
 from tasks.pod import connect_or_keep
 from tasks.providers.base import Pod
 from tasks.retry import GaveUp, Policy, retry
-from tasks.transport import Connection, check, send_tree
+from tasks.transport import Connection, check
 
 log = logging.getLogger(logs.LOGGER)
 
@@ -67,17 +67,17 @@ def _read_state(conn: Connection, pod: Pod) -> str:
                  "read the pod's state", conn).text
 
 
-def _upload_once(ctx: RunContext, pod: Pod, conn: Connection, inputs: Mapping[str, Path], mode: str) -> str:
+def _upload_once(ctx: RunContext, pod: Pod, conn: Connection, inputs: Mapping[str, Path], local: Mapping[str, str],
+                 mode: str) -> str:
     """One transfer; returns how it ended: "uploaded", "kept" (a trainer has these inputs) or "stale"."""
     r = pod.remote
-    result = send_tree(conn, ctx.paths.upload_staging, list(inputs), r["input_dir"], r["work_dir"] + "/run", mode)
+    result = conn.send_tree(ctx.paths.upload_staging, list(inputs), r["input_dir"], r["work_dir"] + "/run", mode)
     check(result, "upload", conn)
     text = result.text
     if "trainer=" not in text:  # the gateway sometimes swallows stdout: read the proof again, don't hang
         log.warning("upload: no report from the pod on stdout; reading its state again")
         text = _read_state(conn, pod)
     state, remote_sums = parse_pod_report(text)
-    local = local_checksums(inputs)
     bad = sorted(n for n in local if remote_sums.get(n) != local[n])
     if state not in (None, "none") and mode == "keep":
         if not bad:
@@ -102,20 +102,20 @@ def upload(ctx: RunContext) -> list[str] | None:
         if not path.exists():
             raise TransportError(f"upload: input {path} ({name}) does not exist; run the stage that makes it")
     _stage_links(ctx.paths.upload_staging, inputs)
+    local = local_checksums(inputs)  # once: the dataset may be GBs
     policy = Policy(attempts=UPLOAD_ATTEMPTS, delay=ctx.settings.ssh.reconnect_delay_s, factor=1.0)
     mode = "keep"
     try:
-        outcome = retry(lambda: _upload_once(ctx, pod, conn, inputs, mode), "upload attempt", policy, (TransportError,))
+        outcome = retry(lambda: _upload_once(ctx, pod, conn, inputs, local, mode), "upload attempt", policy, (TransportError,))
         if outcome == "stale":
             mode = "replace"
-            outcome = retry(lambda: _upload_once(ctx, pod, conn, inputs, mode), "upload attempt", policy,
+            outcome = retry(lambda: _upload_once(ctx, pod, conn, inputs, local, mode), "upload attempt", policy,
                             (TransportError,))
     except GaveUp as exc:
         raise TransportError(str(exc)) from None
     finally:
         conn.close()
         shutil.rmtree(ctx.paths.upload_staging, ignore_errors=True)
-    local = local_checksums(inputs)
     lines = [f"{local[n]}  {n}" for n in sorted(local)]
     with atomic_writer(ctx.paths.upload_ok, "w") as fh:
         fh.write("\n".join(lines) + "\n")
