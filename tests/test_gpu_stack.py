@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import os
-import subprocess
-import sys
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -23,8 +20,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
 from tests.helpers import REPO
+from tests.wheels import wheel
 
-CACHE = Path(os.environ.get("FULLCYCLE_WHEEL_CACHE", Path.home() / ".cache" / "fullcycle-wheels"))
 HEAVY = {"torch", "torchvision", "xformers", "bitsandbytes"}  # CUDA wheels: their metadata is not fetched
 TRAINER = REPO / "remote" / "train_unsloth.py"
 ENV = {**default_environment(), "sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11",
@@ -44,19 +41,6 @@ def pins() -> dict[str, str]:
             assert version, f"requirements-gpu.txt: {line!r} is not pinned with =="
             found[norm(name)] = version
     return found
-
-
-def wheel(name: str, version: str) -> Path:
-    folder = CACHE / f"{name}-{version}"
-    found = list(folder.glob("*.whl"))
-    if not found:
-        folder.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                               "-d", str(folder), f"{name}=={version}"], capture_output=True, text=True, timeout=600)
-        found = list(folder.glob("*.whl"))
-        if proc.returncode != 0 or not found:
-            pytest.skip(f"cannot download {name}=={version} (no package registry reachable?): {proc.stderr[-300:]}")
-    return found[0]
 
 
 def metadata(whl: Path):
