@@ -203,9 +203,7 @@ def task_summarize():
 
 def task_full_cycle():
     return {"basename": "full_cycle", "doc": "Run every stage in order: dataset → pod → train → adapter → summary",
-            "task_dep": ["check_stale_pods", "check_model", "build_dataset", "clean_dataset", "write_config", "build_tiny_model",
-                         "create_pod", "upload", "train", "download_adapter", "terminate_pod", "extract_adapter",
-                         "post_gguf", "post_modelfile", "post_latest", "post_commands", "summarize"],
+            "task_dep": list(stages.FULL_CYCLE),
             "actions": [(stages.full_cycle_result, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
 
 
@@ -217,3 +215,12 @@ def task_reap_pods():
 def task_report():
     return {"basename": "report", "doc": "Print the run history (attempts, loss, minutes, cost) and draw loss.png per run",
             "actions": [(stages.report, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
+
+
+def task_serve():
+    return {"basename": "serve", "doc": "Open the local web page: Run Full Cycle Now, live stages and log, history, pods",
+            "actions": [(stages.serve, [CTX, os.path.abspath(__file__)])], "verbosity": 2, "uptodate": [False],
+            "params": [DATE_PARAM,
+                       {"name": "host", "long": "host", "default": "127.0.0.1",
+                        "help": "address to bind (anything but loopback asks the page for an access token)"},
+                       {"name": "port", "long": "port", "type": int, "default": 8765, "help": "port to bind"}]}

@@ -16,6 +16,11 @@ from tasks.context import RunContext
 
 TINY = "tiny"
 
+# `doit full_cycle`'s stages in order; the web page shows the same list (tasks/web/status.py).
+FULL_CYCLE = ("check_stale_pods", "check_model", "build_dataset", "clean_dataset", "write_config", "build_tiny_model",
+              "create_pod", "upload", "train", "download_adapter", "terminate_pod", "extract_adapter",
+              "post_gguf", "post_modelfile", "post_latest", "post_commands", "summarize")
+
 log = logging.getLogger("fullcycle")
 
 
@@ -163,7 +168,6 @@ def write_config(ctx: RunContext) -> None:
     if _prepared(ctx, ctx.paths.config_file):
         return
     from tasks import trainconfig
-
     from tasks.files import read_json
 
     config = trainconfig.write(ctx.settings, ctx.paths.config_file, read_json(ctx.paths.model_check_file))
@@ -244,4 +248,15 @@ def full_cycle_result(ctx: RunContext) -> Any:
     print(f"  adapter: {summary.get('adapter_path')}\n  summary: {ctx.paths.summary_file}\n  log:     {ctx.paths.trainer_log}")
     if not ok:
         return TaskFailed(f"run not successful: {summary.get('error')}")
+    return None
+
+
+def serve(ctx: RunContext, dodo: str, host: str, port: int) -> Any:
+    try:
+        from tasks.web.app import serve as run_server
+    except ModuleNotFoundError as exc:
+        from doit.exceptions import TaskFailed
+
+        return TaskFailed(f"the web page needs the `web` extra ({exc.name} is missing): pip install -e '.[web]'")
+    run_server(ctx, dodo, host, port)
     return None

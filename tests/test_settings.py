@@ -61,13 +61,14 @@ def test_doit_list_shows_every_stage_and_stays_light(tmp_path):
     proj = make_project(tmp_path)
     out = proj.doit("list", check=True).stdout
     for stage in ("build_dataset", "clean_dataset", "write_config", "create_pod", "upload", "train",
-                  "download_adapter", "extract_adapter", "terminate_pod", "summarize", "full_cycle"):
+                  "download_adapter", "extract_adapter", "terminate_pod", "summarize", "full_cycle", "serve"):
         assert stage in out
     import subprocess
     import sys
 
     code = ("import sys, runpy; sys.argv=['doit','list']; import dodo; "
-            "heavy=[m for m in ('torch','transformers','requests','peft') if m in sys.modules]; print(heavy)")
+            "heavy=[m for m in ('torch','transformers','requests','peft','starlette','uvicorn','tasks.web') "
+            "if m in sys.modules]; print(heavy)")
     probe = subprocess.run([sys.executable, "-c", code], cwd=str(proj.root.parent), env={**proj.env},
                            capture_output=True, text=True)
     assert probe.stdout.strip().endswith("[]"), probe.stdout + probe.stderr

@@ -1,0 +1,254 @@
+"""What the page shows, read from the files a run leaves (the same record the CLI writes).
+
+Nothing here keeps state: a run started from the command line, or before the server restarted,
+shows exactly like one started from the page, because both are only files and a lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from tasks import lock, record
+from tasks.files import read_json
+from tasks.logs import redact
+from tasks.paths import RunPaths, run_paths
+from tasks.reaper import run_folders
+from tasks.settings import Settings
+from tasks.stages import FULL_CYCLE
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Stages doit runs without recording them (they have no outcome of their own to show).
+UNRECORDED = {"check_stale_pods", "summarize"}
+SHOWN = tuple(s for s in FULL_CYCLE if s not in UNRECORDED)
+# One line each, for someone who never read the README.
+HELP = {
+    "check_model": "is the base model there, and does it fit the GPU?",
+    "build_dataset": "gather today's data",
+    "clean_dataset": "drop broken and duplicate lines",
+    "write_config": "the training settings",
+    "build_tiny_model": "only for the built-in tiny model",
+    "create_pod": "rent the GPU machine",
+    "upload": "send data and config, verified",
+    "train": "LoRA training on the pod",
+    "download_adapter": "bring the adapter home",
+    "terminate_pod": "end the pod: billing stops",
+    "extract_adapter": "verify and unpack the adapter",
+    "post_gguf": "adapter for llama.cpp / Ollama",
+    "post_modelfile": "Ollama Modelfile",
+    "post_latest": "point 'latest' at this date",
+    "post_commands": "your own post-steps",
+}
+
+
+class BadDate(ValueError):
+    pass
+
+
+def valid_date(text: str) -> str:
+    """A run date from the page: YYYY-MM-DD and a real day, else refused (it names files)."""
+    if not DATE.match(text or ""):
+        raise BadDate(f"date {text!r} is not YYYY-MM-DD")
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise BadDate(f"date {text!r} is not a real day") from None
+    return text
+
+
+def paths_for(settings: Settings, date: str) -> RunPaths:
+    return run_paths(dataclasses.replace(settings, date=valid_date(date)))
+
+
+def holder(paths: RunPaths) -> int | None:
+    """The pid of the live run holding this date's lock, or None when no run is going."""
+    if not lock.is_held(paths.lock_file):
+        return None
+    try:
+        return int(paths.lock_file.read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def _latest_attempt(events: list[dict[str, Any]]) -> str | None:
+    starts = [e["attempt"] for e in events if e["event"] == "start"]
+    return starts[-1] if starts else None
+
+
+def stage_rows(events: list[dict[str, Any]], running: bool) -> list[dict[str, Any]]:
+    """Each stage of the latest attempt: waiting, running, done, skipped (up to date), failed, interrupted."""
+    attempt = _latest_attempt(events)
+    ended = any(e["attempt"] == attempt and e["event"] == "end" for e in events)
+    started_at: dict[str, str] = {}
+    last: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if e["attempt"] == attempt and e["event"] == "stage":
+            started_at.setdefault(e["stage"], e["at"])
+            last[e["stage"]] = e
+    reached = max((SHOWN.index(s) for s in last if s in SHOWN and last[s]["status"] == "ok"), default=-1)
+    stops = [SHOWN.index(s) for s in last if s in SHOWN and last[s]["status"] in ("failed", "interrupted")]
+    rows = []
+    for index, name in enumerate(SHOWN):
+        e = last.get(name)
+        if e is None:
+            # doit skips an up-to-date stage without running it: skipped, once a later one succeeded or the
+            # run ended well; after a failure or Ctrl-C the rest never ran.
+            if attempt is None:
+                state = "waiting"
+            elif stops and index > min(stops):
+                state = "not run"
+            elif index < max([reached, *stops]) or ended:
+                state = "skipped"
+            else:
+                state = "waiting"
+            rows.append({"stage": name, "help": HELP.get(name, ""), "state": state, "seconds": None,
+                         "started_at": None, "error": None})
+            continue
+        state = {"ok": "done"}.get(e["status"], e["status"])
+        if state == "running" and not running:
+            state = "interrupted"  # the process that ran it is gone
+        rows.append({"stage": name, "help": HELP.get(name, ""), "state": state, "seconds": e.get("seconds"),
+                     "started_at": started_at[name],
+                     "error": redact(e["error"]) if e.get("error") else None})
+    return rows
+
+
+def _pod(summary: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any] | None:
+    if not pod:
+        return None
+    return {"id": pod.get("pod_id"), "gpu": pod.get("gpu"), "cloud": pod.get("cloud_type"),
+            "connection_mode": summary.get("connection_mode"), "created_at": pod.get("created_at"),
+            "terminated": bool(pod.get("terminated")), "terminated_at": pod.get("terminated_at"),
+            "terminate_error": pod.get("terminate_error"), "cost_per_hr": pod.get("cost_per_hr"),
+            "minutes": round((summary.get("billed_seconds") or 0) / 60, 2), "cost_usd": summary.get("cost_usd")}
+
+
+def outputs(paths: RunPaths) -> list[dict[str, Any]]:
+    """The files a person looks for after a run, with whether each is there yet."""
+    found = [("adapter", paths.final_adapter_dir), ("summary", paths.summary_file), ("log", paths.trainer_log),
+             ("GGUF adapter", paths.out_root / "adapter.gguf"), ("Modelfile", paths.out_root / "Modelfile")]
+    return [{"what": what, "path": str(path), "exists": path.exists()} for what, path in found]
+
+
+def date_state(settings: Settings, date: str) -> dict[str, Any]:
+    """Everything the Run panel shows for one date."""
+    paths = paths_for(settings, date)
+    pid = holder(paths)
+    events = record.read_events(paths)
+    summary = record.build(paths, settings.project.provider, live=True) if events else {}
+    latest = (summary.get("attempts") or [None])[-1]
+    phase = "running" if pid else ("idle" if not latest else latest["outcome"])
+    return {
+        "date": date,
+        "phase": phase,  # idle | running | ok | failed | interrupted | died
+        "pid": pid,
+        "success": summary.get("success"),
+        "error": summary.get("error") if phase != "running" else None,
+        "stages": stage_rows(events, running=bool(pid)),
+        "pod": _pod(summary, read_json(paths.pod_file) or {}),
+        "attempt": latest,
+        "outputs": outputs(paths),
+        "running_dates": running_dates(settings),
+    }
+
+
+def running_dates(settings: Settings) -> list[str]:
+    """Dates with a live run, whoever started it (the page, the CLI, a timer)."""
+    ctx_like = _Ctx(settings)
+    return [folder.name for folder in run_folders(ctx_like) if lock.is_held(folder / ".lock")]
+
+
+@dataclasses.dataclass
+class _Ctx:
+    """Just enough of a RunContext for reaper.run_folders."""
+
+    settings: Settings
+
+    @property
+    def paths(self) -> RunPaths:
+        return run_paths(self.settings)
+
+
+def _dropped(summary: dict[str, Any]) -> dict[str, Any] | None:
+    reasons = (summary.get("dataset") or {}).get("dropped")
+    if not isinstance(reasons, dict):
+        return None
+    return {"total": sum(v for v in reasons.values() if isinstance(v, int)), "reasons": reasons}
+
+
+def history(settings: Settings) -> list[dict[str, Any]]:
+    """One row per date, newest first, with its attempts and its loss curve."""
+    rows = []
+    for folder in reversed(run_folders(_Ctx(settings))):
+        summary = read_json(folder / "run-summary.json")
+        if not summary:
+            continue
+        training = summary.get("training") or {}
+        totals = summary.get("totals") or {}
+        metrics = read_json(Path(summary.get("adapter_path") or folder) / "metrics.json") or {}
+        rows.append({
+            "date": summary.get("date", folder.name),
+            "success": summary.get("success"),
+            "error": summary.get("error"),
+            "samples": summary.get("samples_used"),
+            "dropped": _dropped(summary),
+            "final_loss": training.get("final_loss"),
+            "train_minutes": round(training["seconds"] / 60, 2) if isinstance(training.get("seconds"), (int, float)) else None,
+            "pod_minutes": round(totals.get("pod_seconds", 0) / 60, 2) if totals else None,
+            "cost_usd": totals.get("cost_usd"),
+            "attempts": [{k: a.get(k) for k in ("started_at", "outcome", "stage_reached", "error", "pod_id", "gpu",
+                                                "pod_seconds", "cost_usd")} for a in summary.get("attempts") or []],
+            "loss": [[s["step"], s["loss"]] for s in metrics.get("steps") or [] if "loss" in s],
+        })
+    return rows
+
+
+def summary_text(settings: Settings, date: str) -> bytes | None:
+    """The date's run-summary.json as it is on disk (already free of secrets), or None."""
+    path = paths_for(settings, date).summary_file
+    try:
+        return redact(path.read_text(encoding="utf-8")).encode()
+    except FileNotFoundError:
+        return None
+
+
+class LogTail:
+    """Follows trainer.log from the end of what was already shown, a bounded chunk at a time."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, path: Path, backlog: int = 16 * 1024) -> None:
+        self.path = path
+        self.offset: int | None = None
+        self.backlog = backlog
+
+    def read(self) -> str:
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            self.offset = 0  # not there yet: all it will hold is new
+            return ""
+        if self.offset is None or size < self.offset:  # first read, or the log was replaced
+            self.offset = max(0, size - self.backlog)
+            skip_partial = self.offset > 0
+        else:
+            skip_partial = False
+        if size == self.offset:
+            return ""
+        with self.path.open("rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read(min(self.CHUNK, size - self.offset))
+        if skip_partial and b"\n" in data:
+            cut = data.index(b"\n") + 1
+            self.offset += cut
+            data = data[cut:]
+        end = data.rfind(b"\n")
+        if end < 0 and len(data) < self.CHUNK:
+            return ""  # wait for the line to finish
+        end = end if end >= 0 else len(data) - 1  # one enormous line: show it in pieces
+        self.offset += end + 1
+        return redact(data[: end + 1].decode("utf-8", errors="replace"))
