@@ -149,22 +149,26 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
     def date_of(request: Request, data: dict[str, Any] | None = None) -> str:
         return status.valid_date(str((data or {}).get("date") or request.query_params.get("date") or today()))
 
-    async def state(request: Request) -> Response:
-        if refused := guard.refusal(request, changes_state=False):
-            return refused
-        try:
-            date = date_of(request)
-        except status.BadDate as exc:
-            return _json({"error": str(exc)}, 400)
+    def reads_a_date(handler):
+        """A read-only route about one date (?date=, default today), checked before it runs."""
+
+        async def route(request: Request) -> Response:
+            if refused := guard.refusal(request, changes_state=False):
+                return refused
+            try:
+                date = date_of(request)
+            except status.BadDate as exc:
+                return _json({"error": str(exc)}, 400)
+            return await handler(request, date)
+
+        return route
+
+    @reads_a_date
+    async def state(request: Request, date: str) -> Response:
         return _json(await run_in_threadpool(status.date_state, settings, date))
 
-    async def events(request: Request) -> Response:
-        if refused := guard.refusal(request, changes_state=False):
-            return refused
-        try:
-            date = date_of(request)
-        except status.BadDate as exc:
-            return _json({"error": str(exc)}, 400)
+    @reads_a_date
+    async def events(request: Request, date: str) -> Response:
         tail = status.LogTail(status.paths_for(settings, date).trainer_log)
 
         async def stream():
@@ -193,40 +197,31 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
             return refused
         return _json(await run_in_threadpool(status.history, settings))
 
-    async def summary(request: Request) -> Response:
-        if refused := guard.refusal(request, changes_state=False):
-            return refused
-        try:
-            text = await run_in_threadpool(status.summary_text, settings, date_of(request))
-        except status.BadDate as exc:
-            return _json({"error": str(exc)}, 400)
+    @reads_a_date
+    async def summary(request: Request, date: str) -> Response:
+        text = await run_in_threadpool(status.summary_text, settings, date)
         if text is None:
             return _json({"error": "no run-summary.json for this date yet"}, 404)
         return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
 
-    async def run(request: Request) -> Response:
+    async def on_date(request: Request, act, done: str) -> Response:
+        """Run or cancel: one date from the page's JSON body, the only input either takes."""
         if refused := guard.refusal(request, changes_state=True):
             return refused
         try:
             date = date_of(request, await body(request))
-            pid = await run_in_threadpool(runs.start, date)
+            pid = await run_in_threadpool(act, date)
         except status.BadDate as exc:
             return _json({"error": str(exc)}, 400)
         except RunRefused as exc:
             return _json({"error": str(exc)}, 409)
-        return _json({"started": date, "pid": pid})
+        return _json({done: date, "pid": pid})
+
+    async def run(request: Request) -> Response:
+        return await on_date(request, runs.start, "started")
 
     async def cancel(request: Request) -> Response:
-        if refused := guard.refusal(request, changes_state=True):
-            return refused
-        try:
-            date = date_of(request, await body(request))
-            pid = await run_in_threadpool(runs.cancel, date)
-        except status.BadDate as exc:
-            return _json({"error": str(exc)}, 400)
-        except RunRefused as exc:
-            return _json({"error": str(exc)}, 409)
-        return _json({"cancelled": date, "pid": pid})
+        return await on_date(request, runs.cancel, "cancelled")
 
     def pods_ctx() -> RunContext:
         return RunContext(dataclasses.replace(settings, date=today()), status.paths_for(settings, today()))
