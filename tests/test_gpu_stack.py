@@ -71,6 +71,7 @@ def test_no_two_pins_contradict(wheels):
             if other in pinned and not req.specifier.contains(pinned[other], prereleases=True):
                 problems.append(f"{name}=={pinned[name]} needs {req} but {other}=={pinned[other]} is pinned")
     assert not problems, "\n".join(problems)
+    print(f"\n{len(wheels)} wheels' Requires-Dist checked against {len(pinned)} pins: no contradiction")
 
 
 def test_torch_and_xformers_are_the_pair_unsloth_names(wheels):
@@ -126,6 +127,7 @@ def test_sft_config_fields_exist_in_both_sets(wheels):
     cpu = set(inspect.signature(SFTConfig).parameters) | set(inspect.signature(TrainingArguments).parameters)
     assert not used - gpu, f"not in trl {pins()['trl']}: {sorted(used - gpu)}"
     assert not used - cpu, f"not in the CPU set's trl: {sorted(used - cpu)}"
+    print(f"\nSFTConfig: {len(used)} fields in trl {pins()['trl']} and the CPU set's: {sorted(used)}")
 
 
 def test_sft_trainer_keywords_exist_in_both_sets(wheels):
@@ -135,6 +137,7 @@ def test_sft_trainer_keywords_exist_in_both_sets(wheels):
 
     cpu = set(inspect.signature(SFTTrainer.__init__).parameters)
     assert not used - gpu and not used - cpu, (used - gpu, used - cpu)
+    print(f"\nSFTTrainer: {sorted(used)} in both sets")
 
 
 def test_from_pretrained_keywords_exist_in_both_sets(wheels):
@@ -146,6 +149,7 @@ def test_from_pretrained_keywords_exist_in_both_sets(wheels):
 
     cpu_text = Path(mu.__file__).read_text()
     assert all(f'"{k}"' in cpu_text or f"{k}:" in cpu_text for k in used)
+    print(f"\nfrom_pretrained: {sorted(used)} in transformers {pins()['transformers']} and the CPU set's")
 
 
 def test_unsloth_calls_match_unsloth_source(wheels):
@@ -161,3 +165,4 @@ def test_unsloth_calls_match_unsloth_source(wheels):
         llama = ast.parse(z.read("unsloth/models/llama.py").decode())
     peft_params = function_params(llama, "FastLlamaModel", "get_peft_model")
     assert not peft_used - peft_params, sorted(peft_used - peft_params)
+    print(f"\nunsloth {pins()['unsloth']}: from_pretrained {sorted(used_load)}, get_peft_model {sorted(peft_used)}")
