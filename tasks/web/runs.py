@@ -67,11 +67,12 @@ class Runs:
         pid = self.pid(date)
         if not pid:
             raise RunRefused(f"no run for {date} is going")
+        child = self.children.get(date)
         try:
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, signal.SIGINT)  # the whole group, as a terminal's Ctrl-C reaches it
+            if child is not None and child.pid == pid:
+                os.killpg(pid, signal.SIGINT)  # our child's own session: the whole group, as Ctrl-C reaches it
             else:
-                os.kill(pid, signal.SIGINT)  # a CLI run in someone's terminal: only the run itself
+                os.kill(pid, signal.SIGINT)  # a run from someone's terminal: only the run, not their shell's job
         except ProcessLookupError:
             raise RunRefused(f"the run for {date} has just ended") from None
         return pid
