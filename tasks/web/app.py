@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import html
 import ipaddress
+import os
 import secrets
 import time
 from pathlib import Path
@@ -31,7 +33,9 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from tasks import reaper
 from tasks.context import RunContext
+from tasks.errors import FullcycleError
 from tasks.logs import redact
 from tasks.web import status
 from tasks.web.runs import RunRefused, Runs
@@ -124,10 +128,11 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
         if session is None:
             sid, session = guard.new_session()
         page = "index.html" if session.authed else "login.html"
-        html = (STATIC / page).read_text(encoding="utf-8")
-        html = html.replace("{{csrf}}", session.csrf).replace("{{today}}", today()).replace(
-            "{{provider}}", settings.project.provider).replace("{{project}}", str(settings.project_root))
-        response = HTMLResponse(html, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+        text = (STATIC / page).read_text(encoding="utf-8")
+        for key, value in {"csrf": session.csrf, "today": today(), "provider": settings.project.provider,
+                           "project": str(settings.project_root)}.items():
+            text = text.replace("{{" + key + "}}", html.escape(value))
+        response = HTMLResponse(text, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                                "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"})
         if sid:
             response.set_cookie(COOKIE, sid, httponly=True, samesite="strict")
@@ -229,9 +234,6 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
     async def pods(request: Request) -> Response:
         if refused := guard.refusal(request, changes_state=False):
             return refused
-        from tasks import reaper
-        from tasks.errors import FullcycleError
-
         try:
             rows = await run_in_threadpool(reaper.survey, pods_ctx())
         except FullcycleError as exc:
@@ -241,9 +243,6 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
     async def terminate(request: Request) -> Response:
         if refused := guard.refusal(request, changes_state=True):
             return refused
-        from tasks import reaper
-        from tasks.errors import FullcycleError
-
         pod_id = str((await body(request)).get("pod_id") or "")
         try:
             row = await run_in_threadpool(reaper.terminate_stale, pods_ctx(), pod_id)
@@ -265,8 +264,6 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
 
 def serve(ctx: RunContext, dodo: str, host: str, port: int) -> None:
     """Run the server until Ctrl-C; runs it started go on without it."""
-    import os
-
     import uvicorn
 
     token = None
