@@ -44,3 +44,8 @@ def test_bench_transfer_small(sshd):
 def test_bench_overhead_small(sshd):
     figures = _bench("overhead", "--runs", "1")
     assert figures["ssh_sessions"]["median"] <= 4
+
+
+def test_bench_web_small():
+    figures = _bench("web", "--runs", "3", "--watchers", "2")
+    assert figures["log_event"]["median_ms"] > 0 and figures["page"]["median_ms"] > 0

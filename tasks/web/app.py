@@ -42,7 +42,8 @@ from tasks.web.runs import RunRefused, Runs
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "fullcycle_session"
-TICK = 0.1  # seconds between looks at the run's files while a page watches (one look: ~2 ms)
+TICK = 0.1  # seconds between looks at the run's files while a page watches (a look: a few stat calls)
+REFRESH = 1.0  # the state is rebuilt (~2 ms) at least this often even when no file moved
 KEEPALIVE = 15.0
 
 
@@ -174,17 +175,27 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
 
     @reads_a_date
     async def events(request: Request, date: str) -> Response:
-        tail = status.LogTail(status.paths_for(settings, date).trainer_log)
+        paths = status.paths_for(settings, date)
+        tail = status.LogTail(paths.trainer_log)
+
+        def look() -> tuple[tuple, str]:
+            return status.signature(paths), tail.read()
 
         async def stream():
-            last, quiet_since = b"", time.monotonic()
-            while not await request.is_disconnected():
-                now_state = orjson.dumps(await run_in_threadpool(status.date_state, settings, date))
-                if now_state != last:
-                    last = now_state
-                    yield b"event: state\ndata: " + redact(now_state.decode()).encode() + b"\n\n"
-                    quiet_since = time.monotonic()
-                text = await run_in_threadpool(tail.read)
+            last, seen, computed, quiet_since = b"", None, 0.0, time.monotonic()
+            while True:
+                # The record's files are stat'ed every tick; the state is rebuilt when they moved, and
+                # once a second anyway (a run's minutes and cost grow, a process may die silently).
+                marks, text = look()  # a few stat calls and a bounded read: no thread hop needed
+                if marks != seen or time.monotonic() - computed >= REFRESH:
+                    if await request.is_disconnected():  # asked once a second: a closed tab stops costing
+                        return
+                    seen, computed = marks, time.monotonic()
+                    now_state = orjson.dumps(await run_in_threadpool(status.date_state, settings, date))
+                    if now_state != last:
+                        last = now_state
+                        yield b"event: state\ndata: " + redact(now_state.decode()).encode() + b"\n\n"
+                        quiet_since = time.monotonic()
                 if text:
                     data = "\n".join(f"data: {line}" for line in text.rstrip("\n").split("\n"))
                     yield f"event: log\n{data}\n\n".encode()
