@@ -104,6 +104,12 @@ class RunPaths:
         return self.cache_dir / "doit-state" / f"{self.date}.sqlite3"
 
 
+def run_folders(settings: Settings) -> list[Path]:
+    """Every date's run folder (WORK_LOCAL with any date), oldest first."""
+    pattern = settings.paths.work_local.replace("{date}", "*")
+    return sorted(p for p in settings.project_root.glob(pattern) if p.is_dir())
+
+
 def _resolve(root: Path, template: str, **names: str) -> Path:
     path = Path(template.format(**names)).expanduser()
     return path if path.is_absolute() else root / path

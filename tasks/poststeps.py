@@ -145,11 +145,10 @@ def _write_serve(ctx: RunContext) -> str:
 
 def newest_successful_date(ctx: RunContext) -> str | None:
     """The newest date whose adapter landed; a run whose training failed never counts."""
-    from tasks.reaper import run_folders
+    from tasks.record import summaries
 
     dates = []
-    for folder in run_folders(ctx):
-        summary = read_json(folder / "run-summary.json") or {}
+    for folder, summary in summaries(ctx.settings):
         if summary.get("training_success") and Path(summary.get("adapter_path", "")).is_dir():
             dates.append(summary.get("date") or folder.name)
     return max(dates) if dates else None

@@ -14,21 +14,16 @@ from typing import Any
 
 from tasks import lock, record
 from tasks.context import RunContext
-from tasks.paths import run_paths
+from tasks.paths import run_folders, run_paths
 from tasks.providers.base import Pod
 
 log = logging.getLogger("fullcycle")
 
 
-def run_folders(ctx: RunContext) -> list[Path]:
-    pattern = ctx.settings.paths.work_local.replace("{date}", "*")
-    return sorted(p for p in ctx.paths.project_root.glob(pattern) if p.is_dir())
-
-
 def _recorded(ctx: RunContext) -> dict[str, tuple[Path, bool]]:
     """pod id -> (its run folder, whether that run is live)."""
     found = {}
-    for folder in run_folders(ctx):
+    for folder in run_folders(ctx.settings):
         pod = Pod.load(folder / "pod.json")
         if pod:
             found[pod.pod_id] = (folder, lock.is_held(folder / ".lock", ctx.run.locks))

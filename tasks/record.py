@@ -27,7 +27,8 @@ import jsonlines
 import tasks
 from tasks.files import read_json, write_json
 from tasks.logs import redact
-from tasks.paths import RunPaths
+from tasks.paths import RunPaths, run_folders
+from tasks.settings import Settings
 from tasks.trainconfig import config_line
 
 CONNECTION_MODES = {"direct": "direct-ssh", "gateway": "gateway-exec", "gateway-exec": "gateway-exec",
@@ -326,6 +327,16 @@ def write(paths: RunPaths, provider: str, samples_used: int | None = None, live:
     summary = build(paths, provider, samples_used, live)
     write_json(paths.summary_file, summary)
     return summary
+
+
+def summaries(settings: Settings) -> list[tuple[Path, dict[str, Any]]]:
+    """Each run folder that has a run-summary.json, with it, oldest date first (history, latest link)."""
+    found = []
+    for folder in run_folders(settings):
+        summary = read_json(folder / "run-summary.json")
+        if summary:
+            found.append((folder, summary))
+    return found
 
 
 def read_summary(path: Path) -> dict[str, Any]:

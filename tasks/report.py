@@ -12,8 +12,7 @@ from typing import Any
 
 from tasks.context import RunContext
 from tasks.files import read_json
-from tasks.reaper import run_folders
-from tasks.record import short
+from tasks.record import short, summaries
 
 COLUMNS = ("date", "attempts", "samples", "final loss", "train min", "pod min", "cost $", "result")
 REPORT_EXTRA = "pip install -e '.[report]'"
@@ -29,10 +28,7 @@ def _money(value: Any) -> str:
 
 def rows(ctx: RunContext) -> list[dict[str, Any]]:
     found = []
-    for folder in run_folders(ctx):
-        summary = read_json(folder / "run-summary.json")
-        if not summary:
-            continue
+    for folder, summary in summaries(ctx.settings):
         training = summary.get("training") or {}
         totals = summary.get("totals") or {}
         loss = training.get("final_loss")

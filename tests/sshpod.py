@@ -185,18 +185,8 @@ class GatewayDouble:
                 dst.write(data)
                 await dst.drain()
 
-        feeder = asyncio.ensure_future(pump_in())
-        try:
-            await asyncio.gather(pump_out(upstream.stdout, process.stdout), pump_out(upstream.stderr, process.stderr))
-            code = await upstream.wait()
-        except (ConnectionError, asyncssh.Error):
-            upstream.kill()
-            code = 255
-        feeder.cancel()
-        try:
-            process.exit(code)
-        except (OSError, asyncssh.Error):
-            pass  # the connection was dropped on purpose
+        await self._relay(process, upstream, pump_in(), asyncio.gather(pump_out(upstream.stdout, process.stdout),
+                                                                        pump_out(upstream.stderr, process.stderr)))
 
     async def _bridge_pty(self, process: asyncssh.SSHServerProcess, port: int) -> None:
         """An interactive shell on a real PTY on the pod; the bytes pass as they are."""
@@ -232,9 +222,14 @@ class GatewayDouble:
                 process.stdout.write(data)
                 await process.stdout.drain()
 
-        feeder = asyncio.ensure_future(pump_in())
+        await self._relay(process, upstream, pump_in(), pump_out())
+
+    @staticmethod
+    async def _relay(process: asyncssh.SSHServerProcess, upstream, feed, drain) -> None:
+        """Feed the pod from the client while its output drains back, then pass on its exit status."""
+        feeder = asyncio.ensure_future(feed)
         try:
-            await pump_out()
+            await drain
             code = await upstream.wait()
         except (ConnectionError, asyncssh.Error):
             upstream.kill()
@@ -243,7 +238,7 @@ class GatewayDouble:
         try:
             process.exit(code)
         except (OSError, asyncssh.Error):
-            pass
+            pass  # the connection was dropped on purpose
 
     def _take(self, fault: str) -> bool:
         if fault in self.faults:

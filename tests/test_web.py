@@ -111,7 +111,8 @@ def page(browser, tmp_path):
 def shot(tab, tmp_path: Path, name: str) -> Path:
     folder = tmp_path / "screens"
     folder.mkdir(exist_ok=True)
-    path = tab.screenshot(path=str(folder / f"{name}.png"), full_page=True) and folder / f"{name}.png"
+    path = folder / f"{name}.png"
+    tab.screenshot(path=str(path), full_page=True)
     if os.environ.get("FULLCYCLE_SCREENSHOTS"):
         keep = Path(os.environ["FULLCYCLE_SCREENSHOTS"])
         keep.mkdir(parents=True, exist_ok=True)

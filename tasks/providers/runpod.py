@@ -19,7 +19,15 @@ from tasks.errors import NoCapacityError, ProviderError
 from tasks.files import read_json
 from tasks.providers import reach
 from tasks.providers.base import Pod
-from tasks.providers.runpod_api import ApiError, CreateRequest, PodInfo, RetryableApiError, SkipCandidate, client, with_retries
+from tasks.providers.runpod_api import (
+    ApiError,
+    CreateRequest,
+    PodInfo,
+    RetryableApiError,
+    SkipCandidate,
+    client,
+    with_retries,
+)
 from tasks.record import now
 from tasks.retry import Deadline
 from tasks.transport import SshConnection, script_command

@@ -111,6 +111,7 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
     settings = ctx.settings
     guard = Guard(host, port, token)
     runs = Runs(settings, dodo, cwd)
+    pages = {name: (STATIC / name).read_text(encoding="utf-8") for name in ("index.html", "login.html")}
 
     def today() -> str:
         return dt.date.today().isoformat()
@@ -129,7 +130,7 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
         if session is None:
             sid, session = guard.new_session()
         page = "index.html" if session.authed else "login.html"
-        text = (STATIC / page).read_text(encoding="utf-8")
+        text = pages[page]
         for key, value in {"csrf": session.csrf, "today": today(), "provider": settings.project.provider,
                            "project": str(settings.project_root)}.items():
             text = text.replace("{{" + key + "}}", html.escape(value))

@@ -16,8 +16,7 @@ from typing import Any
 from tasks import lock, record
 from tasks.files import read_json
 from tasks.logs import redact
-from tasks.paths import RunPaths, run_paths
-from tasks.reaper import run_folders
+from tasks.paths import RunPaths, run_folders, run_paths
 from tasks.settings import Settings
 from tasks.stages import FULL_CYCLE
 
@@ -117,12 +116,14 @@ def stage_rows(events: list[dict[str, Any]], running: bool) -> list[dict[str, An
     return rows
 
 
-def _pod(summary: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any] | None:
+def _pod(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The Pod card, from the summary (which has read pod.json already)."""
+    pod = summary.get("pod")
     if not pod:
         return None
-    return {"id": pod.get("pod_id"), "gpu": pod.get("gpu"), "cloud": pod.get("cloud_type"),
+    return {"id": summary.get("pod_id"), "gpu": pod.get("gpu"), "cloud": pod.get("cloud_type"),
             "connection_mode": summary.get("connection_mode"), "created_at": pod.get("created_at"),
-            "terminated": bool(pod.get("terminated")), "terminated_at": pod.get("terminated_at"),
+            "terminated": bool(summary.get("terminated")), "terminated_at": pod.get("terminated_at"),
             "terminate_error": pod.get("terminate_error"), "cost_per_hr": pod.get("cost_per_hr"),
             "minutes": round((summary.get("billed_seconds") or 0) / 60, 2), "cost_usd": summary.get("cost_usd")}
 
@@ -149,7 +150,7 @@ def date_state(settings: Settings, date: str) -> dict[str, Any]:
         "success": summary.get("success"),
         "error": summary.get("error") if phase != "running" else None,
         "stages": stage_rows(events, running=bool(pid)),
-        "pod": _pod(summary, read_json(paths.pod_file) or {}),
+        "pod": _pod(summary),
         "attempt": latest,
         "outputs": outputs(paths),
         "running_dates": running_dates(settings),
@@ -171,19 +172,7 @@ def signature(paths: RunPaths) -> tuple:
 
 def running_dates(settings: Settings) -> list[str]:
     """Dates with a live run, whoever started it (the page, the CLI, a timer)."""
-    ctx_like = _Ctx(settings)
-    return [folder.name for folder in run_folders(ctx_like) if lock.is_held(folder / ".lock")]
-
-
-@dataclasses.dataclass
-class _Ctx:
-    """Just enough of a RunContext for reaper.run_folders."""
-
-    settings: Settings
-
-    @property
-    def paths(self) -> RunPaths:
-        return run_paths(self.settings)
+    return [folder.name for folder in run_folders(settings) if lock.is_held(folder / ".lock")]
 
 
 def _dropped(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -196,10 +185,7 @@ def _dropped(summary: dict[str, Any]) -> dict[str, Any] | None:
 def history(settings: Settings) -> list[dict[str, Any]]:
     """One row per date, newest first, with its attempts and its loss curve."""
     rows = []
-    for folder in reversed(run_folders(_Ctx(settings))):
-        summary = read_json(folder / "run-summary.json")
-        if not summary:
-            continue
+    for folder, summary in reversed(record.summaries(settings)):
         training = summary.get("training") or {}
         totals = summary.get("totals") or {}
         metrics = read_json(Path(summary.get("adapter_path") or folder) / "metrics.json") or {}
