@@ -138,25 +138,12 @@ def clean_dataset(ctx: RunContext) -> None:
     d = ctx.settings.dataset
     stats = dataset.clean(ctx.paths.raw_data_file, ctx.paths.clean_data_file, ctx.paths.dataset_sources_file,
                           ctx.settings.training.max_seq_length, d.too_long)
-    report = stats.as_dict()
-    sources = read_json(ctx.paths.dataset_sources_file) or {}
-    report["skipped_files"] = sources.get("skipped", [])
-    report["conversions"] = {f["file"]: f["notes"] for f in sources.get("files", []) if f.get("notes")}
-    if stats.dropped_fraction > d.max_drop_fraction:
-        report["warning"] = (f"{stats.dropped_fraction:.0%} of the data lines were dropped (more than "
-                             f"[dataset] max_drop_fraction {d.max_drop_fraction:.0%}): see dropped and examples")
+    report = dataset.report(stats, read_json(ctx.paths.dataset_sources_file) or {}, d.max_drop_fraction)
     write_json(ctx.paths.clean_stats_file, report)
     for line in dataset.describe(stats):
         log.info(line)
     if stats.kept == 0:
-        reasons = ", ".join(f"{r} {n}" for r, n in stats.dropped.most_common() if r != "blank") or "no data lines"
-        first = next((ex[0] for r, ex in stats.examples.items() if r != "blank" and ex), None)
-        raise dataset.DatasetError(
-            f"no usable samples in the dataset ({reasons}"
-            + (f"; first at {first}" if first else "") + "); "
-            + (f"{dataset.ADVICE[stats.dropped.most_common(1)[0][0]]}; " if stats.dropped
-               and stats.dropped.most_common(1)[0][0] in dataset.ADVICE else "")
-            + "nothing was rented")
+        raise dataset.DatasetError(dataset.no_samples(stats))
     if "warning" in report:
         log.warning("dataset: %s", report["warning"])
         if d.drop_fatal:
