@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import API_KEY, runpod_project  # noqa: E402
 from tests.fake_runpod import FakeRunpod  # noqa: E402
-from tests.sshpod import GatewayDouble, Sshd  # noqa: E402
+from tests.sshpod import GatewayDouble, Sshd, end_pod_processes  # noqa: E402
 
 
 def one_run(tmp: Path, sshd: Sshd, mode: str) -> dict[str, float]:
@@ -36,7 +35,8 @@ def one_run(tmp: Path, sshd: Sshd, mode: str) -> dict[str, float]:
         try:
             # Polling as a person would configure it for a real pod would dominate a 10 s simulation;
             # keep the settings' own poll interval but shorten the readiness wait of the fake.
-            proj = runpod_project(tmp / "proj", sshd, api, gateway=gateway, runpod={"poll_interval_s": 1.0})
+            proj = runpod_project(tmp / "proj", sshd, api, gateway=gateway, runpod={"poll_interval_s": 1.0},
+                                  real_training=True)
             proj.doit("full_cycle", check=True)
         finally:
             if gateway:
@@ -68,7 +68,7 @@ def main() -> None:
                 results.append(one_run(Path(tmp) / f"run{i}", sshd, args.mode))
         finally:
             sshd.stop()
-            subprocess.run(["pkill", "-f", "fullcycle-watchdog"], check=False)
+            end_pod_processes(Path(tmp))
 
     def stat(key: str) -> dict[str, float]:
         values = [r[key] for r in results]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks import tinymodel
 from tasks.errors import FullcycleError
 
 CONFIG_ENV = "FULLCYCLE_CONFIG"
@@ -118,6 +119,7 @@ class RemoteSettings:
     python_candidates: tuple[str, ...] = ("python3", "python", "/opt/conda/bin/python")  # else the image's
     venv_dir: str = "/workspace/fullcycle-venv"  # else built here, on the volume, and reused
     hf_home: str = "/workspace/hf-cache"
+    trainer: str = ""  # a trainer script of your own (train_unsloth.py's arguments and outputs); empty: that one
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ def _section(source: str, name: str, raw: Any) -> Any:
 
 def _check_model(source: str, model: str) -> None:
     """The id's form only; whether it exists is asked of the model hub before renting (modelcheck)."""
-    if model == "tiny" or model.startswith(("/", "./", "~")):
+    if tinymodel.is_tiny(model) or model.startswith(("/", "./", "~")):
         return
     if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", model):
         raise SettingsError(

@@ -12,9 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from tasks import tinymodel
 from tasks.context import RunContext
-
-TINY = "tiny"
 
 # `doit full_cycle`'s stages in order; the web page shows the same list (tasks/web/status.py).
 FULL_CYCLE = ("check_stale_pods", "check_model", "build_dataset", "clean_dataset", "write_config", "build_tiny_model",
@@ -25,12 +24,12 @@ log = logging.getLogger("fullcycle")
 
 
 def is_tiny(ctx: RunContext) -> bool:
-    return ctx.settings.training.base_model == TINY
+    return tinymodel.is_tiny(ctx.settings.training.base_model)
 
 
 def tiny_files(ctx: RunContext) -> list[str]:
     d = ctx.paths.tiny_model_dir
-    return [str(d / "config.json"), str(d / "model.safetensors")] if is_tiny(ctx) else []
+    return [str(d / name) for name in tinymodel.FILES] if is_tiny(ctx) else []
 
 
 def lazy(module: str, name: str) -> Callable[[RunContext], Any]:
@@ -184,8 +183,6 @@ def check_model(ctx: RunContext) -> None:
 def build_tiny_model(ctx: RunContext) -> None:
     if not is_tiny(ctx):
         return
-    from tasks import tinymodel
-
     tinymodel.build(ctx.paths.clean_data_file, ctx.paths.tiny_model_dir)
     log.info("Tiny base model built in %s", ctx.paths.tiny_model_dir)
 

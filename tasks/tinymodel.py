@@ -1,46 +1,115 @@
 """A tiny randomly initialised causal LM with a tokenizer trained on the dataset, built locally.
 
 It lets the whole pipeline train a real LoRA adapter on any machine with no download and no GPU.
-The architecture is qwen2 (a family the GGUF conversion supports); the tokenizer is byte-level BPE,
-so any text encodes. Built once and cached; deterministic for a given dataset.
+The tokenizer is byte-level BPE, so any text encodes. A build is deterministic for a given dataset
+and spec, so it is cached by content (the sampled records + the spec), once per machine: every
+project and every date with the same data reuses it, and a cache hit imports no torch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 
+TINY = "tiny"  # [training] base_model that means "build the tiny model here"
+CACHE_ENV = "FULLCYCLE_TINY_CACHE"
+BUILD_VERSION = 2  # part of the cache key: bump when the build itself changes
+
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-SPEC = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 4096}
-
+SPEC = {"architecture": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 4096}
+FILES = ("config.json", "model.safetensors")  # what a complete build has (besides the tokenizer)
 
 TOKENIZER_SAMPLE = 20_000  # records: plenty for a 512-token vocabulary, and fast on a 1 GB dataset
 
 
-def _texts(dataset: Path) -> Iterator[str]:
+def is_tiny(base_model: str) -> bool:
+    return base_model == TINY
+
+
+def cache_root() -> Path:
+    """$FULLCYCLE_TINY_CACHE, else the user's cache folder: shared by every project on the machine."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "fullcycle" / "tiny-models"
+
+
+def _records(dataset: Path) -> Iterator[bytes]:
     with dataset.open("rb") as fh:
         for number, line in enumerate(fh):
             if number >= TOKENIZER_SAMPLE:
                 return
-            row = orjson.loads(line)
-            yield "\n".join(row[k] for k in ("instruction", "input", "output") if row.get(k))
+            yield line
+
+
+def _texts(dataset: Path) -> Iterator[str]:
+    for line in _records(dataset):
+        row = orjson.loads(line)
+        yield "\n".join(row[k] for k in ("instruction", "input", "output") if row.get(k))
+
+
+def cache_key(dataset: Path, spec: dict) -> str:
+    """Everything the build reads: the version of the build, the spec and the sampled records."""
+    digest = hashlib.sha256(orjson.dumps({"v": BUILD_VERSION, "spec": spec}, option=orjson.OPT_SORT_KEYS))
+    for line in _records(dataset):
+        digest.update(line)
+    return digest.hexdigest()[:32]
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in FILES)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Two processes asking for the same model: one builds, the other waits and reuses it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _replace(src: Path, out: Path) -> None:
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(src, partial)
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
 
 
 def build(dataset: Path, out: Path, spec: dict | None = None) -> Path:
-    """Write a tiny qwen2 model and tokenizer to `out` (replaced atomically)."""
+    """The tiny model for `dataset` in `out` (replaced atomically), from the cache when it has it."""
+    spec = {**SPEC, **(spec or {})}
+    cached = cache_root() / cache_key(dataset, spec)
+    with _locked(cached.with_suffix(".lock")):
+        if not _complete(cached):
+            _build(dataset, cached, spec)
+    _replace(cached, out)
+    return out
+
+
+def _build(dataset: Path, out: Path, spec: dict) -> None:
+    """Write a tiny model of `spec["architecture"]` and its tokenizer to `out` (atomically)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
-    spec = {**SPEC, **(spec or {})}
+    from tasks import families
+
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -52,14 +121,8 @@ def build(dataset: Path, out: Path, spec: dict | None = None) -> Path:
     tokenizer.chat_template = CHATML
 
     torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=spec["hidden_size"], intermediate_size=spec["intermediate_size"],
-        num_hidden_layers=spec["num_hidden_layers"], num_attention_heads=spec["num_attention_heads"],
-        num_key_value_heads=spec["num_key_value_heads"], max_position_embeddings=spec["max_position_embeddings"],
-        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-    )
-    model = Qwen2ForCausalLM(config)
+    model = families.tiny_model(spec, vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                                pad_token_id=tokenizer.pad_token_id)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
@@ -67,4 +130,3 @@ def build(dataset: Path, out: Path, spec: dict | None = None) -> Path:
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)
-    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tasks import tinymodel
 from tasks.errors import FullcycleError
 from tasks.files import read_json, write_json
 from tasks.paths import REMOTE_DIR, TRAIN_SCRIPT, RunPaths
@@ -31,7 +32,7 @@ class ConfigError(FullcycleError):
 
 
 def uploads_base_model(settings: Settings) -> bool:
-    return settings.training.base_model == "tiny"
+    return tinymodel.is_tiny(settings.training.base_model)
 
 
 DATASET_NAME = "unsloth_dataset.jsonl"
@@ -42,12 +43,20 @@ POD_SETUP = ("setup_python.sh", "requirements-gpu.txt", "requirements-cpu.txt")
 
 def upload_inputs(settings: Settings, paths: RunPaths) -> dict[str, Path]:
     """What goes to the pod's input folder, by the name it gets there (also the upload's file_dep)."""
-    inputs = {DATASET_NAME: paths.clean_data_file, CONFIG_NAME: paths.config_file, SCRIPT_NAME: TRAIN_SCRIPT}
+    inputs = {DATASET_NAME: paths.clean_data_file, CONFIG_NAME: paths.config_file, SCRIPT_NAME: trainer(settings)}
     for name in POD_SETUP:  # the pod finds or builds its Python with these
         inputs[name] = REMOTE_DIR / name
     if uploads_base_model(settings):
         inputs[UPLOADED_BASE_DIR] = paths.tiny_model_dir
     return inputs
+
+
+def trainer(settings: Settings) -> Path:
+    """The script the pod runs as train_unsloth.py: [remote] trainer (relative to the project root) or ours."""
+    if not settings.remote.trainer:
+        return TRAIN_SCRIPT
+    path = Path(settings.remote.trainer).expanduser()
+    return path if path.is_absolute() else settings.project_root / path
 
 
 def config_line(lines: list[str]) -> str | None:

@@ -4,17 +4,45 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from tasks import tinymodel
+from tests import standin
 from tests.fake_runpod import FakeRunpod
 from tests.helpers import make_project
-from tests.sshpod import GatewayDouble, Sshd
+from tests.sshpod import GatewayDouble, Sshd, end_pod_processes
 
 API_KEY = "rpa_SENTINEL_0123456789abcdef"  # a sentinel: the tests check it never leaks
+
+
+SLOW_FIXTURES = {"sshd", "browser", "llama_bin"}  # a real sshd, Chromium, the llama.cpp build
+
+
+def pytest_configure(config):
+    """One folder for the whole session, every xdist worker included (they inherit the
+    environment): the stand-in's adapter and the tiny models are built there once."""
+    if not os.environ.get(standin.SHARED_ENV):
+        shared = tempfile.mkdtemp(prefix="fullcycle-tests-")
+        os.environ[standin.SHARED_ENV] = shared
+        config._fullcycle_shared = shared
+    os.environ.setdefault(tinymodel.CACHE_ENV, str(Path(os.environ[standin.SHARED_ENV]) / "tiny-models"))
+
+
+def pytest_unconfigure(config):
+    shared = getattr(config, "_fullcycle_shared", None)
+    if shared:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items):
+    """What needs a real sshd, a browser or llama.cpp is in the slow tier, whether marked or not."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def _ssh_available() -> str | None:
@@ -36,13 +64,14 @@ def sshd(tmp_path_factory):
 
 
 @pytest.fixture
-def fake_api(sshd, tmp_path):
-    with FakeRunpod(API_KEY, sshd.port) as api:
+def fake_api(request, tmp_path):
+    """The RunPod API double; its pods' ssh port is the session's sshd when the test asks for one."""
+    port = request.getfixturevalue("sshd").port if "sshd" in request.fixturenames else 22
+    with FakeRunpod(API_KEY, port) as api:
         yield api
-    # A terminated pod takes its processes with it; on this shared "pod" machine, end them by hand
-    # (trainings that a killed orchestrator left running, watchdogs still sleeping).
-    subprocess.run(["pkill", "-f", str(tmp_path)], check=False)
-    subprocess.run(["pkill", "-f", "fullcycle-watchdog"], check=False)
+    # A terminated pod takes its processes with it; on this shared "pod" machine, end this test's
+    # pods' process groups (trainings a killed orchestrator left running, watchdogs still sleeping).
+    end_pod_processes(tmp_path)
 
 
 @pytest.fixture
@@ -52,11 +81,12 @@ def gateway(sshd, fake_api, tmp_path):
     gw.stop()
 
 
-def runpod_project(root: Path, sshd: Sshd, api: FakeRunpod, *, backend: str = "graphql", gateway: GatewayDouble | None = None,
+def runpod_project(root: Path, sshd: Sshd | None, api: FakeRunpod, *, backend: str = "graphql", gateway: GatewayDouble | None = None,
                    **sections):
     """A project that rents from the fake API; the pod's folders live under `root/pod`."""
     pod = root / "pod"
-    runpod = {"api": backend, "ssh_key_path": str(sshd.client_key), "poll_interval_s": 0.05, "ready_timeout_s": 20,
+    key = sshd.client_key if sshd else root / "no-ssh-key"  # a test that never opens ssh has no sshd
+    runpod = {"api": backend, "ssh_key_path": str(key), "poll_interval_s": 0.05, "ready_timeout_s": 20,
               "retry_base_s": 0.05}
     if gateway:
         runpod.update({"gateway_host": "127.0.0.1", "gateway_port": gateway.port})

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks import tinymodel
+from tests import standin
+
 REPO = Path(__file__).resolve().parent.parent
 DODO = REPO / "dodo.py"
 EXAMPLES = REPO / "examples" / "notes"
@@ -61,18 +64,24 @@ class Project:
 
 
 def make_project(root: Path, *, source: Path = EXAMPLES, date: str = DATE, extra_env: dict[str, str] | None = None,
-                 **sections: dict[str, Any]) -> Project:
-    """A project root with its own fullcycle.toml: local provider, tiny model, few training steps."""
+                 real_training: bool = False, **sections: dict[str, Any]) -> Project:
+    """A project root with its own fullcycle.toml: local provider, tiny model, few training steps.
+
+    Its pod runs the stand-in trainer (tests/standin.py) unless `real_training`: only the tests
+    that check training itself pay for it."""
     root.mkdir(parents=True, exist_ok=True)
     base: dict[str, dict[str, Any]] = {
         "project": {"root": ".", "provider": "local"},
         "dataset": {"builder": "folder", "source": str(source)},
         "training": {"base_model": "tiny", "gradient_accumulation_steps": 4, "num_train_epochs": 1},
     }
+    if not real_training:
+        base["remote"] = {"trainer": standin.trainer_script()}
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
     config = write_settings(root, base)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FULLCYCLE_", "RUNPOD_"))}
+    kept = {tinymodel.CACHE_ENV}  # the tests' shared tiny-model cache (conftest.py)
+    env = {k: v for k, v in os.environ.items() if k in kept or not k.startswith(("FULLCYCLE_", "RUNPOD_"))}
     env.update({"FULLCYCLE_CONFIG": str(config), "FULLCYCLE_DATE": date, "PYTHONPATH": str(REPO)})
     env.update(extra_env or {})
     return Project(root=root, env=env, date=date)

@@ -23,6 +23,31 @@ import asyncssh
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
+POD_TAGS = ("fullcycle-trainer", "fullcycle-watchdog")  # argv[3] of what remote/*.sh start detached
+
+
+def end_pod_processes(folder: Path) -> list[int]:
+    """What terminating a real pod does to its processes, for the pods whose folders lie under
+    `folder`: end the process groups the pod-side scripts recorded in their pid files, each proven
+    ours by the tag in its argv (as remote/lib.sh's alive() does). Never by a name pattern: that
+    would also end another test session's pods, or a user's own watchdog."""
+    ended = []
+    for name in ("train.pid", "watchdog.pid"):
+        for pid_file in folder.rglob(name):
+            try:
+                pid = int(pid_file.read_text().strip())
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            if len(argv) > 3 and argv[3].decode(errors="replace") in POD_TAGS:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                    ended.append(pid)
+                except ProcessLookupError:
+                    pass
+    return ended
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,6 +28,7 @@ def test_bench_clean_small():
     assert figures["ours_peak_rss_mb"] > 0 and figures["ours_mb_s"]["median"] > 0
 
 
+@pytest.mark.slow  # a real training of the tiny model, in the bench's own projects
 def test_bench_noop_small():
     figures = _bench("noop", "--size-mb", "1", "--runs", "1")
     assert figures["noop_s"]["median"] > 0
@@ -46,6 +47,7 @@ def test_bench_overhead_small(sshd):
     assert figures["ssh_sessions"]["median"] <= 4
 
 
+@pytest.mark.slow  # `doit serve` and real runs behind it
 def test_bench_web_small():
     figures = _bench("web", "--runs", "3", "--watchers", "2")
     assert figures["log_event"]["median_ms"] > 0 and figures["page"]["median_ms"] > 0

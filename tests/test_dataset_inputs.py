@@ -185,6 +185,7 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # the real trainer's own streaming is part of what is measured
 def test_a_50_mb_line_stays_under_1_gb(tmp_path):
     src = tmp_path / "notes"
     src.mkdir()
@@ -192,7 +193,7 @@ def test_a_50_mb_line_stays_under_1_gb(tmp_path):
         for i in range(40):
             fh.write(json.dumps({"instruction": f"q{i}", "output": f"answer {i}"}) + "\n")
         fh.write(json.dumps({"instruction": "huge", "output": "y" * 50_000_000}) + "\n")
-    proj = make_project(tmp_path / "p", source=src)
+    proj = make_project(tmp_path / "p", source=src, real_training=True)
     proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "full_cycle"], cwd=proj.root,
                             env=proj.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = _peak_rss_mb(proc)
@@ -201,4 +202,4 @@ def test_a_50_mb_line_stays_under_1_gb(tmp_path):
     print(f"\nfull_cycle with a 50 MB line: largest process peaked at {peak:.0f} MB")
     assert peak < 1024
     assert proj.summary["dataset"]["dropped"]["too_long"] == 1
-    assert "formatting" in proj.trainer_log and "tokenized" in proj.trainer_log or "formatting" in proj.trainer_log
+    assert "formatting" in proj.trainer_log

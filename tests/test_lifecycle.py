@@ -128,7 +128,8 @@ def test_alternating_dates_rent_once_per_date(tmp_path, sshd, fake_api):
 
 
 def test_a_rerun_after_kill_9_reattaches_and_never_trains_twice(tmp_path, sshd, fake_api):
-    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 150, "gradient_accumulation_steps": 1})
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 150, "gradient_accumulation_steps": 1},
+                          real_training=True)
     _kill_mid_training(proj)
     second = proj.doit("full_cycle", check=True)
     assert "not uploading under it" in second.stdout

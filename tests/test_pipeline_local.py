@@ -1,4 +1,8 @@
-"""`doit full_cycle` end to end with the local provider and the tiny model, and doit's up-to-date rules."""
+"""`doit full_cycle` end to end with the local provider and the tiny model, and doit's up-to-date rules.
+
+`trained` is the one real training of this module (the README's out-of-the-box run, slow tier);
+doit's up-to-date rules are checked on projects of their own with the stand-in trainer, so no test
+sees what another one changed."""
 
 from __future__ import annotations
 
@@ -16,13 +20,23 @@ PHASES = ("Preparing dataset", "Config written", "Spawning remote run", "Remote 
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    proj = make_project(tmp_path_factory.mktemp("local"))
+def trained(tmp_path_factory):
+    proj = make_project(tmp_path_factory.mktemp("local"), real_training=True)
     proj.first = proj.doit("full_cycle", check=True)
     return proj
 
 
-def test_full_cycle_produces_an_adapter_that_peft_loads(project):
+@pytest.fixture
+def project(tmp_path):
+    """A finished date of its own (stand-in trainer), for a test that changes it."""
+    proj = make_project(tmp_path)
+    proj.first = proj.doit("full_cycle", check=True)
+    return proj
+
+
+@pytest.mark.slow
+def test_full_cycle_produces_an_adapter_that_peft_loads(trained):
+    project = trained
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -53,11 +67,13 @@ def test_summary_has_the_seed_fields_and_the_truth(project):
     assert summary["dataset"]["dropped"] == {"duplicate": 1, "invalid_json": 1, "missing_output": 1}
 
 
-def test_trainer_log_has_the_phases(project):
-    log = project.trainer_log
+@pytest.mark.slow
+def test_trainer_log_has_the_phases(trained):
+    log = trained.trainer_log
     for phase in PHASES:
         assert phase in log, phase
     assert "pod | [train] step" in log  # the pod's training log is followed into trainer.log
+    assert "backend transformers+peft+trl" in log  # the real trainer, not the stand-in
 
 
 def test_command_prints_result_and_paths(project):

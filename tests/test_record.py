@@ -132,7 +132,8 @@ def test_an_interrupt_is_one_line_and_the_conventional_exit_code(tmp_path, sig, 
     assert run.returncode == code, (run.returncode, err[-2000:])
     assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
     lines = [ln for ln in err.splitlines() if ln.startswith("fullcycle:")]
-    assert len(lines) == 1 and "interrupted" not in lines[0].lower() or "stopped by" in lines[0], err
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"fullcycle: stopped by {sig.name} during train"), lines[0]
     assert "was terminated" in lines[0]
     summary = proj.summary
     assert summary["terminated"] is True and summary["attempts"][-1]["outcome"] == "interrupted"

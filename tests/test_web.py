@@ -86,7 +86,7 @@ def serve():
         server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the dev extra)")
     if not Path(CHROMIUM).exists():

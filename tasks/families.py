@@ -1,0 +1,52 @@
+"""The model families fullcycle knows, by transformers `model_type`: how to build each one tiny.
+
+The tiny model (tasks/tinymodel.py) can take any of these shapes, so the pipeline and the GGUF
+conversion are exercised on the architecture a user really trains, not only on the convenient one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Family:
+    model_type: str
+    config_class: str  # in transformers
+    model_class: str
+    tiny: dict[str, Any] = field(default_factory=dict)  # config values beyond the common spec
+
+
+_MOE = {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32}
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (
+    Family("llama", "LlamaConfig", "LlamaForCausalLM"),
+    Family("mistral", "MistralConfig", "MistralForCausalLM"),
+    Family("qwen2", "Qwen2Config", "Qwen2ForCausalLM"),
+    Family("qwen3", "Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 8}),
+    Family("qwen3_moe", "Qwen3MoeConfig", "Qwen3MoeForCausalLM",
+           {"head_dim": 8, "decoder_sparse_step": 1, "mlp_only_layers": [], **_MOE}),
+    Family("gemma3_text", "Gemma3TextConfig", "Gemma3ForCausalLM", {"head_dim": 8}),
+    Family("phi3", "Phi3Config", "Phi3ForCausalLM"),
+)}
+
+
+def family(model_type: str) -> Family:
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        raise ValueError(f"no tiny build for architecture {model_type!r} (known: {', '.join(FAMILIES)})") from None
+
+
+def tiny_model(spec: dict[str, Any], **tokens: Any) -> Any:
+    """A randomly initialised model of `spec["architecture"]` (torch's seed decides its weights)."""
+    import transformers
+
+    fam = family(spec["architecture"])
+    values = {k: spec[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                                   "num_key_value_heads", "max_position_embeddings")}
+    values.update(tie_word_embeddings=True, bos_token_id=None, **tokens)
+    values.update(fam.tiny)
+    config = getattr(transformers, fam.config_class)(**values)
+    return getattr(transformers, fam.model_class)(config)
