@@ -14,7 +14,7 @@ import sys
 from doit import get_var
 from doit.tools import config_changed
 
-from tasks import stages
+from tasks import catalog, stages
 from tasks.context import RunContext
 from tasks.runner import Reporter, doit_action, teardown_action
 from tasks.settings import SettingsError
@@ -54,17 +54,17 @@ DOIT_CONFIG = {
 }
 
 
-def _stage(name, body, doc, **graph):
+def _stage(name, body, **graph):
     """A stage's dict: its action records the stage and its outcome (tasks/runner.py)."""
-    return {"basename": name, "doc": doc, "actions": [doit_action(CTX, name, body)], "params": [DATE_PARAM],
-            "verbosity": 2, **graph}
+    return {"basename": name, "doc": catalog.doc(name), "actions": [doit_action(CTX, name, body)],
+            "params": [DATE_PARAM], "verbosity": 2, **graph}
 
 
 def _uploads():
     """The upload's inputs (dataset, config, trainer, tiny model files): also its file_dep."""
-    from tasks.trainconfig import upload_inputs
+    from tasks import manifest
 
-    files = [str(f) for f in upload_inputs(CTX.settings, P).values() if f != P.tiny_model_dir]
+    files = [str(f) for f in manifest.inputs(CTX.settings, P).values() if f != P.tiny_model_dir]
     return files + stages.tiny_files(CTX)
 
 
@@ -85,7 +85,7 @@ TERMINATE = [teardown_action(CTX, stages.lazy("tasks.pod", "ensure_terminated"))
 
 
 def task_check_stale_pods():
-    return {"basename": "check_stale_pods", "doc": "Before a run: report (or end, per [runpod] reap) pods a crashed run left",
+    return {"basename": "check_stale_pods", "doc": catalog.doc("check_stale_pods"),
             "actions": [(stages.reap, [CTX, CTX.settings.runpod.reap == "terminate"])], "params": [DATE_PARAM],
             "verbosity": 2, "uptodate": [stages.no_pods_to_watch(CTX)]}
 
@@ -93,62 +93,55 @@ def task_check_stale_pods():
 def task_check_model():
     t = CTX.settings.training
     return _stage("check_model", stages.check_model,
-                  "Ask the model hub whether the base model exists and fits the GPUs; refuse before renting",
                   targets=[str(P.model_check_file)],
                   uptodate=[config_changed(repr((t.base_model, t.quantize, CTX.settings.runpod.gpu_types,
                                                  os.environ.get("HF_ENDPOINT", ""))))])
 
 
 def task_build_dataset():
-    return _stage("build_dataset", stages.build_dataset, "Build today's raw JSONL with the configured builder",
+    return _stage("build_dataset", stages.build_dataset,
                   file_dep=_sources(), targets=[str(P.raw_data_file)],
                   uptodate=[config_changed(repr(CTX.settings.dataset))])
 
 
 def task_clean_dataset():
     return _stage("clean_dataset", stages.clean_dataset,
-                  "Stream-clean the raw JSONL to {instruction,input,output}, deduped, reasons counted",
                   file_dep=[str(P.raw_data_file)], targets=[str(P.clean_data_file), str(P.clean_stats_file)],
                   uptodate=[config_changed(repr((CTX.settings.dataset, CTX.settings.training.max_seq_length)))])
 
 
 def task_write_config():
-    return _stage("write_config", stages.write_config, "Write and validate the training config.json",
+    return _stage("write_config", stages.write_config,
                   file_dep=[str(P.model_check_file)], targets=[str(P.config_file)],
                   uptodate=[config_changed(repr((CTX.settings.training_config(), CTX.settings.dataset.too_long)))])
 
 
 def task_build_tiny_model():
     return _stage("build_tiny_model", stages.build_tiny_model,
-                  "Build the tiny local base model (only when base_model = 'tiny'); cached",
                   task_dep=["clean_dataset"], targets=stages.tiny_files(CTX),
                   uptodate=[config_changed(str(stages.is_tiny(CTX)))])
 
 
 def task_create_pod():
     return _stage("create_pod", stages.lazy("tasks.pod", "create_pod"),
-                  "Rent a pod (or resume the live one this date has) and wait until it answers",
                   file_dep=_uploads(), targets=[str(P.pod_file)], uptodate=[stages.pod_in_use(CTX)],
                   teardown=TERMINATE)
 
 
 def task_upload():
     return _stage("upload", stages.lazy("tasks.upload", "upload"),
-                  "Upload dataset, config and trainer; verify sha256 on the pod (never under a running trainer)",
                   file_dep=_uploads(), task_dep=["create_pod"], targets=[str(P.upload_ok)],
                   uptodate=[stages.SamePod(CTX)], teardown=TERMINATE)
 
 
 def task_train():
     return _stage("train", stages.lazy("tasks.train", "train"),
-                  "Train on the pod (detached, log followed live, re-attaches after drops and crashes)",
                   file_dep=[str(P.upload_ok)], targets=[str(P.train_file)], uptodate=[stages.SamePod(CTX)],
                   teardown=TERMINATE)
 
 
 def task_download_adapter():
     return _stage("download_adapter", stages.lazy("tasks.fetch", "download"),
-                  "Stream the packed adapter into adapter_base64.txt (resumable)",
                   file_dep=[str(P.train_file)], targets=[str(P.adapter_b64)], uptodate=[stages.SamePod(CTX)],
                   teardown=TERMINATE)
 
@@ -157,20 +150,17 @@ def task_terminate_pod():
     # No dependency on purpose: `doit terminate_pod` is the advice when a teardown failed, and it
     # must end the pod and do nothing else. full_cycle orders it right after the download.
     return _stage("terminate_pod", stages.lazy("tasks.pod", "terminate_pod"),
-                  "Terminate the pod and verify it is gone (idempotent), right after the download",
                   uptodate=[stages.pod_terminated(CTX)])
 
 
 def task_extract_adapter():
     return _stage("extract_adapter", stages.lazy("tasks.fetch", "extract"),
-                  "Verify and safely unpack the adapter into out/adapters/<DATE>/adapter/",
                   file_dep=[str(P.adapter_b64), str(P.train_file)], targets=[str(P.final_adapter_dir)])
 
 
 def task_post_gguf():
     adapter = P.final_adapter_dir
     return _stage("post_gguf", stages.lazy("tasks.poststeps", "make_gguf"),
-                  "Convert the adapter to a GGUF LoRA (adapter.gguf) and validate it",
                   file_dep=[str(adapter / n) for n in ("adapter_config.json", "adapter_model.safetensors",
                                                         "base_model_config.json")],
                   task_dep=["extract_adapter"], targets=[str(P.out_root / "adapter.gguf")])
@@ -178,32 +168,29 @@ def task_post_gguf():
 
 def task_post_modelfile():
     return _stage("post_modelfile", stages.lazy("tasks.poststeps", "make_modelfile"),
-                  "Write the Ollama Modelfile (and `ollama create` when ollama is installed)",
                   file_dep=[str(P.out_root / "adapter.gguf")], targets=[str(P.out_root / "Modelfile")],
                   uptodate=[config_changed(repr(CTX.settings.post))])
 
 
 def task_post_latest():
     return _stage("post_latest", stages.lazy("tasks.poststeps", "update_latest"),
-                  "Point out/adapters/latest at the newest successful date",
                   task_dep=["extract_adapter"], uptodate=[stages.latest_is_current(CTX)])
 
 
 def task_post_commands():
     return _stage("post_commands", stages.lazy("tasks.poststeps", "run_user_commands"),
-                  "Run the user's [post] commands in order",
                   file_dep=[str(P.out_root / "adapter.gguf")], uptodate=[config_changed(repr(CTX.settings.post.commands))])
 
 
 def task_summarize():
-    return {"basename": "summarize", "doc": "Write the final run-summary.json (every attempt, totals, the truth)",
+    return {"basename": "summarize", "doc": catalog.doc("summarize"),
             "actions": [(stages.summarize, [CTX])], "params": [DATE_PARAM], "verbosity": 2,
             "task_dep": ["terminate_pod"], "file_dep": [str(P.stages_file)], "targets": [str(P.summary_file)]}
 
 
 def task_full_cycle():
     return {"basename": "full_cycle", "doc": "Run every stage in order: dataset → pod → train → adapter → summary",
-            "task_dep": list(stages.FULL_CYCLE),
+            "task_dep": list(catalog.FULL_CYCLE),
             "actions": [(stages.full_cycle_result, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
 
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tasks import catalog
 from tasks.context import RunContext
 
 DODO = Path(__file__).resolve().parent.parent / "dodo.py"
-REMOTE_STAGES = ["create_pod", "upload", "train", "download_adapter", "terminate_pod", "extract_adapter", "summarize"]
 
 
 def context_for(opts: Mapping[str, Any], base: RunContext | None = None) -> RunContext:
@@ -49,7 +49,7 @@ def run_remote_training(opts: Mapping[str, Any], ctx: RunContext | None = None) 
     run = context_for(opts, ctx)
     namespace = runpy.run_path(str(DODO), init_globals={"CTX": run}, run_name="fullcycle_dodo")
     try:
-        DoitMain(ModuleTaskLoader(namespace), config_filenames=()).run(REMOTE_STAGES)
+        DoitMain(ModuleTaskLoader(namespace), config_filenames=()).run(list(catalog.REMOTE))
     finally:
         runner.close_attempt(run)
     summary = record.write(run.paths, run.provider_name, run.samples_used)

@@ -22,7 +22,9 @@ from tasks.context import RunContext
 from tasks.errors import TransportError
 from tasks.files import read_json
 from tasks.pod import connect_or_keep
+from tasks.providers.base import Pod
 from tasks.retry import GaveUp, Policy, retry
+from tasks.transport import Connection
 
 log = logging.getLogger(logs.LOGGER)
 
@@ -38,6 +40,14 @@ def download(ctx: RunContext) -> Path:
     if live is None:
         return ctx.paths.adapter_b64
     pod, conn = live
+    try:
+        _download(ctx, pod, conn)
+    finally:
+        conn.close()  # on every path: an exception must not leave an ssh session (or a PTY process) open
+    return ctx.paths.adapter_b64
+
+
+def _download(ctx: RunContext, pod: Pod, conn: Connection) -> None:
     record = read_json(ctx.paths.train_file) or {}
     if record.get("pod_id") != pod.pod_id or record.get("exit_code") != 0:
         raise TransportError(f"download: no successful training recorded for pod {pod.pod_id}; run `doit full_cycle --date {ctx.paths.date}`")
@@ -47,7 +57,7 @@ def download(ctx: RunContext) -> Path:
     for stale in target.parent.glob(f"{target.name}.*.partial"):
         if stale != partial:
             stale.unlink()
-    tar = pod.remote["work_dir"] + "/run/adapter.tar"
+    tar = pod.run_dir + "/adapter.tar"
     expected = 4 * -(-record["tar_bytes"] // 3)
     tries = [0]
 
@@ -68,13 +78,10 @@ def download(ctx: RunContext) -> Path:
     try:
         retry(once, "download", policy, (TransportError,))
     except GaveUp as exc:
-        conn.close()
         raise TransportError(f"download: {exc}; re-run `doit -a download_adapter --date {ctx.paths.date}` "
                              f"(it resumes where it stopped)") from None
-    conn.close()
     os.replace(partial, target)
     log.info("Downloaded adapter archive: %d bytes (base64 %d)", record["tar_bytes"], expected)
-    return target
 
 
 class _Base64Reader(io.RawIOBase):

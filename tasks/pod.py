@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 
-from tasks import logs, record
+from tasks import logs, manifest, record
 from tasks.context import RunContext
 from tasks.errors import ProviderError
 from tasks.files import read_json
+from tasks.paths import RunPaths
 from tasks.providers.base import Pod
 from tasks.transport import Connection
 
@@ -43,26 +44,14 @@ def delivered(ctx: RunContext, pod: Pod | None = None) -> bool:
 
 
 def inputs_unchanged(ctx: RunContext) -> bool:
-    """Whether the inputs on disk are the ones last uploaded (upload.ok's sha256 lines). Hashes the
-    inputs, so it is asked only when a stage runs, never in an up-to-date check."""
-    from tasks import trainconfig
-    from tasks.upload import local_checksums, parse_pod_report
-
-    try:
-        _, uploaded = parse_pod_report(ctx.paths.upload_ok.read_text())
-    except FileNotFoundError:
-        return False
-    inputs = trainconfig.upload_inputs(ctx.settings, ctx.paths)
-    if not all(p.exists() for p in inputs.values()):
-        return False
-    return local_checksums(inputs) == uploaded
+    return manifest.unchanged(ctx.settings, ctx.paths)
 
 
-def _mark_gone(ctx: RunContext, pod: Pod, how: str) -> None:
-    pod.terminated, pod.terminated_at = True, pod.terminated_at or record.now()
-    pod.terminate_error = None
-    pod.save(ctx.paths.pod_file)
-    record.append_event(ctx.paths, ctx.run.attempt_id, "pod_terminated", pod_id=pod.pod_id, how=how)
+def record_terminated(paths: RunPaths, attempt_id: str, pod: Pod, how: str) -> None:
+    """The one way a pod's end is recorded: pod.json, then the date's attempts log."""
+    pod.mark_terminated(record.now())
+    pod.save(paths.pod_file)
+    record.append_event(paths, attempt_id, "pod_terminated", pod_id=pod.pod_id, how=how)
 
 
 def is_live(ctx: RunContext, pod: Pod) -> bool:
@@ -72,7 +61,7 @@ def is_live(ctx: RunContext, pod: Pod) -> bool:
     if ctx.provider.is_alive(pod):
         return True
     log.warning("Pod %s recorded in %s is no longer running", pod.pod_id, ctx.paths.pod_file)
-    _mark_gone(ctx, pod, "found gone")
+    record_terminated(ctx.paths, ctx.run.attempt_id, pod, "found gone")
     return False
 
 
@@ -148,9 +137,7 @@ def terminate_pod(ctx: RunContext) -> bool:
         pod.save(ctx.paths.pod_file)
         log.error("podTerminate FAILED for %s: %s", pod.pod_id, exc)
         raise
-    pod.terminated, pod.terminated_at, pod.terminate_error = True, record.now(), None
-    pod.save(ctx.paths.pod_file)
-    record.append_event(ctx.paths, ctx.run.attempt_id, "pod_terminated", pod_id=pod.pod_id, how="terminate")
+    record_terminated(ctx.paths, ctx.run.attempt_id, pod, "terminate")
     log.info("Pod %s terminated (podTerminate succeeded)", pod.pod_id)
     return True
 

@@ -15,6 +15,7 @@ from typing import Any
 from tasks import lock, record
 from tasks.context import RunContext
 from tasks.paths import run_folders, run_paths
+from tasks.pod import record_terminated
 from tasks.providers.base import Pod
 
 log = logging.getLogger("fullcycle")
@@ -35,12 +36,10 @@ def _mark_reaped(ctx: RunContext, folder: Path, pod_id: str) -> None:
     pod = Pod.load(folder / "pod.json")
     if not pod or pod.pod_id != pod_id:
         return
-    pod.terminated, pod.terminated_at, pod.terminate_error = True, record.now(), None
-    pod.save(folder / "pod.json")
     date = folder.name
     try:
         paths = run_paths(dataclasses.replace(ctx.settings, date=date))
-        record.append_event(paths, f"reaper-{ctx.run.attempt_id}", "pod_terminated", pod_id=pod_id, how="reaper")
+        record_terminated(paths, f"reaper-{ctx.run.attempt_id}", pod, "reaper")
         record.write(paths, ctx.provider_name, live=False)
     except Exception as exc:  # an odd folder name must not stop the reaping
         log.warning("reaper: could not refresh the summary in %s: %s", folder, exc)

@@ -25,16 +25,12 @@ from typing import Any
 import jsonlines
 
 import tasks
+from tasks import catalog, manifest, modes
 from tasks.files import read_json, write_json
 from tasks.logs import redact
 from tasks.paths import RunPaths, run_folders
 from tasks.settings import Settings
-from tasks.trainconfig import config_line
 
-CONNECTION_MODES = {"direct": "direct-ssh", "gateway": "gateway-exec", "gateway-exec": "gateway-exec",
-                    "gateway-pty": "gateway-pty", "local": "local-bash"}
-PIPELINE = ("build_dataset", "clean_dataset", "write_config", "create_pod", "upload", "train", "download_adapter",
-            "terminate_pod", "extract_adapter")
 
 
 def now() -> str:
@@ -222,8 +218,15 @@ def _upload_verification(paths: RunPaths) -> str | None:
         except FileNotFoundError:
             continue
         if lines:
-            return config_line(lines)
+            return manifest.config_line(lines)
     return None
+
+
+def _mode(recorded: str | None) -> str | None:
+    try:
+        return str(modes.parse(recorded)) if recorded else None
+    except ValueError:
+        return recorded  # an older record's word, shown as it is
 
 
 def _versions(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +241,7 @@ def _versions(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _incomplete(stages: dict[str, Any]) -> str:
-    missing = [s for s in PIPELINE if stages.get(s, {}).get("status") != "ok"]
+    missing = [s for s in catalog.NEEDED if stages.get(s, {}).get("status") != "ok"]
     return (f"incomplete: no verified adapter yet; stages not done: {', '.join(missing) or 'none'} "
             f"(run `doit full_cycle`)")
 
@@ -273,7 +276,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         "ssh_user": pod.get("ssh_user"),
         "ssh_host": pod.get("ssh_host"),
         "ssh_key_path": pod.get("ssh_key_path"),
-        "connection_mode": CONNECTION_MODES.get(pod.get("connection_mode"), pod.get("connection_mode")),
+        "connection_mode": _mode(pod.get("connection_mode")),
         "adapter_path": str(paths.final_adapter_dir),
         "upload_verification": _upload_verification(paths),
         "terminated": bool(pod.get("terminated")) if pod else False,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks import tinymodel
+from tasks import dates, tinymodel
 from tasks.errors import FullcycleError
 
 CONFIG_ENV = "FULLCYCLE_CONFIG"
@@ -26,7 +26,6 @@ ROOT_ENV = "FULLCYCLE_PROJECT_ROOT"
 PROVIDER_ENV = "FULLCYCLE_PROVIDER"
 API_KEY_ENV = "RUNPOD_API_KEY"
 
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 
@@ -238,13 +237,10 @@ def _check_model(source: str, model: str) -> None:
 
 
 def _check_date(where: str, date: str) -> str:
-    if not DATE_RE.match(date):
-        raise SettingsError(f"{where}: date {date!r} must be YYYY-MM-DD")
     try:
-        dt.date.fromisoformat(date)
-    except ValueError as exc:
-        raise SettingsError(f"{where}: date {date!r} is not a calendar date ({exc})") from None
-    return date
+        return dates.parse(date)
+    except dates.BadDate as exc:
+        raise SettingsError(f"{where}: {exc}") from None
 
 
 def find_settings_file(default_dir: Path) -> Path | None:

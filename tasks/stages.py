@@ -15,11 +15,6 @@ from typing import Any
 from tasks import tinymodel
 from tasks.context import RunContext
 
-# `doit full_cycle`'s stages in order; the web page shows the same list (tasks/web/status.py).
-FULL_CYCLE = ("check_stale_pods", "check_model", "build_dataset", "clean_dataset", "write_config", "build_tiny_model",
-              "create_pod", "upload", "train", "download_adapter", "terminate_pod", "extract_adapter",
-              "post_gguf", "post_modelfile", "post_latest", "post_commands", "summarize")
-
 log = logging.getLogger("fullcycle")
 
 

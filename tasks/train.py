@@ -21,7 +21,7 @@ from tasks.files import read_json, write_json
 from tasks.pod import connect_or_keep
 from tasks.providers.base import Pod
 from tasks.retry import Deadline
-from tasks.trainconfig import CONFIG_NAME, DATASET_NAME, SCRIPT_NAME
+from tasks.manifest import CONFIG_NAME, DATASET_NAME, SCRIPT_NAME
 from tasks.transport import SSH_CONNECT_FAILED, Connection
 
 log = logging.getLogger(logs.LOGGER)
@@ -88,7 +88,7 @@ def _follow(ctx: RunContext, pod: Pod, conn: Connection, offset: int) -> tuple[A
     sink = PodLog(ctx.paths.pod_train_log, offset)
     try:
         result = conn.run_script(
-            "train_runner.sh", r["work_dir"] + "/run", r["input_dir"], r["output_dir"], r["python"], r["hf_home"],
+            "train_runner.sh", pod.run_dir, r["input_dir"], r["output_dir"], r["python"], r["hf_home"],
             offset, END_MARK.decode(), r["input_dir"] + "/" + SCRIPT_NAME, r["input_dir"] + "/" + DATASET_NAME,
             r["input_dir"] + "/" + CONFIG_NAME, r.get("venv_dir", ""), " ".join(ctx.settings.remote.python_candidates),
             out=sink)
@@ -101,7 +101,7 @@ def _ask_pod(conn: Connection, pod: Pod) -> tuple[str | None, dict[str, str] | N
     """The trainer's state and its recorded outcome, or (None, None) when the pod cannot be asked."""
     r = pod.remote
     try:
-        result = conn.run_script("state.sh", r["work_dir"] + "/run", r["input_dir"], timeout=120)
+        result = conn.run_script("state.sh", pod.run_dir, r["input_dir"], timeout=120)
     except TransportError:
         return None, None
     if result.exit_code != 0:

@@ -17,10 +17,11 @@ from typing import IO, Any
 import sh
 
 from tasks.errors import TransportError
+from tasks.modes import ConnectionMode
+from tasks.paths import REMOTE_DIR
 from tasks.settings import API_KEY_ENV
 
 SSH_CONNECT_FAILED = 255  # what ssh itself exits with when the connection fails or drops
-REMOTE_DIR = Path(__file__).resolve().parent.parent / "remote"
 
 
 def script(name: str) -> str:
@@ -59,7 +60,7 @@ def _child_env() -> dict[str, str]:
 class Connection:
     """Base: run a command on the pod with its stdin/stdout as streams."""
 
-    mode: str = "local"
+    mode: ConnectionMode = ConnectionMode.LOCAL
     counter: Any = field(default_factory=SessionCounter)  # the run's RunState, or a private counter
 
     def argv(self, command: str) -> list[str]:
@@ -67,11 +68,10 @@ class Connection:
 
     @property
     def binary_safe(self) -> bool:
-        """Whether raw bytes survive the channel; RunPod's gateway gets base64 (seed §3.3)."""
-        return self.mode in ("local", "direct")
+        return self.mode.binary_safe
 
     def describe(self) -> str:
-        return self.mode
+        return str(self.mode)
 
     def run(self, command: str, *, stdin: IO[bytes] | bytes | None = None, out: Any = None,
             timeout: float | None = None) -> Result:
@@ -145,7 +145,7 @@ class LocalConnection(Connection):
     """The local provider's 'pod': bash on this machine, in the pod folder."""
 
     cwd: Path = Path(".")
-    mode: str = "local"
+    mode: ConnectionMode = ConnectionMode.LOCAL
 
     def argv(self, command: str) -> list[str]:
         return ["bash", "-c", f"cd {shlex.quote(str(self.cwd))} && {command}"]
@@ -211,7 +211,7 @@ class PtyConnection(SshConnection):
     """A proxy that only offers an interactive PTY shell: one framed `bash -s` session per stage
     (tasks/pty_transport.py). Nothing is binary-safe there: uploads and downloads are base64."""
 
-    mode: str = "gateway-pty"
+    mode: ConnectionMode = ConnectionMode.GATEWAY_PTY
     ready_timeout_s: float = 30.0
     _pty: Any = field(default=None, init=False, repr=False)
 

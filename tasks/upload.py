@@ -13,10 +13,9 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from tasks import logs, trainconfig
+from tasks import logs, manifest
 from tasks.context import RunContext
 from tasks.errors import TransportError
-from tasks.files import atomic_writer, sha256_file
 from tasks.pod import connect_or_keep
 from tasks.providers.base import Pod
 from tasks.retry import GaveUp, Policy, retry
@@ -25,31 +24,6 @@ from tasks.transport import Connection, check
 log = logging.getLogger(logs.LOGGER)
 
 UPLOAD_ATTEMPTS = 3
-
-
-def local_checksums(inputs: Mapping[str, Path]) -> dict[str, str]:
-    sums = {}
-    for name, path in inputs.items():
-        if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                sums[f"{name}/{file.relative_to(path).as_posix()}"] = sha256_file(file)
-        else:
-            sums[name] = sha256_file(path)
-    return sums
-
-
-def parse_pod_report(text: str) -> tuple[str | None, dict[str, str]]:
-    """receive.sh / state.sh output: the trainer's state and upload.ok's sha256 lines."""
-    state, sums = None, {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("trainer="):
-            state = line.partition("=")[2]
-            continue
-        digest, _, name = line.partition("  ")
-        if len(digest) == 64 and name:
-            sums[name] = digest
-    return state, sums
 
 
 def _stage_links(staging: Path, inputs: Mapping[str, Path]) -> None:
@@ -63,7 +37,7 @@ def _stage_links(staging: Path, inputs: Mapping[str, Path]) -> None:
 
 def _read_state(conn: Connection, pod: Pod) -> str:
     r = pod.remote
-    return check(conn.run_script("state.sh", r["work_dir"] + "/run", r["input_dir"], timeout=120),
+    return check(conn.run_script("state.sh", pod.run_dir, r["input_dir"], timeout=120),
                  "read the pod's state", conn).text
 
 
@@ -71,13 +45,13 @@ def _upload_once(ctx: RunContext, pod: Pod, conn: Connection, inputs: Mapping[st
                  mode: str) -> str:
     """One transfer; returns how it ended: "uploaded", "kept" (a trainer has these inputs) or "stale"."""
     r = pod.remote
-    result = conn.send_tree(ctx.paths.upload_staging, list(inputs), r["input_dir"], r["work_dir"] + "/run", mode)
+    result = conn.send_tree(ctx.paths.upload_staging, list(inputs), r["input_dir"], pod.run_dir, mode)
     check(result, "upload", conn)
     text = result.text
     if "trainer=" not in text:  # the gateway sometimes swallows stdout: read the proof again, don't hang
         log.warning("upload: no report from the pod on stdout; reading its state again")
         text = _read_state(conn, pod)
-    state, remote_sums = parse_pod_report(text)
+    state, remote_sums = manifest.parse(text)
     bad = sorted(n for n in local if remote_sums.get(n) != local[n])
     if state not in (None, "none") and mode == "keep":
         if not bad:
@@ -97,12 +71,12 @@ def upload(ctx: RunContext) -> list[str] | None:
     if live is None:
         return None
     pod, conn = live
-    inputs = trainconfig.upload_inputs(ctx.settings, ctx.paths)
+    inputs = manifest.inputs(ctx.settings, ctx.paths)
     for name, path in inputs.items():
         if not path.exists():
             raise TransportError(f"upload: input {path} ({name}) does not exist; run the stage that makes it")
     _stage_links(ctx.paths.upload_staging, inputs)
-    local = local_checksums(inputs)  # once: the dataset may be GBs
+    local = manifest.checksums(inputs)  # once: the dataset may be GBs
     policy = Policy(attempts=UPLOAD_ATTEMPTS, delay=ctx.settings.ssh.reconnect_delay_s, factor=1.0)
     mode = "keep"
     try:
@@ -116,9 +90,7 @@ def upload(ctx: RunContext) -> list[str] | None:
     finally:
         conn.close()
         shutil.rmtree(ctx.paths.upload_staging, ignore_errors=True)
-    lines = [f"{local[n]}  {n}" for n in sorted(local)]
-    with atomic_writer(ctx.paths.upload_ok, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+    lines = manifest.write(ctx.paths.upload_ok, local)
     log.info("Upload verified on pod %s: %d files (%s); %s", pod.pod_id, len(lines), outcome,
-             trainconfig.config_line(lines))
+             manifest.config_line(lines))
     return lines

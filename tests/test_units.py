@@ -327,7 +327,7 @@ def test_direct_users_are_probed_in_turn_and_the_gateway_is_last():
         return 0, _token(command), ""
 
     reached = _prober(answer, log).reach(found, "pod")
-    assert reached.mode == "direct" and reached.endpoint.user == "unsloth"
+    assert reached.mode == "direct-ssh" and reached.endpoint.user == "unsloth"
 
 
 def test_refused_logins_fail_quickly_and_quote_the_answer():

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tasks.paths import RunPaths
+from tasks.runstate import RunState
+from tasks.settings import Settings
+
 if TYPE_CHECKING:
-    from tasks.context import RunContext
     from tasks.providers.base import Provider
 
 
-def get(ctx: "RunContext") -> "Provider":
+def get(settings: Settings, paths: RunPaths, run: RunState) -> "Provider":
     """The configured provider; imported lazily so `doit list` never loads requests or sh."""
-    if ctx.settings.project.provider == "runpod":
+    if settings.project.provider == "runpod":
         from tasks.providers.runpod import RunpodProvider
 
-        return RunpodProvider(ctx)
+        return RunpodProvider(settings, paths, run)
     from tasks.providers.local import LocalProvider
 
-    return LocalProvider(ctx)
+    return LocalProvider(settings, paths, run)

@@ -24,7 +24,7 @@ class Pod:
     host_id: str | None = None
     network_volume_id: str | None = None
     data_center: str | None = None
-    connection_mode: str | None = None  # direct | gateway-exec | gateway-pty | local
+    connection_mode: str | None = None  # a tasks.modes.ConnectionMode value
     transport_notes: list[str] = field(default_factory=list)  # what the first contact found out
     connection_source: str | None = None  # api | connection.json
     ssh_user: str | None = None
@@ -35,6 +35,15 @@ class Pod:
     terminated: bool = False
     terminated_at: str | None = None
     terminate_error: str | None = None
+
+    @property
+    def run_dir(self) -> str:
+        """Where the pod-side scripts keep the training's log, pid, exit code and packed adapter."""
+        return self.remote["work_dir"] + "/run"
+
+    def mark_terminated(self, at: str) -> None:
+        """Gone, verified: the first time it was seen gone stays the time it was gone."""
+        self.terminated, self.terminated_at, self.terminate_error = True, self.terminated_at or at, None
 
     def save(self, path: Path) -> None:
         write_json(path, dataclasses.asdict(self))

@@ -12,8 +12,12 @@ import shutil
 import signal
 import sys
 
+from tasks.modes import ConnectionMode
+from tasks.paths import RunPaths
 from tasks.providers.base import Pod
 from tasks.record import now
+from tasks.runstate import RunState
+from tasks.settings import Settings
 from tasks.transport import Connection, LocalConnection
 
 
@@ -21,9 +25,9 @@ class LocalProvider:
     name = "local"
     rents_pods = False  # whether a crashed run can leave something billing
 
-    def __init__(self, ctx) -> None:
-        self.ctx = ctx
-        self.root = ctx.paths.local_pod_root
+    def __init__(self, settings: Settings, paths: RunPaths, run: RunState) -> None:
+        self.paths, self.run = paths, run
+        self.root = paths.local_pod_root
 
     def create(self) -> Pod:
         if self.root.exists():
@@ -34,20 +38,20 @@ class LocalProvider:
             "output_dir": str(self.root / "output" / "adapter"),
             "work_dir": str(self.root / "workspace" / "fullcycle"),
             "python": sys.executable,
-            "hf_home": os.environ.get("HF_HOME", str(self.ctx.paths.cache_dir / "hf-home")),
-            "venv_dir": str(self.ctx.paths.cache_dir / "pod-venv"),
+            "hf_home": os.environ.get("HF_HOME", str(self.paths.cache_dir / "hf-home")),
+            "venv_dir": str(self.paths.cache_dir / "pod-venv"),
         }
-        return Pod(provider=self.name, pod_id=f"local-{self.ctx.paths.date}-{secrets.token_hex(3)}",
-                   name=f"local-{self.ctx.paths.date}", created_at=now(), remote=remote, gpu="local",
+        return Pod(provider=self.name, pod_id=f"local-{self.paths.date}-{secrets.token_hex(3)}",
+                   name=f"local-{self.paths.date}", created_at=now(), remote=remote, gpu="local",
                    cost_per_hr=0.0)
 
     def wait_ready(self, pod: Pod) -> Pod:
-        pod.connection_mode = "local"
+        pod.connection_mode = ConnectionMode.LOCAL
         pod.ready_at = now()
         return pod
 
     def connect(self, pod: Pod) -> Connection:
-        return LocalConnection(cwd=self.root, counter=self.ctx.run)
+        return LocalConnection(cwd=self.root, counter=self.run)
 
     def is_alive(self, pod: Pod) -> bool:
         return not pod.terminated and self.root.is_dir()

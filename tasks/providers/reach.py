@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.errors import ProviderError
+from tasks.modes import ConnectionMode, parse
 from tasks.pty_transport import refuses_exec
 from tasks.retry import Deadline
 from tasks.transport import PtyConnection, Result, SshConnection
 
 log = logging.getLogger("fullcycle")
 
-MODES = {"direct-ssh": "direct", "direct": "direct", "gateway-exec": "gateway-exec", "gateway": "gateway-exec",
-         "gateway-pty": "gateway-pty"}
 TRANSIENT = re.compile(r"connection (refused|timed out|reset|closed)|no route to host|kex_exchange_identification|"
                        r"broken pipe|network is unreachable|operation timed out|timed out", re.IGNORECASE)
 DENIED = re.compile(r"permission denied|authentication failed|too many authentication failures", re.IGNORECASE)
@@ -41,7 +40,11 @@ class Endpoint:
     user: str
     host: str
     port: int
-    forced_mode: str | None = None  # connection.json may force one mode
+    forced_mode: ConnectionMode | None = None  # connection.json may force one mode
+
+    @property
+    def exec_mode(self) -> ConnectionMode:
+        return ConnectionMode.DIRECT if self.kind == "direct" else ConnectionMode.GATEWAY_EXEC
     last: str = ""
     denied: int = 0
 
@@ -51,7 +54,7 @@ class Endpoint:
 
 @dataclass
 class Reached:
-    mode: str
+    mode: ConnectionMode
     endpoint: Endpoint
     notes: list[str] = field(default_factory=list)
 
@@ -85,7 +88,7 @@ class Prober:
         finally:
             conn.close()
         if self._answered(result):
-            return Reached("gateway-pty", ep)
+            return Reached(ConnectionMode.GATEWAY_PTY, ep)
         ep.last = f"PTY shell: {said(result)}"
         return None
 
@@ -93,18 +96,17 @@ class Prober:
         result = self.make_exec(ep).run(self.command, timeout=self.timeout_s)
         ep.last = said(result)
         if self._answered(result):
-            return Reached("direct" if ep.kind == "direct" else "gateway-exec", ep)
+            return Reached(ep.exec_mode, ep)
         if refuses_exec(result.stdout + result.stderr.encode()):
             log.info("%s answered %r: switching to the PTY transport", ep.describe(), ep.last)
-            ep.forced_mode = "gateway-pty"  # a permanent answer: exec is never tried there again
+            ep.forced_mode = ConnectionMode.GATEWAY_PTY  # a permanent answer: exec is never tried there again
             return self._try_pty(ep)
         if result.exit_code == 0:  # it ran, but what it printed never came back: ask once more
             again = self.make_exec(ep).run(self.command, timeout=self.timeout_s)
             if self._answered(again):
-                return Reached("direct" if ep.kind == "direct" else "gateway-exec", ep,
-                               ["stdout lost once at the first contact"])
+                return Reached(ep.exec_mode, ep, ["stdout lost once at the first contact"])
             if again.exit_code == 0:
-                return Reached("direct" if ep.kind == "direct" else "gateway-exec", ep,
+                return Reached(ep.exec_mode, ep,
                                ["stdout-unreliable: commands run, their output does not always come back; "
                                 "every answer that matters is re-read from a file on the pod"])
             ep.last = said(again)
@@ -119,7 +121,7 @@ class Prober:
             for ep in endpoints:
                 if ep.denied >= DENIALS_BEFORE_GIVING_UP:
                     continue
-                reached = self._try_pty(ep) if ep.forced_mode == "gateway-pty" else self._try_exec(ep)
+                reached = self._try_pty(ep) if ep.forced_mode is ConnectionMode.GATEWAY_PTY else self._try_exec(ep)
                 if reached:
                     return reached
             live = [ep for ep in endpoints if ep.denied < DENIALS_BEFORE_GIVING_UP]
@@ -137,8 +139,8 @@ def endpoints(info: Any, override: dict[str, Any] | None, gateway_host: str, gat
               direct_users: tuple[str, ...]) -> list[Endpoint]:
     """Direct first (API user, else root, then the image's users), the gateway last."""
     if override:
-        forced = MODES.get(override.get("connection_mode") or "")
-        kind = "gateway" if (forced or "").startswith("gateway") or override["ssh_host"] == gateway_host else "direct"
+        forced = parse(override["connection_mode"]) if override.get("connection_mode") else None
+        kind = "gateway" if (forced and forced.is_gateway) or override["ssh_host"] == gateway_host else "direct"
         return [Endpoint(kind, override["ssh_user"], override["ssh_host"], override["ssh_port"], forced)]
     found = []
     if info.public_ip and info.ssh_port:
@@ -149,8 +151,8 @@ def endpoints(info: Any, override: dict[str, Any] | None, gateway_host: str, gat
     return found
 
 
-def connection(mode: str, **fields: Any) -> SshConnection:
+def connection(mode: ConnectionMode, **fields: Any) -> SshConnection:
     """The connection class for a recorded mode."""
-    if mode == "gateway-pty":
+    if mode is ConnectionMode.GATEWAY_PTY:
         return PtyConnection(**fields, mode=mode)
     return SshConnection(**fields, mode=mode)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import NoCapacityError, ProviderError
+from tasks import modes
 from tasks.files import read_json
 from tasks.providers import reach
 from tasks.providers.base import Pod
@@ -28,7 +29,10 @@ from tasks.providers.runpod_api import (
     client,
     with_retries,
 )
+from tasks.paths import RunPaths
 from tasks.record import now
+from tasks.runstate import RunState
+from tasks.settings import Settings
 from tasks.retry import Deadline
 from tasks.transport import SshConnection, script_command
 
@@ -56,9 +60,12 @@ def read_connection_file(path: Path) -> dict[str, Any] | None:
         if not isinstance(data.get(name), str) or not data[name].strip():
             raise ConnectionFileError(f"{path}: field {name!r} is missing or not a non-empty string")
     mode = data.get("connection_mode")
-    if mode is not None and mode not in reach.MODES:
-        raise ConnectionFileError(f"{path}: field 'connection_mode' must be one of direct-ssh, gateway-exec, "
-                                  f"gateway-pty (or absent to detect it), got {mode!r}")
+    if mode is not None:
+        try:
+            modes.parse(mode)
+        except (ValueError, TypeError):
+            raise ConnectionFileError(f"{path}: field 'connection_mode' must be one of {modes.CHOICES} "
+                                      f"(or absent to detect it), got {mode!r}") from None
     port = data.get("ssh_port", 22)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ConnectionFileError(f"{path}: field 'ssh_port' must be an integer port, got {port!r}")
@@ -72,9 +79,9 @@ class RunpodProvider:
     name = "runpod"
     rents_pods = True  # whether a crashed run can leave something billing
 
-    def __init__(self, ctx) -> None:
-        self.ctx = ctx
-        self.s = ctx.settings.runpod
+    def __init__(self, settings: Settings, paths: RunPaths, run: RunState) -> None:
+        self.settings, self.paths, self.run = settings, paths, run
+        self.s = settings.runpod
         self._api = None
         self.data_center: str | None = None
 
@@ -84,7 +91,7 @@ class RunpodProvider:
     @property
     def api(self):
         if self._api is None:
-            self._api = client(self.s.api, self.ctx.settings.api_key)
+            self._api = client(self.s.api, self.settings.api_key)
         return self._api
 
     # ------------------------------------------------------------------ create
@@ -98,7 +105,7 @@ class RunpodProvider:
 
     def _request(self, gpu: str, cloud: str, public_key: str) -> CreateRequest:
         return CreateRequest(
-            name=f"{self.s.name_prefix}-{self.ctx.paths.date}", gpu_type=gpu, cloud_type=cloud,
+            name=f"{self.s.name_prefix}-{self.paths.date}", gpu_type=gpu, cloud_type=cloud,
             gpu_count=self.s.gpu_count, template_id=self.s.template_id, image_name=self.s.image_name,
             min_vcpu_count=self.s.min_vcpu_count, min_memory_gb=self.s.min_memory_gb, volume_gb=self.s.volume_gb,
             container_disk_gb=self.s.container_disk_gb, public_key=public_key,
@@ -117,7 +124,7 @@ class RunpodProvider:
         self._retry(self.api.check_key, "RunPod API key check")  # a bad key stops here, before renting
         self.data_center = self._volume_data_center()
         tried = []
-        verdict = read_json(self.ctx.paths.model_check_file) or {}
+        verdict = read_json(self.paths.model_check_file) or {}
         for gpu in verdict.get("gpu_types") or self.s.gpu_types:  # only those the model fits
             for cloud in self.s.cloud_types:
                 req = self._request(gpu, cloud, public_key)
@@ -161,7 +168,7 @@ class RunpodProvider:
             raise
 
     def _remote(self) -> dict[str, str]:
-        r = self.ctx.settings.remote
+        r = self.settings.remote
         return {"input_dir": r.input_dir, "output_dir": r.output_dir, "work_dir": r.work_dir,
                 "python": r.python, "hf_home": r.hf_home, "venv_dir": r.venv_dir}
 
@@ -181,15 +188,15 @@ class RunpodProvider:
 
     def wait_ready(self, pod: Pod) -> Pod:
         info = self._wait_running(pod, Deadline(self.s.ready_timeout_s))
-        override = read_connection_file(self.ctx.paths.connection_file)
+        override = read_connection_file(self.paths.connection_file)
         key = override["ssh_key_path"] if override else str(self._key_path())
         candidates = reach.endpoints(info, override, self.s.gateway_host, self.s.gateway_port, self.s.direct_users)
         log.info("Reaching pod %s: %s (from %s)", pod.pod_id, ", ".join(e.describe() for e in candidates),
                  "connection.json" if override else "the API")
-        ssh = self.ctx.settings.ssh
+        ssh = self.settings.ssh
         prober = reach.Prober(
-            make_exec=lambda ep: self._conn(ep.user, ep.host, ep.port, key, "direct" if ep.kind == "direct" else "gateway-exec"),
-            make_pty=lambda ep: self._conn(ep.user, ep.host, ep.port, key, "gateway-pty"),
+            make_exec=lambda ep: self._conn(ep.user, ep.host, ep.port, key, ep.exec_mode),
+            make_pty=lambda ep: self._conn(ep.user, ep.host, ep.port, key, modes.ConnectionMode.GATEWAY_PTY),
             probe_command=self._watchdog_command(pod), deadline_s=ssh.probe_timeout_s,
             pause_s=min(self.s.poll_interval_s, 2.0), timeout_s=ssh.connect_timeout_s + 10)
         reached = prober.reach(candidates, pod.pod_id)
@@ -198,7 +205,7 @@ class RunpodProvider:
         pod.ssh_key_path, pod.connection_source = key, "connection.json" if override else "api"
         pod.transport_notes = reached.notes
         pod.host_id = info.host_id or pod.host_id
-        if reached.mode.startswith("gateway"):
+        if reached.mode.is_gateway:
             log.info("Switched to gateway SSH mode (%s): %s@%s", reached.mode, ep.user, ep.host)
         for note in reached.notes:
             log.warning("Connection to pod %s: %s", pod.pod_id, note)
@@ -217,15 +224,15 @@ class RunpodProvider:
                               command.replace("{pod_id}", shlex.quote(pod.pod_id)))
 
     def _conn(self, user: str, host: str, port: int, key: str, mode: str) -> SshConnection:
-        ssh = self.ctx.settings.ssh
+        ssh = self.settings.ssh
         return reach.connection(mode, user=user, host=host, port=port, key_path=key,
-                                known_hosts=self.ctx.paths.known_hosts_file, connect_timeout_s=ssh.connect_timeout_s,
+                                known_hosts=self.paths.known_hosts_file, connect_timeout_s=ssh.connect_timeout_s,
                                 server_alive_interval_s=ssh.server_alive_interval_s,
-                                server_alive_count_max=ssh.server_alive_count_max, counter=self.ctx.run)
+                                server_alive_count_max=ssh.server_alive_count_max, counter=self.run)
 
     def connect(self, pod: Pod) -> SshConnection:
         return self._conn(pod.ssh_user or "root", pod.ssh_host or "", pod.ssh_port or 22, pod.ssh_key_path or "",
-                          reach.MODES.get(pod.connection_mode or "", "direct"))
+                          modes.parse(pod.connection_mode or modes.ConnectionMode.DIRECT))
 
     # ------------------------------------------------------------------ liveness, listing, terminate
 

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import requests
 
@@ -135,6 +135,34 @@ GET = f"query Pod($input: PodFilter!) {{ pod(input: $input) {{ {_POD_FIELDS} }} 
 TERMINATE = "mutation Terminate($input: PodTerminateInput!) { podTerminate(input: $input) }"
 LIST = "query Pods { myself { id pods { id name desiredStatus costPerHr runtime { uptimeInSeconds } } } }"
 VOLUMES = "query Volumes { myself { networkVolumes { id name dataCenterId } } }"
+
+
+class PodApi(Protocol):
+    """What the provider asks of RunPod, whichever API generation answers it."""
+
+    name: str
+
+    @property
+    def calls(self) -> int:
+        """HTTP requests sent so far (the summary and the benchmarks count them)."""
+
+    def check_key(self) -> None:
+        """Fail (ApiError) before anything is rented when the key is missing or refused."""
+
+    def create(self, req: CreateRequest) -> PodInfo:
+        """Rent one pod of `req`'s GPU and cloud type; NoCapacityError when none is free."""
+
+    def get(self, pod_id: str) -> PodInfo | None:
+        """The pod as the API sees it now; None when it no longer exists."""
+
+    def terminate(self, pod_id: str) -> None:
+        """End the pod; idempotent (an unknown pod is already gone)."""
+
+    def list(self) -> list[PodInfo]:
+        """Every pod on the account."""
+
+    def volume_data_center(self, volume_id: str) -> str | None:
+        """The data center a network volume lives in (None when the account has no such volume)."""
 
 
 class GraphqlApi:
@@ -342,7 +370,7 @@ def is_public(host: str) -> bool:
     return address.is_loopback or address.is_global
 
 
-def client(backend: str, api_key: str | None) -> GraphqlApi | RestApi:
+def client(backend: str, api_key: str | None) -> PodApi:
     if not api_key:
         raise ApiError("RUNPOD_API_KEY is not set: export your RunPod API key before `doit full_cycle` "
                        "(nothing was rented)")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
+import hmac
 import html
 import ipaddress
 import os
@@ -47,10 +49,11 @@ REFRESH = 1.0  # the state is rebuilt (~2 ms) at least this often even when no f
 KEEPALIVE = 15.0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Session:
-    csrf: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24))
-    authed: bool = False
+    sid: str
+    csrf: str
+    authed: bool
 
 
 def is_loopback(host: str) -> bool:
@@ -63,24 +66,43 @@ def is_loopback(host: str) -> bool:
 
 
 class Guard:
-    """Sessions, the access token and the checks every request passes."""
+    """Sessions, the access token and the checks every request passes.
+
+    A session is a signed cookie (`<id>.<authed>.<signature>`, keyed by a secret this process draws
+    at start): the server keeps nothing per visitor, so no number of requests can grow its memory,
+    and a restarted server simply asks the page to reload. The page's CSRF token is derived from the
+    session id with the same key."""
 
     def __init__(self, host: str, port: int, token: str | None) -> None:
         self.loopback = is_loopback(host)
         self.token = token
         self.hosts = {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]", host)}
-        self.sessions: dict[str, Session] = {}
+        self.key = secrets.token_bytes(32)
 
     def host_ok(self, request: Request) -> bool:
         return not self.loopback or request.headers.get("host", "") in self.hosts
 
-    def session(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(COOKIE, ""))
+    def _sign(self, text: str) -> str:
+        return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()
 
-    def new_session(self) -> tuple[str, Session]:
-        sid, session = secrets.token_urlsafe(24), Session(authed=self.token is None)
-        self.sessions[sid] = session
-        return sid, session
+    def _open(self, sid: str, authed: bool) -> Session:
+        return Session(sid=sid, csrf=self._sign("csrf:" + sid), authed=authed or self.token is None)
+
+    def session(self, request: Request) -> Session | None:
+        """The request's session when its cookie carries our signature, else None."""
+        sid, _, rest = request.cookies.get(COOKIE, "").partition(".")
+        authed, _, signature = rest.partition(".")
+        if not sid or authed not in ("0", "1"):
+            return None
+        if not hmac.compare_digest(signature, self._sign(f"{sid}.{authed}")):
+            return None
+        return self._open(sid, authed == "1")
+
+    def new_session(self, sid: str | None = None, authed: bool = False) -> tuple[str, Session]:
+        """A cookie value and its session (`sid` kept when a login upgrades the session)."""
+        sid = sid or secrets.token_urlsafe(18)
+        value = f"{sid}.{int(authed)}"
+        return f"{value}.{self._sign(value)}", self._open(sid, authed)
 
     def refusal(self, request: Request, changes_state: bool) -> Response | None:
         """Why this request may not go on (a response saying so), or None when it may."""
@@ -126,9 +148,9 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
     async def index(request: Request) -> Response:
         if not guard.host_ok(request):
             return _json({"error": "unknown Host header"}, 421)
-        session, sid = guard.session(request), None
+        session, cookie = guard.session(request), None
         if session is None:
-            sid, session = guard.new_session()
+            cookie, session = guard.new_session()
         page = "index.html" if session.authed else "login.html"
         text = pages[page]
         for key, value in {"csrf": session.csrf, "today": today(), "provider": settings.project.provider,
@@ -136,8 +158,8 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
             text = text.replace("{{" + key + "}}", html.escape(value))
         response = HTMLResponse(text, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                                "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"})
-        if sid:
-            response.set_cookie(COOKIE, sid, httponly=True, samesite="strict")
+        if cookie:
+            response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict")
         return response
 
     async def login(request: Request) -> Response:
@@ -148,8 +170,10 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
             return _json({"error": "refused: not from this page"}, 403)
         given = str((await body(request)).get("token", ""))
         if guard.token and secrets.compare_digest(given.encode(), guard.token.encode()):
-            session.authed = True
-            return _json({"ok": True})
+            cookie, _ = guard.new_session(session.sid, authed=True)
+            response = _json({"ok": True})
+            response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict")
+            return response
         await asyncio.sleep(1.0)  # guessing stays slow
         return _json({"error": "wrong access token (it was printed where `doit serve` was started)"}, 403)
 

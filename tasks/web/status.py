@@ -7,56 +7,24 @@ shows exactly like one started from the page, because both are only files and a 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-from tasks import lock, record
+from tasks import dates, lock, record
+from tasks.dates import BadDate  # noqa: F401  (the page's routes catch it)
 from tasks.files import read_json
 from tasks.logs import redact
 from tasks.paths import RunPaths, run_folders, run_paths
 from tasks.settings import Settings
-from tasks.stages import FULL_CYCLE
+from tasks.catalog import BY_NAME, SHOWN
 
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# Stages doit runs without recording them (they have no outcome of their own to show).
-UNRECORDED = {"check_stale_pods", "summarize"}
-SHOWN = tuple(s for s in FULL_CYCLE if s not in UNRECORDED)
-# One line each, for someone who never read the README.
-HELP = {
-    "check_model": "is the base model there, and does it fit the GPU?",
-    "build_dataset": "gather today's data",
-    "clean_dataset": "drop broken and duplicate lines",
-    "write_config": "the training settings",
-    "build_tiny_model": "only for the built-in tiny model",
-    "create_pod": "rent the GPU machine",
-    "upload": "send data and config, verified",
-    "train": "LoRA training on the pod",
-    "download_adapter": "bring the adapter home",
-    "terminate_pod": "end the pod: billing stops",
-    "extract_adapter": "verify and unpack the adapter",
-    "post_gguf": "adapter for llama.cpp / Ollama",
-    "post_modelfile": "Ollama Modelfile",
-    "post_latest": "point 'latest' at this date",
-    "post_commands": "your own post-steps",
-}
-
-
-class BadDate(ValueError):
-    pass
+HELP = {name: BY_NAME[name].help for name in SHOWN}
 
 
 def valid_date(text: str) -> str:
-    """A run date from the page: YYYY-MM-DD and a real day, else refused (it names files)."""
-    if not DATE.match(text or ""):
-        raise BadDate(f"date {text!r} is not YYYY-MM-DD")
-    try:
-        dt.date.fromisoformat(text)
-    except ValueError:
-        raise BadDate(f"date {text!r} is not a real day") from None
-    return text
+    """A run date from the page, checked as the settings check one (tasks/dates.py)."""
+    return dates.parse(text)
 
 
 def paths_for(settings: Settings, date: str) -> RunPaths:

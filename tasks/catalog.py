@@ -1,0 +1,64 @@
+"""The stages of `doit full_cycle`, in order, each with its help: the one list every reader uses.
+
+dodo.py takes each task's doc from here, the record knows which stages an adapter needs, the web
+page shows the same rows with the same words, and run_remote_training() runs the remote part.
+A leaf module: it imports nothing, so anything may read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    doc: str  # `doit list`'s line
+    help: str = ""  # the page's plain words for someone who never read the README
+    recorded: bool = True  # has an outcome of its own in stages.json (and a row on the page)
+    needed: bool = False  # must have succeeded for the date to have a verified adapter
+    remote: bool = False  # part of run_remote_training() (seed §3): the caller prepared the rest
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("check_stale_pods", "Before a run: report (or end, per [runpod] reap) pods a crashed run left",
+          recorded=False),
+    Stage("check_model", "Ask the model hub whether the base model exists and fits the GPUs; refuse before renting",
+          "is the base model there, and does it fit the GPU?"),
+    Stage("build_dataset", "Build today's raw JSONL with the configured builder", "gather today's data", needed=True),
+    Stage("clean_dataset", "Stream-clean the raw JSONL to {instruction,input,output}, deduped, reasons counted",
+          "drop broken and duplicate lines", needed=True),
+    Stage("write_config", "Write and validate the training config.json", "the training settings", needed=True),
+    Stage("build_tiny_model", "Build the tiny local base model (only when base_model = 'tiny'); cached",
+          "only for the built-in tiny model"),
+    Stage("create_pod", "Rent a pod (or resume the live one this date has) and wait until it answers",
+          "rent the GPU machine", needed=True, remote=True),
+    Stage("upload", "Upload dataset, config and trainer; verify sha256 on the pod (never under a running trainer)",
+          "send data and config, verified", needed=True, remote=True),
+    Stage("train", "Train on the pod (detached, log followed live, re-attaches after drops and crashes)",
+          "LoRA training on the pod", needed=True, remote=True),
+    Stage("download_adapter", "Stream the packed adapter into adapter_base64.txt (resumable)",
+          "bring the adapter home", needed=True, remote=True),
+    Stage("terminate_pod", "Terminate the pod and verify it is gone (idempotent), right after the download",
+          "end the pod: billing stops", needed=True, remote=True),
+    Stage("extract_adapter", "Verify and safely unpack the adapter into out/adapters/<DATE>/adapter/",
+          "verify and unpack the adapter", needed=True, remote=True),
+    Stage("post_gguf", "Convert the adapter to a GGUF LoRA (adapter.gguf) and validate it",
+          "adapter for llama.cpp / Ollama"),
+    Stage("post_modelfile", "Write the Ollama Modelfile (and `ollama create` when ollama is installed)",
+          "Ollama Modelfile"),
+    Stage("post_latest", "Point out/adapters/latest at the newest successful date", "point 'latest' at this date"),
+    Stage("post_commands", "Run the user's [post] commands in order", "your own post-steps"),
+    Stage("summarize", "Write the final run-summary.json (every attempt, totals, the truth)", recorded=False,
+          remote=True),
+)
+
+BY_NAME = {s.name: s for s in STAGES}
+FULL_CYCLE = tuple(s.name for s in STAGES)  # `doit full_cycle`'s order
+SHOWN = tuple(s.name for s in STAGES if s.recorded)  # the page's rows
+NEEDED = tuple(s.name for s in STAGES if s.needed)  # an adapter is verified only when these are ok
+REMOTE = [s.name for s in STAGES if s.remote]  # run_remote_training()'s stages, in order
+
+
+def doc(name: str) -> str:
+    return BY_NAME[name].doc
