@@ -14,9 +14,9 @@ import sys
 from doit import get_var
 from doit.tools import config_changed
 
-from tasks import catalog, stages
+from tasks import catalog, commands, stages, uptodate
 from tasks.context import RunContext
-from tasks.runner import Reporter, doit_action, teardown_action
+from tasks.doit_adapter import Reporter, doit_action, teardown_action
 from tasks.settings import SettingsError
 
 
@@ -55,7 +55,7 @@ DOIT_CONFIG = {
 
 
 def _stage(name, body, **graph):
-    """A stage's dict: its action records the stage and its outcome (tasks/runner.py)."""
+    """A stage's dict: its action records the stage and its outcome (tasks/recorder.py)."""
     return {"basename": name, "doc": catalog.doc(name), "actions": [doit_action(CTX, name, body)],
             "params": [DATE_PARAM], "verbosity": 2, **graph}
 
@@ -86,8 +86,8 @@ TERMINATE = [teardown_action(CTX, stages.lazy("tasks.pod", "ensure_terminated"))
 
 def task_check_stale_pods():
     return {"basename": "check_stale_pods", "doc": catalog.doc("check_stale_pods"),
-            "actions": [(stages.reap, [CTX, CTX.settings.runpod.reap == "terminate"])], "params": [DATE_PARAM],
-            "verbosity": 2, "uptodate": [stages.no_pods_to_watch(CTX)]}
+            "actions": [(commands.reap, [CTX, CTX.settings.runpod.reap == "terminate"])], "params": [DATE_PARAM],
+            "verbosity": 2, "uptodate": [uptodate.no_pods_to_watch(CTX)]}
 
 
 def task_check_model():
@@ -124,25 +124,25 @@ def task_build_tiny_model():
 
 def task_create_pod():
     return _stage("create_pod", stages.lazy("tasks.pod", "create_pod"),
-                  file_dep=_uploads(), targets=[str(P.pod_file)], uptodate=[stages.pod_in_use(CTX)],
+                  file_dep=_uploads(), targets=[str(P.pod_file)], uptodate=[uptodate.pod_in_use(CTX)],
                   teardown=TERMINATE)
 
 
 def task_upload():
     return _stage("upload", stages.lazy("tasks.upload", "upload"),
                   file_dep=_uploads(), task_dep=["create_pod"], targets=[str(P.upload_ok)],
-                  uptodate=[stages.SamePod(CTX)], teardown=TERMINATE)
+                  uptodate=[uptodate.SamePod(CTX)], teardown=TERMINATE)
 
 
 def task_train():
     return _stage("train", stages.lazy("tasks.train", "train"),
-                  file_dep=[str(P.upload_ok)], targets=[str(P.train_file)], uptodate=[stages.SamePod(CTX)],
+                  file_dep=[str(P.upload_ok)], targets=[str(P.train_file)], uptodate=[uptodate.SamePod(CTX)],
                   teardown=TERMINATE)
 
 
 def task_download_adapter():
     return _stage("download_adapter", stages.lazy("tasks.fetch", "download"),
-                  file_dep=[str(P.train_file)], targets=[str(P.adapter_b64)], uptodate=[stages.SamePod(CTX)],
+                  file_dep=[str(P.train_file)], targets=[str(P.adapter_b64)], uptodate=[uptodate.SamePod(CTX)],
                   teardown=TERMINATE)
 
 
@@ -150,7 +150,7 @@ def task_terminate_pod():
     # No dependency on purpose: `doit terminate_pod` is the advice when a teardown failed, and it
     # must end the pod and do nothing else. full_cycle orders it right after the download.
     return _stage("terminate_pod", stages.lazy("tasks.pod", "terminate_pod"),
-                  uptodate=[stages.pod_terminated(CTX)])
+                  uptodate=[uptodate.pod_terminated(CTX)])
 
 
 def task_extract_adapter():
@@ -174,7 +174,7 @@ def task_post_modelfile():
 
 def task_post_latest():
     return _stage("post_latest", stages.lazy("tasks.poststeps", "update_latest"),
-                  task_dep=["extract_adapter"], uptodate=[stages.latest_is_current(CTX)])
+                  task_dep=["extract_adapter"], uptodate=[uptodate.latest_is_current(CTX)])
 
 
 def task_post_commands():
@@ -191,22 +191,22 @@ def task_summarize():
 def task_full_cycle():
     return {"basename": "full_cycle", "doc": "Run every stage in order: dataset → pod → train → adapter → summary",
             "task_dep": list(catalog.FULL_CYCLE),
-            "actions": [(stages.full_cycle_result, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
+            "actions": [(commands.full_cycle_result, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
 
 
 def task_reap_pods():
     return {"basename": "reap_pods", "doc": "Terminate this project's pods that no live run owns or that outlived max_runtime_h",
-            "actions": [(stages.reap, [CTX, True])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
+            "actions": [(commands.reap, [CTX, True])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
 
 
 def task_report():
     return {"basename": "report", "doc": "Print the run history (attempts, loss, minutes, cost) and draw loss.png per run",
-            "actions": [(stages.report, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
+            "actions": [(commands.report, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
 
 
 def task_serve():
     return {"basename": "serve", "doc": "Open the local web page: Run Full Cycle Now, live stages and log, history, pods",
-            "actions": [(stages.serve, [CTX, os.path.abspath(__file__)])], "verbosity": 2, "uptodate": [False],
+            "actions": [(commands.serve, [CTX, os.path.abspath(__file__)])], "verbosity": 2, "uptodate": [False],
             "params": [DATE_PARAM,
                        {"name": "host", "long": "host", "default": "127.0.0.1",
                         "help": "address to bind (anything but loopback asks the page for an access token)"},

@@ -43,7 +43,7 @@ def run_remote_training(opts: Mapping[str, Any], ctx: RunContext | None = None) 
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from tasks import record, runner
+    from tasks import record, recorder
     from tasks.files import read_json
 
     run = context_for(opts, ctx)
@@ -51,7 +51,7 @@ def run_remote_training(opts: Mapping[str, Any], ctx: RunContext | None = None) 
     try:
         DoitMain(ModuleTaskLoader(namespace), config_filenames=()).run(list(catalog.REMOTE))
     finally:
-        runner.close_attempt(run)
+        recorder.close_attempt(run)
     summary = record.write(run.paths, run.provider_name, run.samples_used)
     pod = read_json(run.paths.pod_file) or {}
     return {

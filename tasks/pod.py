@@ -146,7 +146,7 @@ def ensure_terminated(ctx: RunContext) -> None:
     """The forced cleanup: doit runs it after all tasks, also after a failure or Ctrl-C."""
     if is_terminated(ctx):
         return
-    from tasks.runner import stage
+    from tasks.recorder import stage
 
     with stage(ctx, "terminate_pod"):
         terminate_pod(ctx)

@@ -1,5 +1,6 @@
-"""The small stage bodies (dataset, config, tiny model, summary) and the up-to-date checks that
-dodo.py's stage graph uses. The graph itself lives in dodo.py, where a reader looks for it.
+"""The small stage bodies (dataset, config, model check, tiny model, summary). The graph itself
+lives in dodo.py, where a reader looks for it; its up-to-date rules in tasks/uptodate.py, the
+commands that are not stages (report, reap, serve) in tasks/commands.py.
 
 Only light modules are imported here: dodo.py imports this for `doit list`. Each body imports what
 it needs when it runs.
@@ -35,73 +36,6 @@ def lazy(module: str, name: str) -> Callable[[RunContext], Any]:
 
     body.__name__ = name
     return body
-
-
-# --------------------------------------------------------------------------- up-to-date checks
-
-
-class SamePod:
-    """Up to date only if the stage last succeeded against the pod now recorded in pod.json.
-
-    pod.json itself cannot be a file_dep: terminating the pod rewrites it, and that must not make
-    the upload re-run. What matters is which pod the work was done on.
-    """
-
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-
-    def __repr__(self) -> str:
-        return "same pod as at its last success (pod.json's pod_id)"
-
-    __str__ = __repr__
-
-    def _pod_id(self) -> str | None:
-        from tasks.providers.base import Pod
-
-        pod = Pod.load(self.ctx.paths.pod_file)
-        return pod.pod_id if pod else None
-
-    def __call__(self, task: Any, values: dict[str, Any]) -> bool:
-        task.value_savers.append(lambda: {"pod_id": self._pod_id()})
-        current = self._pod_id()
-        return current is not None and values.get("pod_id") == current
-
-
-class Check:
-    """A named up-to-date predicate: `doit info` shows the name, not a function's address."""
-
-    def __init__(self, name: str, predicate: Callable[[], bool]) -> None:
-        self.name, self.predicate = name, predicate
-
-    def __repr__(self) -> str:
-        return self.name
-
-    __str__ = __repr__
-
-    def __call__(self) -> bool:
-        return self.predicate()
-
-
-def pod_in_use(ctx: RunContext) -> Check:
-    return Check("the recorded pod is alive, or already delivered its adapter",
-                 lambda: importlib.import_module("tasks.pod").pod_in_use(ctx))
-
-
-def pod_terminated(ctx: RunContext) -> Check:
-    return Check("the recorded pod is terminated", lambda: importlib.import_module("tasks.pod").is_terminated(ctx))
-
-
-def latest_is_current(ctx: RunContext) -> Check:
-    return Check("out/adapters/latest already points at the newest successful date",
-                 lambda: importlib.import_module("tasks.poststeps").latest_is_current(ctx))
-
-
-def no_pods_to_watch(ctx: RunContext) -> Check:
-    return Check("reaping is off, or the provider rents nothing",
-                 lambda: ctx.settings.runpod.reap == "off" or not ctx.provider.rents_pods)
-
-
-# --------------------------------------------------------------------------- small stage bodies
 
 
 def _prepared(ctx: RunContext, path: Any) -> bool:
@@ -191,51 +125,3 @@ def summarize(ctx: RunContext) -> None:
         log.info("Run complete.")
     else:
         log.info("Run finished without success: %s", summary["error"])
-
-
-def reap(ctx: RunContext, terminate: bool) -> Any:
-    from tasks import logs, reaper
-    from tasks.errors import FullcycleError
-
-    logs.setup(ctx.paths.trainer_log)
-    try:
-        reaper.reap(ctx, terminate)
-    except FullcycleError as exc:
-        if terminate:
-            from doit.exceptions import TaskFailed
-
-            return TaskFailed(logs.redact(str(exc)))
-        log.warning("reaper: could not check for stale pods: %s", exc)
-    return None
-
-
-def report(ctx: RunContext) -> None:
-    from tasks import report as history
-
-    print(history.report(ctx))
-
-
-def full_cycle_result(ctx: RunContext) -> Any:
-    """The one line a person reads at the end: what happened to this date, and where things are."""
-    from doit.exceptions import TaskFailed
-
-    from tasks.files import read_json
-
-    summary = read_json(ctx.paths.summary_file) or {}
-    ok = summary.get("success")
-    print(f"\nfull_cycle {'SUCCEEDED' if ok else 'FAILED'} for {ctx.paths.date}")
-    print(f"  adapter: {summary.get('adapter_path')}\n  summary: {ctx.paths.summary_file}\n  log:     {ctx.paths.trainer_log}")
-    if not ok:
-        return TaskFailed(f"run not successful: {summary.get('error')}")
-    return None
-
-
-def serve(ctx: RunContext, dodo: str, host: str, port: int) -> Any:
-    try:
-        from tasks.web.app import serve as run_server
-    except ModuleNotFoundError as exc:
-        from doit.exceptions import TaskFailed
-
-        return TaskFailed(f"the web page needs the `web` extra ({exc.name} is missing): pip install -e '.[web]'")
-    run_server(ctx, dodo, host, port)
-    return None

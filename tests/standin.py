@@ -5,12 +5,12 @@ copy of one adapter trained for real once per test session. A pipeline run then 
 two instead of ten; the tests that check training itself pass `real_training=True`.
 
 The session's adapter and the script live in a folder shared by every pytest worker
-($FULLCYCLE_TEST_SHARED, set by conftest.py), built once under a lock.
+($FULLCYCLE_TEST_SHARED, set by conftest.py). Writing the script costs nothing; the adapter is
+trained the first time a stand-in runs (under a lock), so a test that never trains never pays.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -25,11 +25,20 @@ STEP_SECONDS = 0.01  # a stand-in step: 400 steps take 4 s, enough to interrupt 
 
 SCRIPT = '''#!/usr/bin/env python3
 """Test stand-in for remote/train_unsloth.py: delivers a copy of {adapter}."""
-import argparse, json, math, shutil, sys, time
+import argparse, fcntl, json, math, os, shutil, subprocess, sys, time
 from pathlib import Path
 
 ADAPTER = Path({adapter!r})
 STEP_SECONDS = {step_seconds!r}
+BUILD = {build!r}  # trains ADAPTER for real, once: python tests/standin.py FOLDER
+ENV = {env!r}
+
+
+def ensure_adapter():
+    with open(ADAPTER.parent / "adapter.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (ADAPTER / "metrics.json").is_file():
+            subprocess.run(BUILD, check=True, env={{**os.environ, **ENV}}, stdout=sys.stderr)
 
 
 def main():
@@ -53,6 +62,7 @@ def main():
     if steps <= 0:
         steps = max(1, math.ceil(samples * float(config["num_train_epochs"]) / batch))
     print(f"[train] {{samples}} samples, base model {{config['base_model']}}, backend stand-in", flush=True)
+    ensure_adapter()
     real = json.loads((ADAPTER / "metrics.json").read_text())
     first, last = real["steps"][0]["loss"], real["final_loss"]
     losses = []
@@ -80,10 +90,11 @@ def shared_dir() -> Path:
     return folder
 
 
-def _train_once(folder: Path) -> Path:
+def train_once(folder: Path) -> Path:
     """The tiny model of the examples, trained for real for a few steps (remote/train_unsloth.py)."""
     from tasks import dataset, tinymodel
 
+    folder.mkdir(parents=True, exist_ok=True)
     raw = folder / "raw.jsonl"
     raw.write_bytes(b"".join(p.read_bytes() for p in sorted(EXAMPLES.glob("*.jsonl"))))
     dataset.clean(raw, folder / "clean.jsonl")
@@ -93,23 +104,29 @@ def _train_once(folder: Path) -> Path:
               "gradient_accumulation_steps": 4, "max_seq_length": 2048, "max_steps": 3}
     (folder / "config.json").write_text(json.dumps(config))
     adapter = folder / "adapter"
+    partial = folder / "adapter.partial"
     subprocess.run([sys.executable, str(REPO / "remote" / "train_unsloth.py"), "--data", str(folder / "clean.jsonl"),
-                    "--config", str(folder / "config.json"), "--output", str(adapter)], check=True,
-                   capture_output=True, timeout=600, env={**os.environ, "FULLCYCLE_NO_UNSLOTH": "1"})
+                    "--config", str(folder / "config.json"), "--output", str(partial)], check=True,
+                   stdout=sys.stderr, timeout=600, env={**os.environ, "FULLCYCLE_NO_UNSLOTH": "1"})
+    partial.rename(adapter)
     return adapter
 
 
 @cache
 def trainer_script() -> str:
-    """The stand-in's path; the first call in the session trains the adapter it hands out."""
+    """The stand-in's path (written once, at once; it trains its adapter the first time it runs)."""
     folder = shared_dir() / "standin"
     script = folder / "standin_trainer.py"
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder.parent / "standin.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not script.is_file():
-            adapter = _train_once(folder)
-            partial = script.with_suffix(".partial")
-            partial.write_text(SCRIPT.format(adapter=str(adapter), step_seconds=STEP_SECONDS))
-            partial.rename(script)
+    if not script.is_file():
+        env = {"PYTHONPATH": str(REPO), "FULLCYCLE_TINY_CACHE": os.environ.get("FULLCYCLE_TINY_CACHE", "")}
+        text = SCRIPT.format(adapter=str(folder / "adapter"), step_seconds=STEP_SECONDS,
+                             build=[sys.executable, str(Path(__file__).resolve()), str(folder)], env=env)
+        partial = folder / f".standin_trainer.{os.getpid()}.tmp"
+        partial.write_text(text)
+        partial.rename(script)
     return str(script)
+
+
+if __name__ == "__main__":
+    train_once(Path(sys.argv[1]))

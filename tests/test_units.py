@@ -123,7 +123,7 @@ def test_resume_point_keeps_only_whole_unpadded_groups(tmp_path, content, kept):
 
 
 def test_same_pod_rule(tmp_path):
-    from tasks.stages import SamePod
+    from tasks.uptodate import SamePod
 
     class Ctx:
         class paths:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.web.status import SHOWN, BadDate, LogTail, stage_rows, valid_date
+from tasks.dates import BadDate
+from tasks.web.status import SHOWN, LogTail, stage_rows, valid_date
 
 
 def _events(*stages: tuple[str, str], ended: bool = False, attempt: str = "a2") -> list[dict]:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from tasks import dates, lock, record
-from tasks.dates import BadDate  # noqa: F401  (the page's routes catch it)
 from tasks.files import read_json
 from tasks.logs import redact
 from tasks.paths import RunPaths, run_folders, run_paths

@@ -1,0 +1,73 @@
+"""The up-to-date rules of dodo.py's stage graph beyond doit's own file checks: what makes a pod
+stage "done" is the pod, not a file (tasks/pod.py answers). Each check is named, so `doit info`
+shows what it means. Light: imported by dodo.py; the answers import what they need when asked.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from tasks.context import RunContext
+
+
+class SamePod:
+    """Up to date only if the stage last succeeded against the pod now recorded in pod.json.
+
+    pod.json itself cannot be a file_dep: terminating the pod rewrites it, and that must not make
+    the upload re-run. What matters is which pod the work was done on.
+    """
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        return "same pod as at its last success (pod.json's pod_id)"
+
+    __str__ = __repr__
+
+    def _pod_id(self) -> str | None:
+        from tasks.providers.base import Pod
+
+        pod = Pod.load(self.ctx.paths.pod_file)
+        return pod.pod_id if pod else None
+
+    def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        task.value_savers.append(lambda: {"pod_id": self._pod_id()})
+        current = self._pod_id()
+        return current is not None and values.get("pod_id") == current
+
+
+class Check:
+    """A named up-to-date predicate: `doit info` shows the name, not a function's address."""
+
+    def __init__(self, name: str, predicate: Callable[[], bool]) -> None:
+        self.name, self.predicate = name, predicate
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
+
+    def __call__(self) -> bool:
+        return self.predicate()
+
+
+def pod_in_use(ctx: RunContext) -> Check:
+    return Check("the recorded pod is alive, or already delivered its adapter",
+                 lambda: importlib.import_module("tasks.pod").pod_in_use(ctx))
+
+
+def pod_terminated(ctx: RunContext) -> Check:
+    return Check("the recorded pod is terminated", lambda: importlib.import_module("tasks.pod").is_terminated(ctx))
+
+
+def latest_is_current(ctx: RunContext) -> Check:
+    return Check("out/adapters/latest already points at the newest successful date",
+                 lambda: importlib.import_module("tasks.poststeps").latest_is_current(ctx))
+
+
+def no_pods_to_watch(ctx: RunContext) -> Check:
+    return Check("reaping is off, or the provider rents nothing",
+                 lambda: ctx.settings.runpod.reap == "off" or not ctx.provider.rents_pods)
