@@ -22,10 +22,16 @@ from pathlib import Path
 
 REQUIRED = ("base_model", "lora_rank", "num_train_epochs", "learning_rate",
             "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length")
-TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Every linear layer of attention and MLP, by the names the families use (Phi-3/4 fuse q/k/v into
+# qkv_proj and gate/up into gate_up_proj); only the names a model has are kept.
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "gate_proj", "up_proj", "down_proj",
+                  "gate_up_proj"]
 # On a mixture-of-experts model the attention projections only: they convert to a GGUF LoRA, while a
 # LoRA on the fused expert weights does not (and the MLP names there are the experts').
-ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj"]
+# Never targeted by "auto": Qwen3.5's linear-attention (gated delta net) projections, which llama.cpp
+# reorders when it converts the base model, so a LoRA on them has no GGUF form.
+NOT_AUTO = ("linear_attn.",)
 
 
 def is_moe(model_config) -> bool:
@@ -33,16 +39,34 @@ def is_moe(model_config) -> bool:
                 or "moe" in str(getattr(model_config, "model_type", "")))
 
 
-def target_modules(config: dict, model_config) -> list[str]:
-    """[training] target_modules, or by architecture: all linear layers, attention only on MoE."""
+def target_modules(config: dict, model) -> list[str]:
+    """[training] target_modules, or by architecture: all linear layers, attention only on MoE.
+
+    "auto" names the layers by their short names (what Unsloth's fast LoRA path knows), keeping only
+    those the model has; a short name that also matches a module with no GGUF form (Qwen3.5's linear
+    attention, fused experts) is given by the full names of the others instead."""
     asked = config.get("target_modules") or "auto"
-    moe = is_moe(model_config)
-    if asked == "auto":
-        return ATTENTION_MODULES if moe else TARGET_MODULES
-    if moe and any(m in asked for m in ("gate_proj", "up_proj", "down_proj")):
-        say("WARNING: LoRA on the expert MLPs of a mixture-of-experts model does not convert to a GGUF LoRA "
-            "(adapter.gguf will be refused); the attention projections do")
-    return list(asked)
+    moe = is_moe(model.config)
+    if asked != "auto":
+        if moe and any(m in asked for m in ("gate_proj", "up_proj", "down_proj")):
+            say("WARNING: LoRA on the expert MLPs of a mixture-of-experts model does not convert to a GGUF LoRA "
+                "(adapter.gguf will be refused); the attention projections do")
+        return list(asked)
+    wanted = ATTENTION_MODULES if moe else TARGET_MODULES
+    found: dict[str, tuple[list[str], list[str]]] = {leaf: ([], []) for leaf in wanted}
+    for name, module in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in found and getattr(getattr(module, "weight", None), "ndim", 0) == 2:
+            excluded = any(p in name for p in NOT_AUTO) or ".experts." in name
+            found[leaf][excluded].append(name)
+    chosen: list[str] = []
+    for leaf, (keep, skip) in found.items():
+        if keep:
+            chosen += keep if skip else [leaf]
+    if not chosen:
+        raise InputError(f"no module of {wanted} in this model: set [training] target_modules")
+    return chosen
+
 
 # Used when the tokenizer has no chat template (documented in the README): Alpaca-style sections.
 FALLBACK_PROMPT = "### Instruction:\n{instruction}\n\n{input_block}### Response:\n"
@@ -213,7 +237,7 @@ def load_model(model_id: str, config: dict, unsloth: bool):
         )
         model = FastLanguageModel.get_peft_model(
             model, r=config["lora_rank"], lora_alpha=config.get("lora_alpha", 2 * config["lora_rank"]),
-            lora_dropout=config.get("lora_dropout", 0.0), target_modules=target_modules(config, model.config),
+            lora_dropout=config.get("lora_dropout", 0.0), target_modules=target_modules(config, model),
             use_gradient_checkpointing="unsloth", random_state=config.get("seed", 42),
         )
         return model, tokenizer
@@ -224,11 +248,10 @@ def load_model(model_id: str, config: dict, unsloth: bool):
     tokenizer = AutoTokenizer.from_pretrained(model_id)
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
-    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     lora = LoraConfig(
         r=config["lora_rank"], lora_alpha=config.get("lora_alpha", 2 * config["lora_rank"]),
         lora_dropout=config.get("lora_dropout", 0.0), task_type="CAUSAL_LM",
-        target_modules=[m for m in target_modules(config, model.config) if m in present],
+        target_modules=target_modules(config, model),
     )
     return get_peft_model(model, lora), tokenizer
 

@@ -19,6 +19,15 @@ class Family:
 
 
 _MOE = {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32}
+# Qwen3.5: gated-delta-net (linear attention) layers between full-attention ones.
+# llama.cpp reads the layout as every fourth layer full attention (as the real models have it).
+# Its rope is partial and sectioned (MRoPE): the sections must fit the tiny head's rotary dims.
+_LINEAR = {"linear_num_key_heads": 2, "linear_num_value_heads": 4, "linear_key_head_dim": 8,
+           "linear_value_head_dim": 8, "linear_conv_kernel_dim": 4, "num_hidden_layers": 4,
+           "layer_types": ["linear_attention"] * 3 + ["full_attention"], "head_dim": 16,
+           "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
+                               "mrope_section": [2, 1, 1]}}
+ALIASES = {"qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "gemma3": "gemma3_text"}
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("llama", "LlamaConfig", "LlamaForCausalLM"),
@@ -27,14 +36,20 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("qwen3", "Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 8}),
     Family("qwen3_moe", "Qwen3MoeConfig", "Qwen3MoeForCausalLM",
            {"head_dim": 8, "decoder_sparse_step": 1, "mlp_only_layers": [], **_MOE}),
-    Family("gemma3_text", "Gemma3TextConfig", "Gemma3ForCausalLM", {"head_dim": 8}),
+    Family("qwen3_5_text", "Qwen3_5TextConfig", "Qwen3_5ForCausalLM", _LINEAR),
+    Family("qwen3_5_moe_text", "Qwen3_5MoeTextConfig", "Qwen3_5MoeForCausalLM",
+           {**_LINEAR, **_MOE, "shared_expert_intermediate_size": 32}),
+    Family("gpt_oss", "GptOssConfig", "GptOssForCausalLM",
+           {"head_dim": 8, "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 128,
+            "tie_word_embeddings": False}),  # llama.cpp's gpt-oss wants its own output matrix, as the real one has
+    Family("gemma3_text", "Gemma3TextConfig", "Gemma3ForCausalLM", {"head_dim": 8, "query_pre_attn_scalar": 8}),
     Family("phi3", "Phi3Config", "Phi3ForCausalLM"),
 )}
 
 
 def family(model_type: str) -> Family:
     try:
-        return FAMILIES[model_type]
+        return FAMILIES[ALIASES.get(model_type, model_type)]
     except KeyError:
         raise ValueError(f"no tiny build for architecture {model_type!r} (known: {', '.join(FAMILIES)})") from None
 

@@ -16,7 +16,15 @@ import numpy as np
 
 from tasks.errors import FullcycleError
 
-ARCHES = {"LlamaForCausalLM": "LLAMA", "Qwen2ForCausalLM": "QWEN2", "Qwen3ForCausalLM": "QWEN3"}
+# transformers architecture -> llama.cpp's (gguf.MODEL_ARCH); an adapter must name its base's.
+ARCHES = {"LlamaForCausalLM": "LLAMA", "MistralForCausalLM": "LLAMA", "Qwen2ForCausalLM": "QWEN2",
+          "Qwen3ForCausalLM": "QWEN3", "Qwen3MoeForCausalLM": "QWEN3MOE", "Qwen3_5ForCausalLM": "QWEN35",
+          "Qwen3_5MoeForCausalLM": "QWEN35MOE", "GptOssForCausalLM": "GPT_OSS", "Gemma3ForCausalLM": "GEMMA3",
+          "Phi3ForCausalLM": "PHI3"}
+PERMUTED = {"LLAMA"}  # llama.cpp's converter permutes q/k rows by head for these (rope layout)
+# Tensors llama.cpp's converter reorders or splits on the way to GGUF: a LoRA on them cannot be
+# written as it is (the trainer never targets them; a custom target list might).
+REORDERED = {"QWEN35": ("linear_attn.",), "QWEN35MOE": ("linear_attn.",), "GPT_OSS": ("experts.",)}
 KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.default)?\.weight$")
 
 
@@ -42,6 +50,19 @@ def _check_adapter(config: dict[str, Any]) -> None:
         raise GgufError("per-module rank/alpha patterns cannot be represented (one alpha per GGUF LoRA)")
 
 
+def architecture(base: dict[str, Any]) -> str | None:
+    """llama.cpp's architecture for a base model's config.json, or None when no GGUF LoRA can name it."""
+    return next((ARCHES[a] for a in base.get("architectures") or [] if a in ARCHES), None)
+
+
+def unsupported(base: dict[str, Any]) -> str | None:
+    """Why adapters of this base cannot become a GGUF LoRA (None when they can): known before renting."""
+    if architecture(base) is None:
+        known = ", ".join(sorted(ARCHES))
+        return f"llama.cpp has no GGUF LoRA for architecture {base.get('architectures')} (known here: {known})"
+    return None
+
+
 def convert(adapter_dir: Path, out: Path, base_config_path: Path | None = None) -> dict[str, Any]:
     """Write `out` from adapter_dir; returns what was written (for the summary)."""
     import gguf
@@ -53,9 +74,9 @@ def convert(adapter_dir: Path, out: Path, base_config_path: Path | None = None) 
     if not base_path.is_file():
         raise GgufError(f"{base_path} is missing: the base model's config.json is needed to name the tensors")
     base = json.loads(base_path.read_text())
-    arch_name = next((ARCHES[a] for a in base.get("architectures", []) if a in ARCHES), None)
+    arch_name = architecture(base)
     if arch_name is None:
-        raise GgufError(f"base architecture {base.get('architectures')} is not supported (llama, qwen2, qwen3 are)")
+        raise GgufError(unsupported(base))
     arch = getattr(gguf.MODEL_ARCH, arch_name)
     names = gguf.get_tensor_name_map(arch, base["num_hidden_layers"])
     n_head, n_kv = base["num_attention_heads"], base.get("num_key_value_heads") or base["num_attention_heads"]
@@ -79,13 +100,16 @@ def convert(adapter_dir: Path, out: Path, base_config_path: Path | None = None) 
             raise GgufError(f"{module} has lora_{''.join(ab)} without its pair")
         if "embed_tokens" in module or "lm_head" in module:
             raise GgufError(f"{module}: LoRA on embeddings or lm_head is not supported in a GGUF LoRA")
+        if any(part in module for part in REORDERED.get(arch_name, ())):
+            raise GgufError(f"{module}: llama.cpp reorders this tensor when it converts {arch_name.lower()}, so a LoRA "
+                            f"on it cannot be written; train the attention projections (target_modules = \"auto\")")
         name = names.get_name(f"{module}.weight", try_suffixes=(".weight",))
         if name is None:
             raise GgufError(f"{module} has no GGUF name for {arch_name}")
         a, b = ab["A"].astype(np.float32), ab["B"].astype(np.float32)
-        if arch_name == "LLAMA" and module.endswith("q_proj"):
+        if arch_name in PERMUTED and module.endswith("q_proj"):
             b = _permute(b, n_head)
-        elif arch_name == "LLAMA" and module.endswith("k_proj"):
+        elif arch_name in PERMUTED and module.endswith("k_proj"):
             b = _permute(b, n_kv)
         writer.add_tensor(f"{name}.lora_a", np.ascontiguousarray(a))
         writer.add_tensor(f"{name}.lora_b", np.ascontiguousarray(b))
@@ -94,7 +118,7 @@ def convert(adapter_dir: Path, out: Path, base_config_path: Path | None = None) 
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return {"path": str(out), "bytes": out.stat().st_size, "tensors": count, "architecture": arch_name.lower(),
+    return {"path": str(out), "bytes": out.stat().st_size, "tensors": count, "architecture": gguf.MODEL_ARCH_NAMES[arch],
             "alpha": float(config.get("lora_alpha", config["r"]))}
 
 

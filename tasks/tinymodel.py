@@ -62,8 +62,13 @@ def _texts(dataset: Path) -> Iterator[str]:
 
 
 def cache_key(dataset: Path, spec: dict) -> str:
-    """Everything the build reads: the version of the build, the spec and the sampled records."""
-    digest = hashlib.sha256(orjson.dumps({"v": BUILD_VERSION, "spec": spec}, option=orjson.OPT_SORT_KEYS))
+    """Everything the build reads: the version of the build, the spec, the family's own tiny values
+    and the sampled records."""
+    from tasks import families
+
+    shape = families.family(spec["architecture"]).tiny
+    digest = hashlib.sha256(orjson.dumps({"v": BUILD_VERSION, "spec": spec, "family": shape},
+                                         option=orjson.OPT_SORT_KEYS))
     for line in _records(dataset):
         digest.update(line)
     return digest.hexdigest()[:32]

@@ -63,6 +63,20 @@ def sshd(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def llama_bin() -> Path:
+    """The real llama.cpp, built once per machine (tests/llamacpp.py)."""
+    from tests import llamacpp
+
+    try:
+        folder, facts = llamacpp.build()
+    except llamacpp.CannotBuild as why:
+        pytest.skip(f"llama.cpp cannot be built here: {why}")
+    print(f"\nllama.cpp {facts['version']}: {'cached build' if facts['cached'] else 'built now'}, "
+          f"cold build took {facts['seconds']} s on {facts['cores']} cores")
+    return folder
+
+
 @pytest.fixture
 def fake_api(request, tmp_path):
     """The RunPod API double; its pods' ssh port is the session's sshd when the test asks for one."""
@@ -100,14 +114,21 @@ def runpod_project(root: Path, sshd: Sshd | None, api: FakeRunpod, *, backend: s
                         **sections)
 
 
-def pytest_terminal_summary(terminalreporter):
-    from tests.test_fault_matrix import MATRIX
-
-    if not MATRIX:
+def _table(terminalreporter, title: str, rows: list[dict]) -> None:
+    if not rows:
         return
-    terminalreporter.section("fault matrix")
-    cols = ["fault", "exit", "leaked pods", "summary ok", "log names it"]
-    widths = [max(len(c), *(len(str(r[c])) for r in MATRIX)) for c in cols]
+    terminalreporter.section(title)
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
     terminalreporter.write_line("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for row in MATRIX:
+    for row in rows:
         terminalreporter.write_line("  ".join(str(row[c]).ljust(w) for c, w in zip(cols, widths)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    import sys
+
+    for module, title, name in (("tests.test_fault_matrix", "fault matrix", "MATRIX"),
+                                ("tests.test_families", "model families", "TABLE")):
+        if module in sys.modules:
+            _table(terminalreporter, title, getattr(sys.modules[module], name))

