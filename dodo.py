@@ -94,7 +94,7 @@ def task_check_model():
     t = CTX.settings.training
     return _stage("check_model", stages.check_model,
                   targets=[str(P.model_check_file)],
-                  uptodate=[config_changed(repr((t.base_model, t.quantize, CTX.settings.runpod.gpu_types,
+                  uptodate=[config_changed(repr((t.base_model, t.quantize, t.tiny_architecture, CTX.settings.runpod.gpu_types,
                                                  os.environ.get("HF_ENDPOINT", ""))))])
 
 
@@ -119,7 +119,7 @@ def task_write_config():
 def task_build_tiny_model():
     return _stage("build_tiny_model", stages.build_tiny_model,
                   task_dep=["clean_dataset"], targets=stages.tiny_files(CTX),
-                  uptodate=[config_changed(str(stages.is_tiny(CTX)))])
+                  uptodate=[config_changed(repr((stages.is_tiny(CTX), CTX.settings.training.tiny_architecture)))])
 
 
 def task_create_pod():
@@ -167,9 +167,10 @@ def task_post_gguf():
 
 
 def task_post_modelfile():
+    # adapter.gguf is no file_dep: a family llama.cpp cannot hold has none, and that is a warning
     return _stage("post_modelfile", stages.lazy("tasks.poststeps", "make_modelfile"),
-                  file_dep=[str(P.out_root / "adapter.gguf")], targets=[str(P.out_root / "Modelfile")],
-                  uptodate=[config_changed(repr(CTX.settings.post))])
+                  task_dep=["post_gguf"], targets=[str(P.out_root / "Modelfile")],
+                  uptodate=[config_changed(repr(CTX.settings.post)), uptodate.modelfile_current(CTX)])
 
 
 def task_post_latest():
@@ -179,7 +180,8 @@ def task_post_latest():
 
 def task_post_commands():
     return _stage("post_commands", stages.lazy("tasks.poststeps", "run_user_commands"),
-                  file_dep=[str(P.out_root / "adapter.gguf")], uptodate=[config_changed(repr(CTX.settings.post.commands))])
+                  task_dep=["post_gguf"], file_dep=[str(P.final_adapter_dir / "adapter_model.safetensors")],
+                  uptodate=[config_changed(repr(CTX.settings.post.commands))])
 
 
 def task_summarize():

@@ -44,6 +44,8 @@ def full_cycle_result(ctx: RunContext) -> Any:
     ok = summary.get("success")
     print(f"\nfull_cycle {'SUCCEEDED' if ok else 'FAILED'} for {ctx.paths.date}")
     print(f"  adapter: {summary.get('adapter_path')}\n  summary: {ctx.paths.summary_file}\n  log:     {ctx.paths.trainer_log}")
+    for warning in summary.get("warnings") or []:
+        print(f"  warning: {warning}")
     if not ok:
         return TaskFailed(f"run not successful: {summary.get('error')}")
     return None

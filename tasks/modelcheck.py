@@ -74,6 +74,37 @@ def ask_hub(model: str, endpoint: str | None = None, timeout: float = 10.0) -> H
     return HubAnswer(True, gated=bool(info.get("gated")), parameters=int(total) if total else None)
 
 
+def hub_config(model: str, endpoint: str | None = None, timeout: float = 10.0) -> dict[str, Any] | None:
+    """The model's config.json from the hub (its architecture), or None when it cannot be had."""
+    import requests
+
+    base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    headers = {"User-Agent": "fullcycle"}
+    if os.environ.get(TOKEN_ENV):
+        headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
+    try:
+        resp = requests.get(f"{base}/{model}/resolve/main/config.json", headers=headers, timeout=timeout)
+        data = resp.json() if resp.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def gguf_note(config: dict[str, Any] | None) -> dict[str, Any]:
+    """What the base model's architecture means for the local post-steps, known before renting."""
+    from tasks import gguf_lora
+
+    if not config:
+        return {}
+    why = gguf_lora.unsupported(config)
+    note = {"architecture": (config.get("architectures") or [None])[0], "model_type": config.get("model_type")}
+    if why:
+        log.warning("%s: adapter.gguf will be skipped after training (%s); the adapter itself still comes home",
+                    note["architecture"], why)
+        note["gguf"] = f"adapter.gguf will be skipped: {why}"
+    return note
+
+
 def needed_gb(parameters: int, precision: str) -> float:
     return parameters * BYTES_PER_PARAM[precision] * OVERHEAD / 1e9 + OVERHEAD_GB
 
@@ -97,6 +128,7 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
         raise ModelCheckError(f"[training] base_model {model!r} is {kind}: accept it with your account and export "
                               f"{TOKEN_ENV}; nothing was rented")
     verdict["parameters"] = answer.parameters
+    verdict.update(gguf_note(hub_config(model, endpoint)))
     if not answer.parameters:
         return verdict
     judged = [g for g in gpu_types if g in GPU_MEMORY_GB]

@@ -45,13 +45,30 @@ def _record(ctx: RunContext, step: str, outcome: dict[str, Any]) -> None:
     write_json(post_file(ctx), data)
 
 
+def skip(ctx: RunContext, step: str, why: str) -> None:
+    """A post-step that cannot apply to this adapter: a warning in the log and the summary, never a
+    failed run (the adapter is home and verified; this step has nothing it can make of it)."""
+    log.warning("post-step %s skipped: %s", step, why)
+    _record(ctx, step, {"skipped": why})
+
+
+def skipped(ctx: RunContext, step: str) -> str | None:
+    return ((read_json(post_file(ctx)) or {}).get(step) or {}).get("skipped")
+
+
 def make_gguf(ctx: RunContext) -> None:
     from tasks import gguf_lora
 
     log.info("Post-steps: converting the adapter for local runtimes…")
     out = gguf_path(ctx)
+    out.unlink(missing_ok=True)  # an older date's conversion must not pass for this adapter's
     partial = out.with_name(out.name + ".partial")
-    written = gguf_lora.convert(ctx.paths.final_adapter_dir, partial)
+    try:
+        written = gguf_lora.convert(ctx.paths.final_adapter_dir, partial)
+    except gguf_lora.GgufError as exc:  # the format cannot hold this adapter: nothing to make
+        partial.unlink(missing_ok=True)
+        skip(ctx, "gguf", f"no adapter.gguf: {exc}; the adapter itself is in {ctx.paths.final_adapter_dir}")
+        return
     check = gguf_lora.validate(partial)
     os.replace(partial, out)
     written["path"] = str(out)
@@ -106,6 +123,10 @@ def make_modelfile(ctx: RunContext) -> None:
     for qwen3/qwen3moe (0.12-0.29) and is reported to have dropped it (0.34.1): on any refusal,
     merge into the base GGUF (when configured) and create `FROM merged.gguf`, else leave a
     `llama-server --lora` command line that loads the adapter as it is."""
+    if not gguf_path(ctx).is_file():
+        modelfile_path(ctx).unlink(missing_ok=True)
+        skip(ctx, "modelfile", f"no Modelfile: there is no adapter.gguf ({skipped(ctx, 'gguf') or 'not made'})")
+        return
     source = ctx.settings.post.ollama_from or ctx.settings.training.base_model
     modelfile_path(ctx).write_text(_modelfile_text(ctx, source, adapter=True))
     outcome: dict[str, Any] = {"path": str(modelfile_path(ctx)), "from": source, "ollama": "not on PATH",

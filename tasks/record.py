@@ -222,6 +222,21 @@ def _upload_verification(paths: RunPaths) -> str | None:
     return None
 
 
+def _warnings(paths: RunPaths, stats: dict[str, Any], post: dict[str, Any]) -> list[str]:
+    """What a person should know although the run succeeded: nothing here failed it."""
+    found = []
+    check = read_json(paths.model_check_file) or {}
+    for note in (check.get("warning"), check.get("gguf")):
+        if note:
+            found.append(f"model check: {note}")
+    if stats.get("warning"):
+        found.append(f"dataset: {stats['warning']}")
+    for step, outcome in post.items():
+        if isinstance(outcome, dict) and outcome.get("skipped"):
+            found.append(f"post-step {step} skipped: {outcome['skipped']}")
+    return found
+
+
 def _mode(recorded: str | None) -> str | None:
     try:
         return str(modes.parse(recorded)) if recorded else None
@@ -253,6 +268,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
     pod = read_json(paths.pod_file) or {}
     train = read_json(paths.train_file) or {}
     metrics = read_json(paths.final_adapter_dir / "metrics.json") or {}
+    post = read_json(paths.work_local / "post-steps.json") or {}
     events = read_events(paths)
     pods = _pods(events, pod)
     history = attempts(events, pods, live)
@@ -284,6 +300,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         # Beyond the seed: what an auditor needs to explain the run.
         "success": success,
         "error": error,
+        "warnings": _warnings(paths, stats, post),
         "outcome": latest["outcome"] if latest else None,
         "provider": provider,
         "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "created_at", "ready_at",
@@ -311,7 +328,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
                                               "shapes", "cut_to_fit", "warning", "skipped_files", "conversions")
                     if k in stats} or None,
         "config": config or None,
-        "post_steps": read_json(paths.work_local / "post-steps.json"),
+        "post_steps": post or None,
         "stages": stages,
         "files": {
             "raw_data_file": str(paths.raw_data_file),

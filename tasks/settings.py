@@ -79,6 +79,8 @@ class TrainingSettings:
     seed: int = field(default=42, metadata=_rule(0, 2**31 - 1))
     max_steps: int = field(default=-1, metadata=_rule(-1, 10_000_000))  # -1: train for num_train_epochs
     quantize: str = field(default="auto", metadata=_rule(choices=("auto", "never", "always")))  # 4-bit build
+    # base_model = "tiny": the family it is built as (the default base model's, Qwen3-30B-A3B's)
+    tiny_architecture: str = field(default="qwen3_moe", metadata=_rule(choices=tinymodel.ARCHITECTURES))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tasks import tinymodel
@@ -90,15 +91,16 @@ def write_config(ctx: RunContext) -> None:
 
 
 def check_model(ctx: RunContext) -> None:
-    from pathlib import Path
-
     from tasks.files import write_json
 
     t = ctx.settings.training
     local = is_tiny(ctx) or Path(t.base_model).expanduser().is_dir() or t.base_model.startswith(("/", "./", "~"))
     if local:
+        from tasks import modelcheck
+
         verdict = {"base_model": t.base_model, "checked": False, "reason": "a local model: nothing to ask the hub",
                    "model_to_load": t.base_model, "load_in_4bit": t.quantize == "always"}
+        verdict.update(modelcheck.gguf_note(_local_config(ctx)))
     else:
         from tasks import modelcheck
 
@@ -109,10 +111,26 @@ def check_model(ctx: RunContext) -> None:
     write_json(ctx.paths.model_check_file, verdict)
 
 
+def _local_config(ctx: RunContext) -> dict[str, Any] | None:
+    """The architecture of a local base model: the tiny one's family, or the folder's config.json."""
+    if is_tiny(ctx):
+        from tasks import families
+
+        fam = families.family(ctx.settings.training.tiny_architecture)
+        return {"architectures": [fam.model_class], "model_type": fam.model_type}
+    from tasks.files import read_json
+
+    try:
+        return read_json(Path(ctx.settings.training.base_model).expanduser() / "config.json")
+    except (OSError, ValueError):
+        return None
+
+
 def build_tiny_model(ctx: RunContext) -> None:
     if not is_tiny(ctx):
         return
-    tinymodel.build(ctx.paths.clean_data_file, ctx.paths.tiny_model_dir)
+    tinymodel.build(ctx.paths.clean_data_file, ctx.paths.tiny_model_dir,
+                    {"architecture": ctx.settings.training.tiny_architecture})
     log.info("Tiny base model built in %s", ctx.paths.tiny_model_dir)
 
 

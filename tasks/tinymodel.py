@@ -27,7 +27,10 @@ CHATML = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-SPEC = {"architecture": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+# Kept in step with tasks/families.py (a test checks): the settings offer these without importing it.
+ARCHITECTURES = ("qwen3_moe", "llama", "mistral", "qwen2", "qwen3", "qwen3_5", "qwen3_5_moe", "gpt_oss",
+                 "gemma3_text", "phi3")
+SPEC = {"architecture": "qwen3_moe", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 4096}
 FILES = ("config.json", "model.safetensors")  # what a complete build has (besides the tokenizer)
 

@@ -68,6 +68,14 @@ def latest_is_current(ctx: RunContext) -> Check:
                  lambda: importlib.import_module("tasks.poststeps").latest_is_current(ctx))
 
 
+def modelfile_current(ctx: RunContext) -> Check:
+    def current() -> bool:
+        gguf, modelfile = ctx.paths.out_root / "adapter.gguf", ctx.paths.out_root / "Modelfile"
+        return modelfile.is_file() and gguf.is_file() and modelfile.stat().st_mtime_ns >= gguf.stat().st_mtime_ns
+
+    return Check("the Modelfile was written after adapter.gguf", current)
+
+
 def no_pods_to_watch(ctx: RunContext) -> Check:
     return Check("reaping is off, or the provider rents nothing",
                  lambda: ctx.settings.runpod.reap == "off" or not ctx.provider.rents_pods)

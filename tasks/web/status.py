@@ -116,6 +116,7 @@ def date_state(settings: Settings, date: str) -> dict[str, Any]:
         "pid": pid,
         "success": summary.get("success"),
         "error": summary.get("error") if phase != "running" else None,
+        "warnings": summary.get("warnings") or [],
         "stages": stage_rows(events, running=bool(pid)),
         "pod": _pod(summary),
         "attempt": latest,

@@ -69,6 +69,7 @@ function banner(state) {
     : state.success ? "ok" : state.phase === "interrupted" ? "interrupted" : "failed";
   box.className = `banner ${kind}`;
   box.textContent = text;
+  for (const warning of state.warnings || []) box.append(el("div", {class: "warning", text: `Warning: ${warning}`}));
 }
 
 function renderStages(state) {
