@@ -57,10 +57,20 @@ def source_files(folder: Path) -> list[Path]:
 
 
 def skipped_files(folder: Path) -> list[Path]:
-    """Files in the folder that the builder does not read: listed, never ignored in silence."""
+    """What in the folder the builder does not read: other files, and hidden ones (`.notes.jsonl`,
+    an editor's backup; a hidden folder is named once, not file by file). Listed, never ignored in
+    silence."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not _is_jsonl(p) and not _hidden(p, folder))
+    found = []
+    for path in folder.rglob("*"):
+        parts = path.relative_to(folder).parts
+        if path.name.startswith("."):
+            if not any(part.startswith(".") for part in parts[:-1]):  # not inside a hidden folder already named
+                found.append(path)
+        elif path.is_file() and not _is_jsonl(path) and not _hidden(path, folder):
+            found.append(path)
+    return sorted(found)
 
 
 def _hidden(path: Path, folder: Path) -> bool:
@@ -97,7 +107,8 @@ def _build_from_folder(folder: Path, out: Path, sources_out: Path | None) -> Non
     files = source_files(folder)
     skipped = skipped_files(folder)
     for path in skipped:
-        log.warning("dataset: %s is not read (only *.jsonl files are)", path)
+        why = "hidden" if path.name.startswith(".") else "only *.jsonl files are"
+        log.warning("dataset: %s is not read (%s)", path, why)
     if not files:
         raise DatasetError(
             f"dataset source folder {folder} has no *.jsonl files; set [dataset] source in fullcycle.toml"

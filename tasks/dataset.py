@@ -54,6 +54,8 @@ ADVICE = {
     "non_string_field": "instruction, input and output must be strings",
     "not_an_object": "each line must be a JSON object, not an array or a bare value",
     "cr_line_endings": "the file ends its lines with CR only (old Mac style); save it with LF line endings",
+    "lone_surrogate": ("a \\uD800-\\uDFFF escape without its pair (text cut in the middle of an emoji?) is no "
+                       "character; fix or drop that escape"),
 }
 
 
@@ -331,8 +333,12 @@ def clean(raw: Path, clean_out: Path, sources: Path | None = None, max_seq_lengt
                     continue
                 stats.cut += 1
                 ins, inp, out = fitted["instruction"], fitted["input"], fitted["output"]
+            try:
+                encoded = dumps({"instruction": ins, "input": inp, "output": out}, option=OPT_APPEND_NEWLINE)
+            except TypeError:  # only a lone surrogate escape parses as JSON and is no UTF-8 text
+                stats.drop("lone_surrogate", number)
+                continue
             stats.shapes[shape] += 1
-            encoded = dumps({"instruction": ins, "input": inp, "output": out}, option=OPT_APPEND_NEWLINE)
             dedup.buf += encoded
             dedup.ends.append(len(dedup.buf))
             dedup.digests += blake2b(encoded, digest_size=8).digest()

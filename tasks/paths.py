@@ -5,9 +5,12 @@ The names follow the seed's layout (§2.1); each folder is a setting with the se
 
 from __future__ import annotations
 
+import fcntl
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks import dates
+from tasks.files import read_json, write_json
 from tasks.settings import Settings
 
 REMOTE_DIR = Path(__file__).resolve().parent.parent / "remote"
@@ -104,15 +107,68 @@ class RunPaths:
         return self.cache_dir / "doit-state" / f"{self.date}.sqlite3"
 
 
-def run_folders(settings: Settings) -> list[Path]:
-    """Every date's run folder (WORK_LOCAL with any date), oldest first."""
-    pattern = settings.paths.work_local.replace("{date}", "*")
-    return sorted(p for p in settings.project_root.glob(pattern) if p.is_dir())
+    @property
+    def runs_index(self) -> Path:
+        return runs_index(self.cache_dir)
+
+
+def runs_index(cache_dir: Path) -> Path:
+    """date -> run folder, for every date that ever ran a stage: how the report, `latest`, the
+    reaper and the page find the runs, whatever the path templates (no glob of a template)."""
+    return cache_dir / "runs.json"
+
+
+def remember_run(paths: RunPaths) -> None:
+    """Add this date's run folder to the index (once; under a lock: two dates may start together)."""
+    index = paths.runs_index
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with (index.parent / "runs.json.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = read_json(index) or {}
+        if known.get(paths.date) == str(paths.work_local):
+            return
+        known[paths.date] = str(paths.work_local)
+        write_json(index, dict(sorted(known.items())))
+
+
+def run_folders(settings: Settings) -> list[tuple[str, Path]]:
+    """Every date's run folder, oldest date first: the index, plus folders of runs made before it
+    existed (the work_local template globbed; their date from their summary or folder name)."""
+    found = {date: Path(folder) for date, folder in (read_json(runs_index(_cache_dir(settings))) or {}).items()}
+    for folder in _legacy_folders(settings):
+        summary = read_json(folder / "run-summary.json") or {}
+        date = summary.get("date") or folder.name
+        if dates.FORM.match(str(date)) and date not in found:
+            found[date] = folder
+    return sorted((date, folder) for date, folder in found.items() if folder.is_dir())
+
+
+def _legacy_folders(settings: Settings) -> list[Path]:
+    pattern = settings.paths.work_local.replace("{out_root}", settings.paths.out_root).replace("{date}", "*")
+    path = Path(pattern).expanduser()
+    if not path.is_absolute():
+        path = settings.project_root / path
+    anchor = Path(path.anchor)
+    try:
+        return [p for p in anchor.glob(str(path.relative_to(anchor))) if p.is_dir()]
+    except (OSError, ValueError):
+        return []
+
+
+def latest_link(settings: Settings) -> Path:
+    """out/adapters/latest: beside the dates' folders, where out_root's template first names the date."""
+    parts = Path(settings.paths.out_root).parts
+    cut = next((i for i, part in enumerate(parts) if "{date}" in part), len(parts))
+    return _resolve(settings.project_root, str(Path(*parts[:cut])) if cut else ".") / "latest"
 
 
 def _resolve(root: Path, template: str, **names: str) -> Path:
     path = Path(template.format(**names)).expanduser()
     return path if path.is_absolute() else root / path
+
+
+def _cache_dir(settings: Settings) -> Path:
+    return _resolve(settings.project_root, settings.paths.cache_dir)
 
 
 def run_paths(settings: Settings) -> RunPaths:
@@ -131,5 +187,5 @@ def run_paths(settings: Settings) -> RunPaths:
         config_file=work_local / "config.json",
         summary_file=work_local / "run-summary.json",
         trainer_log=_resolve(root, p.trainer_log, **names),
-        cache_dir=_resolve(root, p.cache_dir, **names),
+        cache_dir=_resolve(root, p.cache_dir),
     )

@@ -32,7 +32,9 @@ def modelfile_path(ctx: RunContext) -> Path:
 
 
 def latest_link(ctx: RunContext) -> Path:
-    return ctx.paths.out_root.parent / "latest"
+    from tasks.paths import latest_link as where
+
+    return where(ctx.settings)
 
 
 def post_file(ctx: RunContext) -> Path:
@@ -169,10 +171,20 @@ def newest_successful_date(ctx: RunContext) -> str | None:
     from tasks.record import summaries
 
     dates = []
-    for folder, summary in summaries(ctx.settings):
+    for date, _folder, summary in summaries(ctx.settings):
         if summary.get("training_success") and Path(summary.get("adapter_path", "")).is_dir():
-            dates.append(summary.get("date") or folder.name)
+            dates.append(date)
     return max(dates) if dates else None
+
+
+def _link_target(ctx: RunContext, date: str) -> str:
+    """The newest date's out_root, relative to the link (so the whole tree can move)."""
+    import dataclasses
+
+    from tasks.paths import run_paths
+
+    out_root = run_paths(dataclasses.replace(ctx.settings, date=date)).out_root
+    return os.path.relpath(out_root, latest_link(ctx).parent)
 
 
 def update_latest(ctx: RunContext) -> None:
@@ -181,9 +193,10 @@ def update_latest(ctx: RunContext) -> None:
     if newest is None:
         log.info("latest: no successful run yet; %s left alone", link)
         return
+    link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.with_name(".latest.tmp")
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(newest)  # relative, so the folder can move
+    tmp.symlink_to(_link_target(ctx, newest))
     os.replace(tmp, link)
     log.info("latest -> %s", newest)
     _record(ctx, "latest", {"link": str(link), "target": newest})
@@ -191,7 +204,8 @@ def update_latest(ctx: RunContext) -> None:
 
 def latest_is_current(ctx: RunContext) -> bool:
     link = latest_link(ctx)
-    return link.is_symlink() and os.readlink(link) == newest_successful_date(ctx)
+    newest = newest_successful_date(ctx)
+    return link.is_symlink() and newest is not None and os.readlink(link) == _link_target(ctx, newest)
 
 
 def run_user_commands(ctx: RunContext) -> None:

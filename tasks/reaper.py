@@ -21,22 +21,21 @@ from tasks.providers.base import Pod
 log = logging.getLogger("fullcycle")
 
 
-def _recorded(ctx: RunContext) -> dict[str, tuple[Path, bool]]:
-    """pod id -> (its run folder, whether that run is live)."""
+def _recorded(ctx: RunContext) -> dict[str, tuple[str, Path, bool]]:
+    """pod id -> (its date, its run folder, whether that run is live)."""
     found = {}
-    for folder in run_folders(ctx.settings):
+    for date, folder in run_folders(ctx.settings):
         pod = Pod.load(folder / "pod.json")
         if pod:
-            found[pod.pod_id] = (folder, lock.is_held(folder / ".lock", ctx.run.locks))
+            found[pod.pod_id] = (date, folder, lock.is_held(folder / ".lock", ctx.run.locks))
     return found
 
 
-def _mark_reaped(ctx: RunContext, folder: Path, pod_id: str) -> None:
+def _mark_reaped(ctx: RunContext, date: str, folder: Path, pod_id: str) -> None:
     """Record the termination in the run that rented the pod, and refresh that run's summary."""
     pod = Pod.load(folder / "pod.json")
     if not pod or pod.pod_id != pod_id:
         return
-    date = folder.name
     try:
         paths = run_paths(dataclasses.replace(ctx.settings, date=date))
         record_terminated(paths, f"reaper-{ctx.run.attempt_id}", pod, "reaper")
@@ -54,12 +53,12 @@ def survey(ctx: RunContext) -> list[dict[str, Any]]:
     for info in ctx.provider.list_pods():
         if not (info.name or "").startswith(prefix) or info.status == "TERMINATED":
             continue
-        folder, live = recorded.get(info.id, (None, False))
+        date, folder, live = recorded.get(info.id, (None, None, False))
         too_old = info.uptime_s is not None and info.uptime_s > max_age
         stale = not live or too_old
         why = "over the maximum runtime" if too_old else ("no live run owns it" if stale else "")
         rows.append({"pod_id": info.id, "name": info.name, "status": info.status, "uptime_s": info.uptime_s,
-                     "stale": stale, "why": why, "run_folder": str(folder) if folder else None})
+                     "stale": stale, "why": why, "run_folder": str(folder) if folder else None, "date": date})
     return rows
 
 
@@ -67,7 +66,7 @@ def _end(ctx: RunContext, row: dict[str, Any]) -> None:
     provider = ctx.provider
     provider.terminate(Pod(provider=provider.name, pod_id=row["pod_id"], name=row["name"] or "", created_at=""))
     if row["run_folder"]:
-        _mark_reaped(ctx, Path(row["run_folder"]), row["pod_id"])
+        _mark_reaped(ctx, row["date"], Path(row["run_folder"]), row["pod_id"])
 
 
 def reap(ctx: RunContext, terminate: bool) -> list[dict[str, Any]]:

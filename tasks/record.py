@@ -349,13 +349,13 @@ def write(paths: RunPaths, provider: str, samples_used: int | None = None, live:
     return summary
 
 
-def summaries(settings: Settings) -> list[tuple[Path, dict[str, Any]]]:
-    """Each run folder that has a run-summary.json, with it, oldest date first (history, latest link)."""
+def summaries(settings: Settings) -> list[tuple[str, Path, dict[str, Any]]]:
+    """(date, run folder, run-summary.json) of each run that has one, oldest date first."""
     found = []
-    for folder in run_folders(settings):
+    for date, folder in run_folders(settings):
         summary = read_json(folder / "run-summary.json")
         if summary:
-            found.append((folder, summary))
+            found.append((date, folder, summary))
     return found
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 
 from tasks import lock, logs, record
+from tasks.paths import remember_run
 from tasks.context import RunContext
 from tasks.errors import FullcycleError
 from tasks.files import read_json
@@ -59,6 +60,7 @@ def _start_attempt(ctx: RunContext) -> None:
     if run.attempt_started:
         return
     run.attempt_started = True
+    remember_run(ctx.paths)
     record.append_event(ctx.paths, run.attempt_id, "start", pid=os.getpid(),
                         argv=[logs.redact(a) for a in sys.argv[1:]])
 

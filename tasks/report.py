@@ -28,12 +28,12 @@ def _money(value: Any) -> str:
 
 def rows(ctx: RunContext) -> list[dict[str, Any]]:
     found = []
-    for folder, summary in summaries(ctx.settings):
+    for date, folder, summary in summaries(ctx.settings):
         training = summary.get("training") or {}
         totals = summary.get("totals") or {}
         loss = training.get("final_loss")
         found.append({
-            "date": summary.get("date", folder.name),
+            "date": date,
             "attempts": len(summary.get("attempts") or []),
             "samples": summary.get("samples_used") if summary.get("samples_used") is not None else "-",
             "final loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",

@@ -12,6 +12,7 @@ import datetime as dt
 import difflib
 import os
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +239,28 @@ def _check_model(source: str, model: str) -> None:
         )
 
 
+PATH_NAMES = {"out_root": {"date"}, "cache_dir": set()}  # the names each [paths] template may use
+PER_DATE = ("out_root", "work_local", "raw_data_file", "final_adapter_dir", "trainer_log")
+
+
+def _check_paths(source: str, paths: PathSettings) -> None:
+    """Each template names only what it may, and every per-date one names the date (directly or
+    through {out_root}): two dates must never share a run folder or an adapter."""
+    for f in dataclasses.fields(PathSettings):
+        template, allowed = getattr(paths, f.name), PATH_NAMES.get(f.name, {"date", "out_root"})
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        except ValueError as exc:
+            raise SettingsError(f"{source}: [paths] {f.name} {template!r} is not a valid template ({exc})") from None
+        unknown = names - allowed
+        if unknown:
+            raise SettingsError(f"{source}: [paths] {f.name} {template!r} names {{{sorted(unknown)[0]}}}; it may use "
+                                + (", ".join(f"{{{n}}}" for n in sorted(allowed)) or "no {name} (it is shared by every date)"))
+        if f.name in PER_DATE and not names & {"date", "out_root"}:
+            raise SettingsError(f"{source}: [paths] {f.name} {template!r} must contain {{date}}"
+                                + (" or {out_root}" if f.name != "out_root" else "") + ": every date has its own")
+
+
 def _check_date(where: str, date: str) -> str:
     try:
         return dates.parse(date)
@@ -278,6 +301,7 @@ def load(default_dir: Path | str = ".", date: str | None = None) -> Settings:
     _coerce(PROVIDER_ENV, provider_field, provider)
     sections["project"] = dataclasses.replace(project, provider=provider)
     _check_model(source, sections["training"].base_model)
+    _check_paths(source, sections["paths"])
 
     base = path.parent if path else Path(default_dir).resolve()
     root = Path(os.environ.get(ROOT_ENV) or project.root).expanduser()

@@ -101,6 +101,24 @@ def test_files_the_builder_skips_are_listed(tmp_path):
     assert sorted(Path(p).name for p in sources["skipped"]) == ["b.json", "notes.txt"]
 
 
+def test_hidden_files_are_listed_among_the_skipped(tmp_path):
+    files = {"a.jsonl": _lines(GOOD), ".notes.jsonl": _lines({**GOOD, "output": "2"}),
+             ".git/objects/x": b"blob", "sub/.draft.jsonl": _lines(GOOD)}
+    stats, rows, sources = _build_and_clean(tmp_path, files)
+    assert sorted(Path(p).relative_to(tmp_path / "notes").as_posix() for p in sources["skipped"]) == [
+        ".git", ".notes.jsonl", "sub/.draft.jsonl"]
+    assert len(rows) == 1  # hidden files are not read, only listed
+
+
+def test_a_lone_surrogate_drops_its_line_not_the_dataset(tmp_path):
+    bad = b'{"instruction": "lone \\ud800 surrogate", "output": "x"}\n'
+    stats, rows, _ = _build_and_clean(tmp_path, {"a.jsonl": _lines(GOOD) + bad + _lines({**GOOD, "output": "3"})})
+    assert [r["output"] for r in rows] == ["hi", "3"]
+    assert stats.dropped["lone_surrogate"] == 1
+    assert stats.examples["lone_surrogate"] == [f"{tmp_path / 'notes' / 'a.jsonl'}:2"]
+    assert "without its pair" in stats.as_dict()["advice"]["lone_surrogate"]
+
+
 def test_cr_only_line_endings_are_read_as_lines(tmp_path):
     data = _lines(GOOD, {**GOOD, "output": "2"}).replace(b"\n", b"\r")
     stats, rows, sources = _build_and_clean(tmp_path, {"mac.jsonl": data})

@@ -91,3 +91,24 @@ def test_ollama_that_refuses_falls_back_to_a_merge_then_to_llama_server(tmp_path
     assert outcome["runtime"] == "ollama FROM merged.gguf", outcome
     modelfile = (proj.root / "out" / "adapters" / proj.date / "Modelfile").read_text()
     assert "FROM ./merged.gguf" in modelfile and "ADAPTER" not in modelfile
+
+
+def test_a_post_step_that_cannot_apply_is_a_warning_not_a_failure(tmp_path):
+    """An architecture llama.cpp has no GGUF LoRA for: the adapter is home, the run succeeds, and the
+    summary, the console and the log say which post-steps were skipped and why."""
+    import json
+
+    proj = make_project(tmp_path / "proj")
+    proj.doit("full_cycle", check=True)
+    base = proj.adapter / "base_model_config.json"
+    base.write_text(json.dumps({**json.loads(base.read_text()), "architectures": ["MambaForCausalLM"]}))
+    run = proj.doit("full_cycle", check=True)
+    assert ran(run.stdout, "post_gguf") and "full_cycle SUCCEEDED" in run.stdout
+    summary = proj.summary
+    assert summary["success"] is True and summary["training_success"] is True and summary["error"] is None
+    assert summary["post_steps"]["gguf"]["skipped"].startswith("no adapter.gguf: llama.cpp has no GGUF LoRA")
+    assert summary["post_steps"]["modelfile"]["skipped"].startswith("no Modelfile: there is no adapter.gguf")
+    assert [w.split(":")[0] for w in summary["warnings"]] == ["post-step gguf skipped", "post-step modelfile skipped"]
+    assert "warning: post-step gguf skipped" in run.stdout
+    assert not (proj.adapter.parent / "adapter.gguf").exists() and not (proj.adapter.parent / "Modelfile").exists()
+    assert os.readlink(proj.root / "out" / "adapters" / "latest") == proj.date  # the adapter is today's

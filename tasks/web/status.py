@@ -140,7 +140,7 @@ def signature(paths: RunPaths) -> tuple:
 
 def running_dates(settings: Settings) -> list[str]:
     """Dates with a live run, whoever started it (the page, the CLI, a timer)."""
-    return [folder.name for folder in run_folders(settings) if lock.is_held(folder / ".lock")]
+    return [date for date, folder in run_folders(settings) if lock.is_held(folder / ".lock")]
 
 
 def _dropped(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -153,12 +153,12 @@ def _dropped(summary: dict[str, Any]) -> dict[str, Any] | None:
 def history(settings: Settings) -> list[dict[str, Any]]:
     """One row per date, newest first, with its attempts and its loss curve."""
     rows = []
-    for folder, summary in reversed(record.summaries(settings)):
+    for date, folder, summary in reversed(record.summaries(settings)):
         training = summary.get("training") or {}
         totals = summary.get("totals") or {}
         metrics = read_json(Path(summary.get("adapter_path") or folder) / "metrics.json") or {}
         rows.append({
-            "date": summary.get("date", folder.name),
+            "date": date,
             "success": summary.get("success"),
             "error": summary.get("error"),
             "samples": summary.get("samples_used"),
