@@ -57,14 +57,27 @@ if has_stack "$venv/bin/python"; then
   report "$venv/bin/python" "venv built earlier"
   exit 0
 fi
+# An sshd session is no login shell: images that put their venv on PATH through /etc/profile.d
+# (the official unsloth image does, for /opt/unsloth-venv) hide it from us unless we ask one.
+login_path=$(bash -lc 'printf %s "$PATH"' 2>/dev/null </dev/null) || login_path=''
 base=''
 for candidate in $candidates; do
-  path=$(command -v "$candidate" 2>/dev/null) || continue
-  [ -n "$base" ] || base=$path
-  if has_stack "$path"; then
-    report "$path" "found in the image"
-    exit 0
-  fi
+  for how in here login; do
+    if [ $how = here ]; then
+      path=$(command -v "$candidate" 2>/dev/null) || continue
+      source="found in the image"
+    else
+      case $candidate in */*) continue ;; esac
+      [ -n "$login_path" ] || continue
+      path=$(PATH=$login_path command -v "$candidate" 2>/dev/null) || continue
+      source="found on a login shell's PATH"
+    fi
+    [ -n "$base" ] || base=$path
+    if has_stack "$path"; then
+      report "$path" "$source"
+      exit 0
+    fi
+  done
 done
 if [ -z "$base" ]; then
   echo "[setup] no Python at all on the pod (tried: $candidates)" >&2

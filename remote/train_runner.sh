@@ -18,7 +18,7 @@ script=$8 dataset=$9 config=${10} venv_dir=${11} candidates=${12}
 mkdir -p "$run_dir" && cd "$run_dir" || exit 97
 state=$(trainer_state "$run_dir")
 if [ "$state" = none ] || [ "$state" = lost ]; then
-  rm -f train.outcome train.pid train.exit adapter.tar adapter.tar.tmp
+  rm -f train.outcome train.pid train.exit adapter.tar adapter.tar.*.tmp
   touch train.log
   # shellcheck disable=SC2016 # expanded by the detached bash, from its own arguments
   setsid nohup bash -c '
@@ -46,9 +46,17 @@ tail -s 0.2 -c +"$((offset + 1))" --pid="$pid" -f train.log
 code=$(cat train.exit 2>/dev/null || echo lost)
 sha='' size=''
 if [ "$code" = 0 ]; then
-  # Packed once: a re-attach must not change the archive a resumed download is reading.
+  # Packed once: a re-attach must not change the archive a resumed download is reading. A runner of
+  # a killed session may still be alive and packing too: each writes its own file and hard-links it
+  # into place, which succeeds for the first only (a link is never a half-written file); the others
+  # use that one. Failure is only "no adapter.tar after trying".
   if [ ! -s adapter.tar ]; then
-    { tar -cf adapter.tar.tmp -C "$output_dir" . -C "$input_dir" upload.ok && mv adapter.tar.tmp adapter.tar; } || code=pack-failed
+    mine="adapter.tar.$$.tmp"
+    if tar -cf "$mine" -C "$output_dir" . -C "$input_dir" upload.ok; then
+      ln "$mine" adapter.tar 2>/dev/null || true
+    fi
+    rm -f "$mine"
+    [ -s adapter.tar ] || code=pack-failed
   fi
   if [ "$code" = 0 ]; then
     sha=$(sha256sum adapter.tar | cut -d' ' -f1)

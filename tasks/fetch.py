@@ -21,7 +21,7 @@ from tasks import logs
 from tasks.context import RunContext
 from tasks.errors import TransportError
 from tasks.files import read_json
-from tasks.pod import connect_or_keep
+from tasks.pod import connect_or_keep, vanished
 from tasks.providers.base import Pod
 from tasks.retry import GaveUp, Policy, retry
 from tasks.transport import Connection
@@ -78,6 +78,7 @@ def _download(ctx: RunContext, pod: Pod, conn: Connection) -> None:
     try:
         retry(once, "download", policy, (TransportError,))
     except GaveUp as exc:
+        vanished(ctx, pod, "download_adapter")
         raise TransportError(f"download: {exc}; re-run `doit -a download_adapter --date {ctx.paths.date}` "
                              f"(it resumes where it stopped)") from None
     os.replace(partial, target)

@@ -139,7 +139,29 @@ def terminate_pod(ctx: RunContext) -> bool:
         raise
     record_terminated(ctx.paths, ctx.run.attempt_id, pod, "terminate")
     log.info("Pod %s terminated (podTerminate succeeded)", pod.pod_id)
+    record_billed(ctx, pod)
     return True
+
+
+def record_billed(ctx: RunContext, pod: Pod) -> None:
+    """What the provider billed for the pod, beside our estimate; a missing answer never fails a run."""
+    cost = ctx.provider.billed(pod)
+    if cost is None:
+        return
+    pod.cost_usd_billed = cost
+    pod.save(ctx.paths.pod_file)
+    record.append_event(ctx.paths, ctx.run.attempt_id, "pod_billed", pod_id=pod.pod_id, cost_usd_billed=cost)
+    log.info("RunPod billed $%.4f for pod %s", cost, pod.pod_id)
+
+
+def vanished(ctx: RunContext, pod: Pod, stage: str) -> None:
+    """Before giving up on a pod that stopped answering: if it was ended outside this run, say so."""
+    fate = ctx.provider.fate(pod)
+    if fate is None:
+        return
+    log.error("%s", fate)
+    record_terminated(ctx.paths, ctx.run.attempt_id, pod, "outside this run")
+    raise PodGone(f"{stage}: {fate}; `doit full_cycle --date {ctx.paths.date}` rents a new pod and trains again")
 
 
 def ensure_terminated(ctx: RunContext) -> None:

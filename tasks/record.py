@@ -114,6 +114,8 @@ def _pods(events: list[dict[str, Any]], current_pod: dict[str, Any]) -> dict[str
             pods[pod.get("pod_id")] = {**pod, "terminated_at": None}
         elif e["event"] == "pod_terminated" and e.get("pod_id") in pods:
             pods[e["pod_id"]]["terminated_at"] = pods[e["pod_id"]]["terminated_at"] or e["at"]
+        elif e["event"] == "pod_billed" and e.get("pod_id") in pods:
+            pods[e["pod_id"]]["cost_usd_billed"] = e.get("cost_usd_billed")
     if current_pod.get("pod_id") in pods and current_pod.get("terminated_at"):
         pods[current_pod["pod_id"]]["terminated_at"] = pods[current_pod["pod_id"]]["terminated_at"] or current_pod["terminated_at"]
     return pods
@@ -127,6 +129,12 @@ def _seconds(start: dt.datetime | None, end: dt.datetime | None) -> float:
 
 def _cost(seconds: float, per_hr: Any) -> float | None:
     return round(per_hr * seconds / 3600, 4) if isinstance(per_hr, (int, float)) else None
+
+
+def _billed(pods: list[dict[str, Any]]) -> float | None:
+    """What RunPod billed for these pods, when it has said so for every one of them."""
+    amounts = [p.get("cost_usd_billed") for p in pods]
+    return round(sum(amounts), 4) if pods and all(isinstance(a, (int, float)) for a in amounts) else None
 
 
 def attempts(events: list[dict[str, Any]], pods: dict[str, dict[str, Any]], live: bool) -> list[dict[str, Any]]:
@@ -186,6 +194,7 @@ def attempts(events: list[dict[str, Any]], pods: dict[str, dict[str, Any]], live
             "cloud_type": (first_pod or {}).get("cloud_type"),
             "pod_seconds": round(pod_seconds, 1),
             "cost_usd": round(cost, 4) if used else 0.0,
+            "cost_usd_billed": _billed([pods.get(p) or {} for p in used]),
             "argv": start.get("argv"),
         })
     return out
@@ -204,7 +213,7 @@ def totals(pods: dict[str, dict[str, Any]], current_pod: dict[str, Any]) -> dict
         seconds += life
         cost += _cost(life, pod.get("cost_per_hr")) or 0.0
     return {"pods": len(pods), "pod_seconds": round(seconds, 1), "cost_usd": round(cost, 4),
-            "pods_not_verified_terminated": open_pods}
+            "cost_usd_billed": _billed(list(pods.values())), "pods_not_verified_terminated": open_pods}
 
 
 # --------------------------------------------------------------------------- run-summary.json
@@ -309,6 +318,8 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         if pod else None,
         "billed_seconds": round(billed, 1) if billed is not None else None,
         "cost_usd": _cost(billed, pod.get("cost_per_hr")) if billed is not None else None,
+        "cost_usd_billed": pod.get("cost_usd_billed"),
+        "gpu_choice": read_json(paths.work_local / "gpu-choice.json"),
         "ssh_sessions": sum(s.get("ssh_sessions", 0) for s in stages.values()),
         "attempts": history,
         "totals": totals(pods, pod),

@@ -40,6 +40,7 @@ def rows(ctx: RunContext) -> list[dict[str, Any]]:
             "train min": _minutes(training.get("seconds")),
             "pod min": _minutes(totals.get("pod_seconds", summary.get("billed_seconds"))),
             "cost $": _money(totals.get("cost_usd", summary.get("cost_usd"))),
+            "billed $": _money(totals.get("cost_usd_billed")),
             "result": "succeeded" if summary.get("success") else f"failed: {short(summary.get('error'), 70)}",
             "_folder": folder, "_summary": summary,
         })

@@ -86,7 +86,8 @@ class TrainingSettings:
 
 @dataclass(frozen=True)
 class RunpodSettings:
-    api: str = field(default="graphql", metadata=_rule(choices=("graphql", "rest")))
+    api: str = field(default="rest", metadata=_rule(choices=("rest", "graphql")))  # GraphQL retires in early 2027
+    gpu_choice: str = field(default="order", metadata=_rule(choices=("order", "cheapest")))  # among those available
     gpu_types: tuple[str, ...] = ("NVIDIA GeForce RTX 5090", "NVIDIA GeForce RTX 4090", "NVIDIA RTX A6000")
     cloud_types: tuple[str, ...] = ("COMMUNITY", "SECURE")
     template_id: str = "pzr9tt3vvq"
@@ -110,6 +111,8 @@ class RunpodSettings:
     data_center_id: str = ""  # its data center (looked up from the volume when empty)
     support_public_ip: bool = True  # ask for a public IP so direct ssh works (GraphQL; COMMUNITY may lack one)
     direct_users: tuple[str, ...] = ("root", "unsloth")  # tried in order when the API names no ssh user
+    billing_attempts: int = field(default=4, metadata=_rule(1, 100))  # asking RunPod what it billed (REST)
+    billing_wait_s: float = field(default=15, metadata=_rule(0, 600))  # between those asks: billing lags
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ class RemoteSettings:
     output_dir: str = "/output/adapter"
     work_dir: str = "/workspace/fullcycle"
     python: str = "/workspace/unsloth-venv/bin/python"  # used when it exists and has the stack
-    python_candidates: tuple[str, ...] = ("python3", "python", "/opt/conda/bin/python")  # else the image's
+    # else the image's: the official unsloth image's venv first (on PATH only for login shells)
+    python_candidates: tuple[str, ...] = ("/opt/unsloth-venv/bin/python", "python3", "python", "/opt/conda/bin/python")
     venv_dir: str = "/workspace/fullcycle-venv"  # else built here, on the volume, and reused
     hf_home: str = "/workspace/hf-cache"
     trainer: str = ""  # a trainer script of your own (train_unsloth.py's arguments and outputs); empty: that one
@@ -132,6 +136,9 @@ class SshSettings:
     probe_timeout_s: float = field(default=300, metadata=_rule(1, 86_400))
     train_timeout_h: float = field(default=12, metadata=_rule(0.001, 168))
     reconnect_delay_s: float = field(default=5, metadata=_rule(0, 600))
+    # RunPod lists a pod's direct port before its sshd listens: direct is waited for this long after
+    # the API published it before the gateway is tried
+    direct_grace_s: float = field(default=90, metadata=_rule(0, 3600))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from tasks import logs
 from tasks.context import RunContext
 from tasks.errors import TrainingError, TransportError
 from tasks.files import read_json, write_json
-from tasks.pod import connect_or_keep
+from tasks.pod import connect_or_keep, vanished
 from tasks.providers.base import Pod
 from tasks.retry import Deadline
 from tasks.manifest import CONFIG_NAME, DATASET_NAME, SCRIPT_NAME
@@ -145,6 +145,8 @@ def _train(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str, Any]:
         fruitless = 0 if progressed else fruitless + 1
         if deadline.passed():
             raise TrainingError(f"training on pod {pod.pod_id} did not finish within {timeout:.0f}s")
+        if fruitless >= 2:  # twice without a byte: has the pod been ended from outside? (one API call)
+            vanished(ctx, pod, "train")
         if fruitless > MAX_FRUITLESS_RECONNECTS:
             raise TrainingError(f"following the training on pod {pod.pod_id} failed {fruitless} times in a row "
                                 f"(last exit {result.exit_code}, trainer {state or 'unknown'}): "

@@ -16,7 +16,7 @@ from pathlib import Path
 from tasks import logs, manifest
 from tasks.context import RunContext
 from tasks.errors import TransportError
-from tasks.pod import connect_or_keep
+from tasks.pod import connect_or_keep, vanished
 from tasks.providers.base import Pod
 from tasks.retry import GaveUp, Policy, retry
 from tasks.transport import Connection, check
@@ -86,6 +86,7 @@ def upload(ctx: RunContext) -> list[str] | None:
             outcome = retry(lambda: _upload_once(ctx, pod, conn, inputs, local, mode), "upload attempt", policy,
                             (TransportError,))
     except GaveUp as exc:
+        vanished(ctx, pod, "upload")
         raise TransportError(str(exc)) from None
     finally:
         conn.close()

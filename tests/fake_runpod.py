@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 from graphql import build_schema, execute_sync, parse, validate
@@ -79,6 +80,15 @@ class Faults:
     terminate_errors: int = 0  # podTerminate fails this many times with a generic error
     ssh_port: int | None = None  # publish this port for tcp/22 instead of the real sshd's (e.g. a closed one)
     private_runtime_port: bool = False  # REST: ssh.direct null, tcp/22 listed on a private 10.x address
+    graphql_gone: bool = False  # GraphQL retired: every request answers 410 Gone
+    # REST catalogue, billing and logs: "404", "500", "malformed" or "slow" per endpoint
+    catalog: str | None = None
+    billing: str | None = None
+    logs: str | None = None
+    billing_lag: int = 0  # billing answers with no records this many times after a pod ends
+    unavailable: set[tuple[str, str]] = field(default_factory=set)  # (gpu, cloud) the catalogue shows as NONE
+    container_log: list[str] = field(default_factory=lambda: ["pulling image unsloth/unsloth:latest",
+                                                              "layer 3/14: 2.1 GB of 13.6 GB"])
 
 
 class FakeRunpod:
@@ -91,11 +101,17 @@ class FakeRunpod:
         self.create_attempts: list[tuple[str, str]] = []
         self.create_bodies: list[dict[str, Any]] = []  # what each create asked for, as sent
         self.volumes: dict[str, str] = {"vol-abc123": "EU-RO-1"}  # network volume -> its data center
+        # The catalogue: GPU type -> (memory GB, price SECURE, price COMMUNITY)
+        self.gpus: dict[str, tuple[int, float, float]] = {
+            "NVIDIA GeForce RTX 5090": (32, 0.89, 0.69), "NVIDIA GeForce RTX 4090": (24, 0.59, 0.34),
+            "NVIDIA RTX A6000": (48, 0.49, 0.33), "NVIDIA A40": (48, 0.40, 0.35)}
+        self.billing_asks = 0
         self.urls: list[str] = []
         self.lock = threading.Lock()
         spec = json.loads(SPEC_PATH.read_text())
         self._validators = {name: jsonschema.Draft202012Validator({**spec, "$ref": f"#/components/schemas/{name}"})
-                            for name in ("CreatePodRequest", "Pod", "ListPodsResponse")}
+                            for name in ("CreatePodRequest", "Pod", "ListPodsResponse", "ListGpuTypesResponse",
+                                         "ListDataCentersResponse", "ListPodBillingResponse")}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -251,8 +267,98 @@ class FakeRunpod:
         assert not errors, f"fake REST response does not follow the spec: {errors[0].message}"
         return body
 
+    def _checked(self, schema: str, body: dict[str, Any]) -> dict[str, Any]:
+        errors = list(self._validators[schema].iter_errors(body))
+        assert not errors, f"fake {schema} does not follow the spec: {errors[0].message}"
+        return body
+
+    def _availability(self, gpu: str, cloud: str) -> str:
+        caps = self.faults.unavailable
+        return "NONE" if (gpu, cloud) in caps or ("*", cloud) in caps or (gpu, "*") in caps else "HIGH"
+
+    def _extra_fault(self, kind: str | None) -> tuple[int, Any] | None:
+        """The catalogue, billing and log endpoints as they fail: 404, 500, nonsense, or slowly."""
+        if kind == "404":
+            return 404, {"title": "Not Found", "status": 404, "detail": "no such endpoint"}
+        if kind == "500":
+            return 500, {"title": "Internal", "status": 500, "detail": "injected"}
+        if kind == "malformed":
+            return 200, {"unexpected": [1, 2, 3]}
+        if kind == "slow":
+            time.sleep(3)
+        return None
+
+    def catalog(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        self.calls.append(("catalog", ",".join(query.get("cloud", ["SECURE"]))))
+        if failed := self._extra_fault(self.faults.catalog):
+            return failed
+        cloud = query.get("cloud", ["SECURE"])[0]
+        gpus = [{"id": gpu, "name": gpu.replace("NVIDIA ", "").replace("GeForce ", ""), "pool": None,
+                 "manufacturer": "NVIDIA", "memory": mem, "secure": True, "community": True,
+                 "price": {"secure": secure, "community": community}, "maxCount": {"secure": 8, "community": 2},
+                 "availability": self._availability(gpu, cloud)}
+                for gpu, (mem, secure, community) in self.gpus.items()]
+        return 200, self._checked("ListGpuTypesResponse", {"gpus": gpus})
+
+    def datacenters(self) -> tuple[int, Any]:
+        self.calls.append(("datacenters", ""))
+        if failed := self._extra_fault(self.faults.catalog):
+            return failed
+        centers = [{"id": dc, "name": dc, "region": "EUROPE" if dc.startswith("EU") else "NORTH_AMERICA",
+                    "globalNetwork": False, "networkVolumeTypes": ["STANDARD"], "compliance": [],
+                    "gpuAvailability": [{"id": g, "name": g, "availability": self._availability(g, "SECURE")}
+                                        for g in self.gpus]}
+                   for dc in sorted({"US-TEST-1", *self.volumes.values()})]
+        return 200, self._checked("ListDataCentersResponse", {"dataCenters": centers})
+
+    def billing(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        pod_id = query.get("podId", [""])[0]
+        self.calls.append(("billing", pod_id))
+        self.billing_asks += 1
+        if failed := self._extra_fault(self.faults.billing):
+            return failed
+        pod = self.pods.get(pod_id)
+        records = []
+        if pod and pod.terminated_at:
+            if self.faults.billing_lag > 0:
+                self.faults.billing_lag -= 1
+            else:
+                amount = round(0.89 * max(pod.terminated_at - pod.created, 1) / 3600, 6)
+                start = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(pod.created))
+                records = [{"startTime": start, "endTime": start, "podId": pod_id, "totalAmount": amount,
+                            "gpuAmount": amount, "cpuAmount": 0, "diskAmount": 0}]
+        totals = {k: sum(r[k] for r in records) for k in ("totalAmount", "gpuAmount", "cpuAmount", "diskAmount")}
+        since = query.get("startTime", ["2026-01-01T00:00:00Z"])[0]
+        window = {"startTime": since, "endTime": time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(time.time() + 3600)),
+                  "bucketSize": query.get("bucketSize", ["day"])[0], "podId": pod_id}
+        body = {"records": records, "metadata": {"query": window, "recordCount": len(records),
+                                                 "uniquePodCount": len({r["podId"] for r in records}),
+                                                 "totals": totals}}
+        return 200, self._checked("ListPodBillingResponse", body)
+
+    def logs(self, pod_id: str) -> tuple[int, Any]:
+        self.calls.append(("logs", pod_id))
+        if failed := self._extra_fault(self.faults.logs):
+            return failed
+        if pod_id not in self.pods:
+            return 404, {"title": "Not Found", "status": 404, "detail": f"pod {pod_id} not found"}
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        events = "".join(f"id: {stamp}/{i:012d}\ndata: " + json.dumps({"ts": stamp, "source": "container", "line": line})
+                         + "\n\n" for i, line in enumerate(self.faults.container_log, 1))
+        return 200, ("text/event-stream", events)
+
     def rest(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        url = urlsplit(path)
+        path, query = url.path, parse_qs(url.query)
+        if method == "GET" and path == "/v2/catalog/gpus":
+            return self.catalog(query)
+        if method == "GET" and path == "/v2/catalog/datacenters":
+            return self.datacenters()
+        if method == "GET" and path == "/v2/billing/pods":
+            return self.billing(query)
         parts = path.rstrip("/").split("/")
+        if method == "GET" and len(parts) == 5 and parts[:3] == ["", "v2", "pods"] and parts[4] == "logs":
+            return self.logs(parts[3])
         if parts[:3] == ["", "v2", "network-volumes"] and method == "GET" and len(parts) == 4:
             if parts[3] not in self.volumes:
                 return 404, {"title": "Not Found", "status": 404, "detail": f"network volume {parts[3]} not found"}
@@ -306,6 +412,15 @@ class FakeRunpod:
                 pass
 
             def _answer(self, status: int, body: Any) -> None:
+                if isinstance(body, tuple):  # (content type, text): the log's event stream
+                    ctype, text = body
+                    data = text.encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 data = b"" if body is None else json.dumps(body).encode()
                 self.send_response(status)
                 if status == 429 and fake.faults.retry_after is not None:
@@ -327,6 +442,9 @@ class FakeRunpod:
                     return self._answer(401, {"title": "Unauthorized", "status": 401, "detail": "bad key"})
                 body = json.loads(raw) if raw else None
                 if self.path.startswith("/graphql"):
+                    if fake.faults.graphql_gone:
+                        fake.calls.append(("graphql-gone", ""))
+                        return self._answer(410, {"errors": [{"message": "Gone"}]})
                     return self._answer(*fake.graphql(body or {}))
                 return self._answer(*fake.rest(method, self.path, body))
 

@@ -4,6 +4,7 @@ up-to-date rules, the attempts record, and the pod-side shell."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -378,3 +379,72 @@ def test_the_hub_token_is_redacted_like_the_api_key(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_SENTINEL_abcdef")
     monkeypatch.setenv("RUNPOD_API_KEY", "rpa_SENTINEL_123456")
     assert redact("token hf_SENTINEL_abcdef key rpa_SENTINEL_123456") == "token [REDACTED] key [REDACTED]"
+
+
+def test_packing_is_safe_with_several_runners(tmp_path):
+    """A rerun after kill -9 can re-attach while the killed session's runner is still alive: both
+    reach the pack step together. Every runner must report the same good archive, none pack-failed."""
+    from tasks.transport import script
+
+    runner = tmp_path / "train_runner.sh"
+    runner.write_text(script("train_runner.sh"))
+    for round_ in range(8):
+        run_dir, out_dir, in_dir = (tmp_path / f"r{round_}" / d for d in ("run", "out", "in"))
+        for d in (run_dir, out_dir, in_dir):
+            d.mkdir(parents=True)
+        for i in range(40):  # enough bytes that two tars overlap
+            (out_dir / f"shard{i}.bin").write_bytes(os.urandom(64 * 1024))
+        (in_dir / "upload.ok").write_text("x  config.json\n")
+        (run_dir / "train.log").write_text("[train] done\n")
+        (run_dir / "train.exit").write_text("0\n")
+        (run_dir / "train.pid").write_text("999999\n")  # long gone: the trainer finished
+        args = [str(run_dir), str(in_dir), str(out_dir), "python3", str(tmp_path), "0", "##end", "s", "d", "c", "",
+                "python3"]
+        procs = [subprocess.Popen(["bash", str(runner), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(4)]
+        lines = [p.communicate(timeout=60)[0].strip().splitlines()[-1] for p in procs]
+        assert all(" exit=0 " in line for line in lines), lines
+        shas = {line.split("sha256=")[1].split()[0] for line in lines}
+        assert len(shas) == 1 and len(shas.pop()) == 64, lines
+        assert not list(run_dir.glob("adapter.tar.*")), "a runner left its temporary archive behind"
+
+
+def test_direct_wins_when_its_sshd_comes_up_within_the_grace_period():
+    """RunPod lists the direct port before sshd listens: a refused direct connection in the first
+    seconds must not pin the run to the gateway that happened to answer first."""
+    from tasks.providers.reach import Endpoint, Prober
+
+    log, tries = [], {"direct": 0}
+
+    def answer(ep, kind, command):
+        if ep.kind == "direct":
+            tries["direct"] += 1
+            if tries["direct"] < 3:
+                return 255, b"", "ssh: connect to host 203.0.113.9 port 40022: Connection refused"
+        return 0, _token(command), ""
+
+    endpoints = [Endpoint("direct", "root", "203.0.113.9", 40022), Endpoint("gateway", "pod-1a2b", "gw", 22)]
+    prober = Prober(make_exec=lambda ep: ScriptedConn(answer, log, ep, "exec"),
+                    make_pty=lambda ep: ScriptedConn(answer, log, ep, "pty"), probe_command="true",
+                    deadline_s=10, pause_s=0.01, timeout_s=1, direct_grace_s=5)
+    reached = prober.reach(endpoints, "pod")
+    assert reached.mode == "direct-ssh" and ("exec", "pod-1a2b") not in log, log
+
+
+def test_the_gateway_serves_a_pod_whose_direct_ssh_never_comes():
+    from tasks.providers.reach import Endpoint, Prober
+
+    log = []
+
+    def answer(ep, kind, command):
+        if ep.kind == "direct":
+            return 255, b"", "ssh: connect to host 203.0.113.9 port 40022: Connection refused"
+        return 0, _token(command), ""
+
+    prober = Prober(make_exec=lambda ep: ScriptedConn(answer, log, ep, "exec"),
+                    make_pty=lambda ep: ScriptedConn(answer, log, ep, "pty"), probe_command="true",
+                    deadline_s=10, pause_s=0.01, timeout_s=1, direct_grace_s=0.2)
+    started = time.monotonic()
+    reached = prober.reach([Endpoint("direct", "root", "203.0.113.9", 40022),
+                            Endpoint("gateway", "pod-1a2b", "gw", 22)], "pod")
+    assert reached.mode == "gateway-exec" and 0.2 <= time.monotonic() - started < 5

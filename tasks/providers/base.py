@@ -35,6 +35,7 @@ class Pod:
     terminated: bool = False
     terminated_at: str | None = None
     terminate_error: str | None = None
+    cost_usd_billed: float | None = None  # what the provider billed, asked after termination
 
     @property
     def run_dir(self) -> str:
@@ -78,3 +79,12 @@ class Provider(Protocol):
 
     def list_pods(self) -> list:
         """Every pod the account has (PodInfo-like: id, name, status, uptime_s), for the reaper."""
+
+    def fate(self, pod: Pod) -> str | None:
+        """What became of a pod this run cannot reach (terminated or stopped outside it); None: still there."""
+
+    def billed(self, pod: Pod) -> float | None:
+        """What the provider billed for the terminated pod (USD); None when it does not say (yet)."""
+
+    def container_log(self, pod: Pod) -> str | None:
+        """The pod's own log, for a pod that never became reachable; None when there is none."""

@@ -53,6 +53,16 @@ class LocalProvider:
     def connect(self, pod: Pod) -> Connection:
         return LocalConnection(cwd=self.root, counter=self.run)
 
+    def fate(self, pod: Pod) -> str | None:
+        return None if self.root.is_dir() else f"pod {pod.pod_id} was removed outside this run ({self.root} is gone)"
+
+    def billed(self, pod: Pod) -> float | None:
+        """Nobody bills the local machine."""
+        return None
+
+    def container_log(self, pod: Pod) -> str | None:
+        return None
+
     def is_alive(self, pod: Pod) -> bool:
         return not pod.terminated and self.root.is_dir()
 

@@ -69,8 +69,9 @@ class Prober:
     """Tries endpoints in order until one answers a probe command, against a deadline."""
 
     def __init__(self, make_exec: Any, make_pty: Any, probe_command: str, deadline_s: float, pause_s: float,
-                 timeout_s: float) -> None:
+                 timeout_s: float, direct_grace_s: float = 0.0) -> None:
         self.make_exec, self.make_pty = make_exec, make_pty
+        self.grace = Deadline(direct_grace_s)  # RunPod publishes the direct port before sshd listens
         self.token = secrets.token_hex(6)
         self.command = f"{probe_command}; printf '%s%s\\n' FCPROBE {self.token}"
         self.deadline = Deadline(deadline_s)
@@ -114,12 +115,22 @@ class Prober:
             ep.denied += 1
         return None
 
+    def _direct_may_still_come(self, endpoints: list[Endpoint]) -> bool:
+        """Within the grace period a direct endpoint that is not up yet (refused, timed out) is
+        waited for: the gateway is for pods whose direct ssh does not come, not for a slow sshd."""
+        if self.grace.passed():
+            return False
+        return any(ep.kind == "direct" and ep.denied < DENIALS_BEFORE_GIVING_UP
+                   and (not ep.last or TRANSIENT.search(ep.last)) for ep in endpoints)
+
     def reach(self, endpoints: list[Endpoint], pod_id: str) -> Reached:
         if not endpoints:
             raise ProviderError(f"pod {pod_id} publishes no ssh endpoint (no public tcp/22, no gateway user)")
         while True:
             for ep in endpoints:
                 if ep.denied >= DENIALS_BEFORE_GIVING_UP:
+                    continue
+                if ep.kind == "gateway" and self._direct_may_still_come(endpoints):
                     continue
                 reached = self._try_pty(ep) if ep.forced_mode is ConnectionMode.GATEWAY_PTY else self._try_exec(ep)
                 if reached:

@@ -17,8 +17,9 @@ from typing import Any
 
 from tasks.errors import NoCapacityError, ProviderError
 from tasks import modes
-from tasks.files import read_json
-from tasks.providers import reach
+from tasks.files import read_json, write_json
+from tasks.logs import redact
+from tasks.providers import choice, reach
 from tasks.providers.base import Pod
 from tasks.providers.runpod_api import (
     ApiError,
@@ -123,23 +124,30 @@ class RunpodProvider:
         public_key = pub.read_text().strip() if pub.is_file() else ""
         self._retry(self.api.check_key, "RunPod API key check")  # a bad key stops here, before renting
         self.data_center = self._volume_data_center()
-        tried = []
         verdict = read_json(self.paths.model_check_file) or {}
-        for gpu in verdict.get("gpu_types") or self.s.gpu_types:  # only those the model fits
-            for cloud in self.s.cloud_types:
-                req = self._request(gpu, cloud, public_key)
-                try:
-                    info = self._retry(lambda: self._create_once(req), f"create {gpu} / {cloud}")
-                except (NoCapacityError, SkipCandidate) as exc:
-                    log.info("No %s %s pod: %s", cloud, gpu, exc)
-                    tried.append(f"{gpu}/{cloud}")
-                    continue
-                log.info("Rented pod %s: cloudType %s, GPU %s, $%s/h", info.id, cloud, gpu, info.cost_per_hr)
-                return Pod(provider=self.name, pod_id=info.id, name=req.name, created_at=now(), gpu=gpu,
-                           cloud_type=cloud, cost_per_hr=info.cost_per_hr, host_id=info.host_id,
-                           remote=self._remote(), network_volume_id=self.s.network_volume_id or None,
-                           data_center=self.data_center)
-        raise NoCapacityError(f"no capacity on any candidate (tried {', '.join(tried)}); nothing was rented")
+        picked = choice.choose(self.api, list(verdict.get("gpu_types") or self.s.gpu_types),  # those the model fits
+                               tuple(self.s.cloud_types), self.s.gpu_count, self.s.gpu_choice,
+                               verdict.get("needed_gb"), self.data_center)
+        write_json(self.paths.work_local / "gpu-choice.json", picked.record())
+        for cand in picked.to_try():
+            req = self._request(cand.gpu, cand.cloud, public_key)
+            try:
+                info = self._retry(lambda: self._create_once(req), f"create {cand.gpu} / {cand.cloud}")
+            except (NoCapacityError, SkipCandidate) as exc:
+                log.info("No %s %s pod: %s", cand.cloud, cand.gpu, exc)
+                cand.verdict = f"no capacity: {str(exc)[:120]}"
+                continue
+            picked.rented(cand)
+            write_json(self.paths.work_local / "gpu-choice.json", picked.record())
+            log.info("Rented pod %s: cloudType %s, GPU %s, $%s/h (%s)", info.id, cand.cloud, cand.gpu,
+                     info.cost_per_hr, picked.why)
+            return Pod(provider=self.name, pod_id=info.id, name=req.name, created_at=now(), gpu=cand.gpu,
+                       cloud_type=cand.cloud, cost_per_hr=info.cost_per_hr, host_id=info.host_id,
+                       remote=self._remote(), network_volume_id=self.s.network_volume_id or None,
+                       data_center=self.data_center)
+        write_json(self.paths.work_local / "gpu-choice.json", picked.record())
+        seen = "; ".join(f"{c.gpu}/{c.cloud} {c.verdict}" for c in picked.candidates)
+        raise NoCapacityError(f"no capacity on any candidate ({seen}); nothing was rented")
 
     def _volume_data_center(self) -> str | None:
         """With a network volume the pod must be in the volume's data center: every candidate is
@@ -187,6 +195,20 @@ class RunpodProvider:
             time.sleep(self.s.poll_interval_s)
 
     def wait_ready(self, pod: Pod) -> Pod:
+        """Running and answering ssh, or an error that says why, with the pod's own log kept: an image
+        still pulling, a crashed start script or a missing driver shows there, not as "timed out"."""
+        try:
+            return self._wait_ready(pod)
+        except ProviderError as exc:
+            text = self.container_log(pod)
+            if not text:
+                raise
+            kept = self.paths.work_local / "pod-container.log"
+            kept.write_text(redact(text) + "\n")
+            last = redact(text.strip().splitlines()[-1])[-200:]
+            raise ProviderError(f"{exc}; the pod's own log is kept in {kept} (last line: {last})") from None
+
+    def _wait_ready(self, pod: Pod) -> Pod:
         info = self._wait_running(pod, Deadline(self.s.ready_timeout_s))
         override = read_connection_file(self.paths.connection_file)
         key = override["ssh_key_path"] if override else str(self._key_path())
@@ -198,7 +220,8 @@ class RunpodProvider:
             make_exec=lambda ep: self._conn(ep.user, ep.host, ep.port, key, ep.exec_mode),
             make_pty=lambda ep: self._conn(ep.user, ep.host, ep.port, key, modes.ConnectionMode.GATEWAY_PTY),
             probe_command=self._watchdog_command(pod), deadline_s=ssh.probe_timeout_s,
-            pause_s=min(self.s.poll_interval_s, 2.0), timeout_s=ssh.connect_timeout_s + 10)
+            pause_s=min(self.s.poll_interval_s, 2.0), timeout_s=ssh.connect_timeout_s + 10,
+            direct_grace_s=ssh.direct_grace_s)
         reached = prober.reach(candidates, pod.pod_id)
         ep = reached.endpoint
         pod.connection_mode, pod.ssh_user, pod.ssh_host, pod.ssh_port = reached.mode, ep.user, ep.host, ep.port
@@ -239,6 +262,43 @@ class RunpodProvider:
     def list_pods(self) -> list[PodInfo]:
         """Every pod on the account (the reaper picks this project's by name)."""
         return self._retry(self.api.list, "list pods")
+
+    def fate(self, pod: Pod) -> str | None:
+        """What became of a pod this run cannot reach: None while the API still has it running."""
+        try:
+            info = self._retry(lambda: self.api.get(pod.pod_id), f"look up pod {pod.pod_id}", attempts=3)
+        except ApiError:
+            return None  # the API cannot tell either: nothing to add
+        if info is None:
+            return f"pod {pod.pod_id} was terminated outside this run (RunPod no longer lists it)"
+        if info.status in GONE or info.status == "EXITED":
+            return f"pod {pod.pod_id} was stopped or terminated outside this run (RunPod says {info.status})"
+        return None
+
+    def billed(self, pod: Pod) -> float | None:
+        """What RunPod billed for the pod; billing lags the pod's end, so it is asked a few times."""
+        since = (pod.created_at or now())[:13] + ":00:00Z" if pod.created_at else now()
+        since = since.replace("+00:00", "")
+        for attempt in range(self.s.billing_attempts):
+            try:
+                cost = self.api.billed(pod.pod_id, since)
+            except (ApiError, RetryableApiError, KeyError, TypeError, ValueError) as exc:
+                log.info("billing for pod %s not read: %s", pod.pod_id, str(exc)[:200])
+                return None
+            if cost is not None:
+                return cost
+            if attempt + 1 < self.s.billing_attempts:
+                time.sleep(self.s.billing_wait_s)
+        log.info("RunPod's billing does not show pod %s yet (asked %d times)", pod.pod_id, self.s.billing_attempts)
+        return None
+
+    def container_log(self, pod: Pod) -> str | None:
+        """The pod's own log (image pull, start script, driver), for a pod that never became reachable."""
+        try:
+            return self.api.logs(pod.pod_id)
+        except (ApiError, RetryableApiError) as exc:
+            log.info("container log of pod %s not read: %s", pod.pod_id, exc)
+            return None
 
     def is_alive(self, pod: Pod) -> bool:
         try:

@@ -10,6 +10,7 @@ The key travels only in the Authorization header; it is never part of a URL, a l
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -40,6 +41,10 @@ class RetryableApiError(ProviderError):
         self.retry_after = retry_after
 
 
+class Gone(ApiError):
+    """The endpoint answered 410 Gone: that API generation is retired."""
+
+
 class SkipCandidate(ProviderError):
     """This GPU/cloud pool is not open to the account (REST 403): try the next."""
 
@@ -67,6 +72,21 @@ class CreateRequest:
     def pod_env(self) -> dict[str, str]:
         """The pod's environment: sshd there takes our key from PUBLIC_KEY, no account keys needed."""
         return dict(self.env, **({"PUBLIC_KEY": self.public_key} if self.public_key else {}))
+
+
+@dataclass
+class Offer:
+    """One GPU type in one cloud as the catalogue lists it now."""
+
+    gpu: str
+    cloud: str
+    price_per_hr: float | None  # list price for the pod's gpu_count
+    memory_gb: int | None
+    availability: str | None  # NONE, LOW, MEDIUM, HIGH (None: not said)
+
+
+RETIRED = ('RunPod has retired its GraphQL API ({detail}): set [runpod] api = "rest" in fullcycle.toml '
+           '(the REST v2 API does everything this tool needs); nothing was rented')
 
 
 @dataclass
@@ -120,6 +140,8 @@ class _Http:
             raise ApiError("RunPod rejected the API key (HTTP 401): check RUNPOD_API_KEY")
         if resp.status_code == 402:
             raise ApiError("RunPod says the account has no balance (HTTP 402): add credit, nothing was rented")
+        if resp.status_code == 410:
+            raise Gone(f"HTTP 410 Gone from {url}")
         if resp.status_code == 429 or resp.status_code >= 500:
             raise RetryableApiError(f"HTTP {resp.status_code} from {url}", _retry_after(resp))
         return resp
@@ -164,6 +186,18 @@ class PodApi(Protocol):
     def volume_data_center(self, volume_id: str) -> str | None:
         """The data center a network volume lives in (None when the account has no such volume)."""
 
+    def catalog(self, clouds: tuple[str, ...], gpu_count: int) -> list[Offer] | None:
+        """Every GPU type's price, memory and availability per cloud; None when this API has none."""
+
+    def datacenter_availability(self) -> dict[str, dict[str, str]] | None:
+        """data center -> GPU type -> availability level; None when this API has none."""
+
+    def billed(self, pod_id: str, since: str) -> float | None:
+        """What RunPod billed for the pod since `since` (USD); None until billing shows it."""
+
+    def logs(self, pod_id: str, tail: int = 200) -> str | None:
+        """The pod's container and system log (the last `tail` lines); None when not offered."""
+
 
 class GraphqlApi:
     name = "graphql"
@@ -177,7 +211,10 @@ class GraphqlApi:
         return self.http.calls
 
     def _post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        resp = self.http.request("POST", self.url, json={"query": query, "variables": variables or {}})
+        try:
+            resp = self.http.request("POST", self.url, json={"query": query, "variables": variables or {}})
+        except Gone as exc:
+            raise Gone(RETIRED.format(detail=str(exc))) from None
         try:
             body = resp.json()
         except ValueError:
@@ -190,6 +227,8 @@ class GraphqlApi:
                 raise NoCapacityError(message)
             if "something went wrong" in lowered:
                 raise RetryableApiError(message)
+            if "retired" in lowered or "has been deprecated and removed" in lowered:
+                raise Gone(RETIRED.format(detail=message))
             raise ApiError(f"RunPod GraphQL error: {message}")
         return body.get("data") or {}
 
@@ -237,6 +276,19 @@ class GraphqlApi:
     def volume_data_center(self, volume_id: str) -> str | None:
         volumes = (self._post(VOLUMES).get("myself") or {}).get("networkVolumes") or []
         return next((v.get("dataCenterId") for v in volumes if v.get("id") == volume_id), None)
+
+    # GraphQL has no catalogue, billing record or container log: the REST API does.
+    def catalog(self, clouds: tuple[str, ...], gpu_count: int) -> list[Offer] | None:
+        return None
+
+    def datacenter_availability(self) -> dict[str, dict[str, str]] | None:
+        return None
+
+    def billed(self, pod_id: str, since: str) -> float | None:
+        return None
+
+    def logs(self, pod_id: str, tail: int = 200) -> str | None:
+        return None
 
     @staticmethod
     def _info(pod: dict[str, Any]) -> PodInfo:
@@ -333,6 +385,51 @@ class RestApi:
             raise ApiError(f"RunPod REST: GET /v2/pods -> {resp.status_code} {self._problem(resp)}")
         return [self._info(p) for p in resp.json().get("pods", [])]
 
+    def catalog(self, clouds: tuple[str, ...], gpu_count: int) -> list[Offer] | None:
+        offers = []
+        for cloud in clouds:
+            body = self._get(f"/v2/catalog/gpus?include=AVAILABILITY&product=POD&cloud={cloud}&count={gpu_count}")
+            for gpu in (body or {})["gpus"]:
+                price = (gpu.get("price") or {}).get(cloud.lower())
+                offers.append(Offer(gpu=gpu["id"], cloud=cloud, memory_gb=gpu.get("memory"),
+                                    price_per_hr=round(price * gpu_count, 4) if isinstance(price, (int, float)) else None,
+                                    availability=gpu.get("availability") if gpu.get(cloud.lower(), True) else "NONE"))
+        return offers
+
+    def datacenter_availability(self) -> dict[str, dict[str, str]] | None:
+        body = self._get("/v2/catalog/datacenters?include=GPU_AVAILABILITY")
+        return {dc["id"]: {g["id"]: g["availability"] for g in dc.get("gpuAvailability") or []}
+                for dc in (body or {})["dataCenters"]}
+
+    def billed(self, pod_id: str, since: str) -> float | None:
+        body = self._get(f"/v2/billing/pods?podId={pod_id}&bucketSize=hour&startTime={since}")
+        records = (body or {}).get("records") or []
+        if not records:
+            return None  # billing lags the pod's end: not there yet
+        totals = ((body or {}).get("metadata") or {}).get("totals") or {}
+        total = totals.get("totalAmount")
+        return round(float(total if isinstance(total, (int, float)) else
+                           sum(r.get("totalAmount") or 0 for r in records)), 4)
+
+    def logs(self, pod_id: str, tail: int = 200, max_bytes: int = 256_000, seconds: float = 10.0) -> str | None:
+        """The log is a live event stream: read the backfill, bounded in bytes and time, then stop."""
+        lines, got, started = [], 0, time.monotonic()
+        try:
+            with self.http.session.get(f"{self.url}/v2/pods/{pod_id}/logs?tail={tail}", stream=True,
+                                       timeout=(self.http.timeout, 2.0)) as resp:
+                self.http.calls += 1
+                if resp.status_code != 200:
+                    return None
+                for raw in resp.iter_lines():
+                    got += len(raw or b"")
+                    if raw and raw.startswith(b"data:"):
+                        lines.append(_log_line(raw[5:].strip()))
+                    if got > max_bytes or time.monotonic() - started > seconds:
+                        break
+        except (requests.RequestException, OSError):  # the stream ends by timing out once the backfill is sent
+            pass
+        return "\n".join(lines) if lines else None
+
     @staticmethod
     def _info(pod: dict[str, Any]) -> PodInfo:
         """The v2 `ssh` block is the authority on how to reach the pod: `direct` when it names a
@@ -368,6 +465,14 @@ def is_public(host: str) -> bool:
     except ValueError:
         return bool(host)
     return address.is_loopback or address.is_global
+
+
+def _log_line(data: bytes) -> str:
+    try:
+        event = json.loads(data)
+        return f"{event.get('ts', '')} [{event.get('source', '')}] {event.get('line', '')}"
+    except (ValueError, AttributeError):
+        return data.decode(errors="replace")
 
 
 def client(backend: str, api_key: str | None) -> PodApi:

@@ -92,7 +92,8 @@ def _pod(summary: dict[str, Any]) -> dict[str, Any] | None:
             "connection_mode": summary.get("connection_mode"), "created_at": pod.get("created_at"),
             "terminated": bool(summary.get("terminated")), "terminated_at": pod.get("terminated_at"),
             "terminate_error": pod.get("terminate_error"), "cost_per_hr": pod.get("cost_per_hr"),
-            "minutes": round((summary.get("billed_seconds") or 0) / 60, 2), "cost_usd": summary.get("cost_usd")}
+            "minutes": round((summary.get("billed_seconds") or 0) / 60, 2), "cost_usd": summary.get("cost_usd"),
+            "cost_usd_billed": summary.get("cost_usd_billed"), "why": (summary.get("gpu_choice") or {}).get("why")}
 
 
 def outputs(paths: RunPaths) -> list[dict[str, Any]]:
@@ -167,6 +168,7 @@ def history(settings: Settings) -> list[dict[str, Any]]:
             "train_minutes": round(training["seconds"] / 60, 2) if isinstance(training.get("seconds"), (int, float)) else None,
             "pod_minutes": round(totals.get("pod_seconds", 0) / 60, 2) if totals else None,
             "cost_usd": totals.get("cost_usd"),
+            "cost_usd_billed": totals.get("cost_usd_billed"),
             "attempts": [{k: a.get(k) for k in ("started_at", "outcome", "stage_reached", "error", "pod_id", "gpu",
                                                 "pod_seconds", "cost_usd")} for a in summary.get("attempts") or []],
             "loss": [[s["step"], s["loss"]] for s in metrics.get("steps") or [] if "loss" in s],

@@ -94,6 +94,8 @@ function renderPod(state) {
   const rows = [["Pod", pod.id], ["GPU", pod.gpu || "—"], ["Cloud", pod.cloud || "—"],
     ["Connection", pod.connection_mode || "—"], ["Up", `${pod.minutes.toFixed(1)} min`],
     ["Cost so far", money(pod.cost_usd)],
+    ["Billed by RunPod", pod.cost_usd_billed == null ? "not yet known" : money(pod.cost_usd_billed)],
+    ["Why this GPU", pod.why || "—"],
     ["Terminated", pod.terminated ? `yes (${pod.terminated_at})` : pod.terminate_error ? `NO: ${pod.terminate_error}` : "not yet"]];
   dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {text: k}), el("dd", {text: String(v)})]));
   dl.dataset.terminated = pod.terminated ? "yes" : "no";
@@ -233,8 +235,9 @@ async function loadHistory() {
       el("td", {text: r.dropped ? String(r.dropped.total) : "—",
         title: r.dropped ? Object.entries(r.dropped.reasons).map(([k, v]) => `${k}: ${v}`).join(", ") : ""}),
       el("td", {text: typeof r.final_loss === "number" ? r.final_loss.toFixed(4) : "—"}),
-      el("td", {text: r.train_minutes ?? "—"}), el("td", {text: r.pod_minutes ?? "—"}), el("td", {text: money(r.cost_usd)}));
-    const more = el("tr", {class: "history-detail", "data-date": r.date}, el("td", {colspan: "9"}, detail(r)));
+      el("td", {text: r.train_minutes ?? "—"}), el("td", {text: r.pod_minutes ?? "—"}), el("td", {text: money(r.cost_usd)}),
+      el("td", {text: r.cost_usd_billed == null ? "—" : money(r.cost_usd_billed)}));
+    const more = el("tr", {class: "history-detail", "data-date": r.date}, el("td", {colspan: "10"}, detail(r)));
     more.hidden = true;
     main.addEventListener("click", () => { more.hidden = !more.hidden; });
     return [main, more];
