@@ -95,13 +95,16 @@ def gateway(sshd, fake_api, tmp_path):
     gw.stop()
 
 
-def runpod_project(root: Path, sshd: Sshd | None, api: FakeRunpod, *, backend: str = "graphql", gateway: GatewayDouble | None = None,
+def runpod_project(root: Path, sshd: Sshd | None, api: FakeRunpod, *, backend: str = "rest", gateway: GatewayDouble | None = None,
                    **sections):
     """A project that rents from the fake API; the pod's folders live under `root/pod`."""
     pod = root / "pod"
-    key = sshd.client_key if sshd else root / "no-ssh-key"  # a test that never opens ssh has no sshd
+    key = sshd.client_key if sshd else root / "unused-ssh-key"  # a test that never opens ssh has no sshd
+    if not sshd:
+        root.mkdir(parents=True, exist_ok=True)
+        key.write_text("not a key: this test never opens ssh\n")
     runpod = {"api": backend, "ssh_key_path": str(key), "poll_interval_s": 0.05, "ready_timeout_s": 20,
-              "retry_base_s": 0.05}
+              "retry_base_s": 0.05, "billing_wait_s": 0.05}
     if gateway:
         runpod.update({"gateway_host": "127.0.0.1", "gateway_port": gateway.port})
     runpod.update(sections.pop("runpod", {}))

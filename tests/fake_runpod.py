@@ -274,7 +274,8 @@ class FakeRunpod:
 
     def _availability(self, gpu: str, cloud: str) -> str:
         caps = self.faults.unavailable
-        return "NONE" if (gpu, cloud) in caps or ("*", cloud) in caps or (gpu, "*") in caps else "HIGH"
+        hit = {(gpu, cloud), ("*", cloud), (gpu, "*"), ("*", "*")} & caps
+        return "NONE" if hit else "HIGH"
 
     def _extra_fault(self, kind: str | None) -> tuple[int, Any] | None:
         """The catalogue, billing and log endpoints as they fail: 404, 500, nonsense, or slowly."""

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import runpod_project
 from tests.helpers import DODO
-from tests.sshpod import free_port
+from tests.sshpod import end_pod_processes, free_port
 
 MATRIX: list[dict[str, Any]] = []
 
@@ -27,12 +27,12 @@ class Row:
     name: str
     ok: bool  # the run should succeed
     log: str  # trainer.log must contain this
-    backend: str = "graphql"
+    backend: str = "rest"
     gateway: bool = False
     faults: dict[str, Any] = field(default_factory=dict)
     gateway_faults: set[str] = field(default_factory=set)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    during_train: str | None = None  # "drop", "SIGINT", "SIGTERM", "SIGKILL"
+    during_train: str | None = None  # "drop", "vanish", "SIGINT", "SIGTERM", "SIGKILL"
     after: str | None = None  # "reap" or "watchdog"
     pod_rented: bool = True
     remote_python: str | None = None  # "fail", "evil", "elsewhere" (found among candidates), "nowhere" (built)
@@ -43,15 +43,15 @@ FAST_FAIL = {"runpod": {"ready_timeout_s": 2}, "ssh": {"probe_timeout_s": 2}}
 LONG_TRAIN = {"training": {"max_steps": 400, "gradient_accumulation_steps": 1}}
 
 ROWS = [
-    Row("capacity on COMMUNITY only", True, "cloudType SECURE",
+    Row("capacity on COMMUNITY only", True, "cloudType SECURE", backend="graphql",
         faults={"capacity": {("NVIDIA GeForce RTX 5090", "COMMUNITY")}}),
     Row("capacity everywhere", False, "no capacity on any candidate", faults={"capacity": {("*", "*")}}, pod_rented=False),
-    Row("429 storm", True, "HTTP 429", faults={"http_errors": {"create": [429] * 4, "get": [429] * 2}, "retry_after": 0}),
-    Row("5xx on create", True, "HTTP 503", backend="rest", faults={"http_errors": {"create": [500, 503]}}),
+    Row("429 storm", True, "HTTP 429", backend="graphql", faults={"http_errors": {"create": [429] * 4, "get": [429] * 2}, "retry_after": 0}),
+    Row("5xx on create", True, "HTTP 503", faults={"http_errors": {"create": [500, 503]}}),
     Row("5xx on terminate once", True, "Something went wrong", faults={"terminate_errors": 1}),
-    Row("pod never ready", False, "was not running after", backend="rest", faults={"never_ready": True},
+    Row("pod never ready", False, "the pod's own log is kept", faults={"never_ready": True},
         settings=FAST_FAIL),
-    Row("runtime null forever", False, "runtime null", faults={"never_ready": True}, settings=FAST_FAIL),
+    Row("runtime null forever", False, "runtime null", backend="graphql", faults={"never_ready": True}, settings=FAST_FAIL),
     Row("ssh refused", False, "never answered", faults={"ssh_port": "closed"}, settings=FAST_FAIL),
     Row("ssh dropped mid-upload", True, "upload attempt failed", gateway=True, faults={"public_ssh": False},
         gateway_faults={"drop_upload"}),
@@ -76,6 +76,8 @@ ROWS = [
     Row("SIGTERM mid-train", False, "interrupted", settings=LONG_TRAIN, during_train="SIGTERM"),
     Row("SIGKILL mid-train, then reaper", False, "reaper: pod", settings=LONG_TRAIN, during_train="SIGKILL",
         after="reap"),
+    Row("pod terminated outside this run", False, "was terminated outside this run", gateway=True,
+        faults={"public_ssh": False}, settings=LONG_TRAIN, during_train="vanish"),
     Row("SIGKILL mid-train, then watchdog", False, "step", during_train="SIGKILL", after="watchdog",
         settings={"training": {"max_steps": 2000, "gradient_accumulation_steps": 1}}),
 ]
@@ -142,6 +144,10 @@ def test_fault(row: Row, tmp_path, sshd, fake_api, gateway):
         log = proj.work / "pod-train.log"
         assert _wait_for(lambda: log.exists() and "step 5/" in log.read_text(), 120), "training never started"
         if row.during_train == "drop":
+            sshd.drop_connections()
+        elif row.during_train == "vanish":  # ended from RunPod's console: its processes and sessions go with it
+            fake_api._terminate(next(iter(fake_api.pods)))
+            end_pod_processes(tmp_path)
             sshd.drop_connections()
         else:
             run.send_signal(getattr(signal, row.during_train))

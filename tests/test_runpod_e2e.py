@@ -21,7 +21,10 @@ def test_full_cycle_on_the_fake_runpod(tmp_path, sshd, fake_api, gateway, backen
         gateway.behaviour = "pty-only"
     # Each connection mode trains for real once (REST, the API RunPod is moving to); GraphQL's runs
     # check the same graph with the stand-in trainer.
-    proj = runpod_project(tmp_path, sshd, fake_api, backend=backend, gateway=gateway, real_training=backend == "rest")
+    fake_api.faults.billing_lag = 1  # billing shows the pod on the second ask
+    remote = {"python": str(tmp_path / "no" / "such" / "python"), "python_candidates": [sys.executable]}
+    proj = runpod_project(tmp_path, sshd, fake_api, backend=backend, gateway=gateway, real_training=backend == "rest",
+                          remote=remote)
     started = time.monotonic()
     proc = proj.doit("full_cycle", check=True)
     wall = time.monotonic() - started
@@ -41,12 +44,62 @@ def test_full_cycle_on_the_fake_runpod(tmp_path, sshd, fake_api, gateway, backen
         assert gateway.refused == ["exec without a PTY"]
     log = proj.trainer_log
     assert "Rented pod" in log and "cloudType COMMUNITY" in log and "Train command exit code: 0" in log
+    training = summary["training"]
+    assert training["python"] == sys.executable and training["python_source"] == "found in the image"
+    assert "bootstrapped" not in log  # the image's Python was used: nothing installed on a billed pod
+    choice = summary["gpu_choice"]
+    assert choice["chosen"] == "NVIDIA GeForce RTX 5090 / COMMUNITY"
+    if backend == "rest":  # the catalogue: every candidate with its price and availability, and why
+        assert choice["catalogue"] == "read" and choice["why"] == "the first available in your order at $0.69/h"
+        assert {(c["gpu"], c["cloud"]): c["price_per_hr"] for c in choice["candidates"]}[
+            ("NVIDIA GeForce RTX 4090", "SECURE")] == 0.59
+        assert summary["cost_usd_billed"] > 0 and summary["totals"]["cost_usd_billed"] == summary["cost_usd_billed"]
+        assert summary["attempts"][-1]["cost_usd_billed"] == summary["cost_usd_billed"]
+    else:
+        assert choice["catalogue"] == "this API has no catalogue" and summary["cost_usd_billed"] is None
     assert API_KEY not in proc.stdout + proc.stderr + log + json.dumps(summary)
     api_calls = len(fake_api.calls)
     sessions = gateway.sessions if mode != "direct" else None
     print(f"\n[{backend}/{mode}] wall {wall:.1f}s, API calls {api_calls} "
-          f"({', '.join(f'{op} {fake_api.ops(op)}' for op in ('list', 'create', 'get', 'terminate'))}), "
+          f"({', '.join(f'{op} {fake_api.ops(op)}' for op in ('list', 'create', 'get', 'terminate', 'catalog', 'datacenters', 'billing', 'logs') if fake_api.ops(op))}), "
           f"ssh sessions {summary['ssh_sessions']} (gateway saw {sessions})")
+
+
+def test_every_candidate_unavailable_rents_nothing(tmp_path, fake_api):
+    fake_api.faults.unavailable = {("*", "*")}
+    proj = runpod_project(tmp_path, None, fake_api)
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0 and fake_api.ops("create") == 0 and fake_api.pods == {}
+    assert "none available now" in proj.summary["error"] and proj.summary["gpu_choice"]["chosen"] is None
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_graphql_retired_stops_before_renting_with_the_fix(tmp_path, fake_api):
+    fake_api.faults.graphql_gone = True
+    proj = runpod_project(tmp_path, None, fake_api, backend="graphql")
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0 and fake_api.pods == {}
+    assert '[runpod] api = "rest"' in proj.summary["error"] and "retired" in proj.summary["error"]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_pod_that_never_comes_up_leaves_its_own_log(tmp_path, fake_api):
+    fake_api.faults.never_ready = True
+    proj = runpod_project(tmp_path, None, fake_api, runpod={"ready_timeout_s": 1})
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0 and fake_api.running() == []
+    kept = proj.work / "pod-container.log"
+    assert "pulling image unsloth/unsloth:latest" in kept.read_text()
+    assert str(kept) in proj.summary["error"] and "layer 3/14" in proj.summary["error"]
+    assert fake_api.ops("logs") == 1
+
+
+def test_a_missing_billing_answer_never_fails_a_run(tmp_path, sshd, fake_api):
+    fake_api.faults.billing = "500"
+    proj = runpod_project(tmp_path, sshd, fake_api)
+    proj.doit("full_cycle", check=True)
+    summary = proj.summary
+    assert summary["success"] is True and summary["cost_usd_billed"] is None and summary["cost_usd"] is not None
 
 
 def test_fallback_order_and_no_human_step(tmp_path, sshd, fake_api):
@@ -138,7 +191,10 @@ def test_full_cycle_through_a_gateway_that_only_speaks_pty(tmp_path, sshd, fake_
     gateway.faults.add("truncate_download")  # and the session drops in the middle of the download
     # Each connection mode trains for real once (REST, the API RunPod is moving to); GraphQL's runs
     # check the same graph with the stand-in trainer.
-    proj = runpod_project(tmp_path, sshd, fake_api, backend=backend, gateway=gateway, real_training=backend == "rest")
+    fake_api.faults.billing_lag = 1  # billing shows the pod on the second ask
+    remote = {"python": str(tmp_path / "no" / "such" / "python"), "python_candidates": [sys.executable]}
+    proj = runpod_project(tmp_path, sshd, fake_api, backend=backend, gateway=gateway, real_training=backend == "rest",
+                          remote=remote)
     started = time.monotonic()
     proj.doit("full_cycle", check=True)
     wall = time.monotonic() - started
@@ -150,7 +206,7 @@ def test_full_cycle_through_a_gateway_that_only_speaks_pty(tmp_path, sshd, fake_
     assert "resuming at archive byte" in log
     assert gateway.refused.count("exec without a PTY") == 1, "the refusal was retried as if transient"
     print(f"\n[{backend}/gateway-pty] wall {wall:.1f}s, API calls {len(fake_api.calls)} "
-          f"({', '.join(f'{op} {fake_api.ops(op)}' for op in ('list', 'create', 'get', 'terminate'))}), "
+          f"({', '.join(f'{op} {fake_api.ops(op)}' for op in ('list', 'create', 'get', 'terminate', 'catalog', 'datacenters', 'billing', 'logs') if fake_api.ops(op))}), "
           f"ssh sessions {summary['ssh_sessions']} (gateway saw {gateway.sessions}, one refused exec)")
 
 

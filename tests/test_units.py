@@ -448,3 +448,39 @@ def test_the_gateway_serves_a_pod_whose_direct_ssh_never_comes():
     reached = prober.reach([Endpoint("direct", "root", "203.0.113.9", 40022),
                             Endpoint("gateway", "pod-1a2b", "gw", 22)], "pod")
     assert reached.mode == "gateway-exec" and 0.2 <= time.monotonic() - started < 5
+
+
+def test_the_images_venv_on_a_login_shells_path_is_found_before_building(tmp_path):
+    """The official unsloth image puts /opt/unsloth-venv on PATH only for login shells (profile.d);
+    an sshd command sees the system python3 without the stack. setup_python.sh must find the venv
+    and build nothing."""
+    import sys
+
+    from tasks.transport import script
+
+    venv_bin = tmp_path / "opt" / "unsloth-venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    stack = venv_bin / "python3"  # a Python with the (CPU) training stack
+    stack.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    stack.chmod(0o755)
+    plain = tmp_path / "usr" / "bin"
+    plain.mkdir(parents=True)
+    (plain / "python3").symlink_to(Path(sys.base_prefix) / "bin" / "python3")  # no stack
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bash_profile").write_text(f'export PATH="{venv_bin}:$PATH"\n')  # what profile.d does on the image
+    setup = tmp_path / "setup_python.sh"
+    setup.write_text(script("setup_python.sh"))
+    env = {"HOME": str(home), "PATH": f"{plain}:/usr/bin:/bin"}
+    proc = subprocess.run(["bash", str(setup), str(tmp_path / "configured" / "python"), str(tmp_path / "venv"),
+                           str(tmp_path), "python3"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    python, source = proc.stdout.splitlines()[:2]
+    assert python == str(venv_bin / "python3") and source == "found on a login shell's PATH", proc.stdout
+    assert not (tmp_path / "venv").exists(), "a venv was built although the image had the stack"
+
+
+def test_the_official_images_venv_is_the_first_candidate():
+    from tasks.settings import RemoteSettings
+
+    assert RemoteSettings().python_candidates[0] == "/opt/unsloth-venv/bin/python"
