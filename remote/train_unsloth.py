@@ -16,9 +16,15 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+# Read by torch's CUDA allocator when torch loads: set before anything imports torch (unsloth sets
+# it too, assuming torch is not loaded yet; this module imports torch before unsloth).
+os.environ.setdefault("PYTORCH_ALLOC_CONF", "expandable_segments:True")
 
 REQUIRED = ("base_model", "lora_rank", "num_train_epochs", "learning_rate",
             "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length")
@@ -113,6 +119,23 @@ def check_rows(path: Path) -> int:
     return count
 
 
+def render(tokenizer, user: str) -> str:
+    """The user turn as the model will see it when served, answer prompt included. Thinking off: a
+    hybrid-reasoning template (Qwen3) then opens the answer with an empty think block, and the
+    Modelfile serves the very same prefix (prompt_format)."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                         add_generation_prompt=True, enable_thinking=False)
+
+
+def prompt_format(tokenizer) -> dict | None:
+    """What surrounds the user's text and opens the answer in training, for serving it the same way."""
+    if not tokenizer.chat_template:
+        return None
+    marker = "\x00USER\x00"
+    before, _, after = render(tokenizer, marker).partition(marker)
+    return {"user_prefix": before, "assistant_prefix": after, "eos": tokenizer.eos_token or ""}
+
+
 def prompt_completion(tokenizer):
     """Chat-template the user turn; the completion is the answer plus EOS, so loss covers only it."""
     eos = tokenizer.eos_token or ""
@@ -120,8 +143,7 @@ def prompt_completion(tokenizer):
     def convert(row: dict) -> dict:
         user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
         if tokenizer.chat_template:
-            prompt = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                                   add_generation_prompt=True)
+            prompt = render(tokenizer, user)
         else:
             block = f"### Input:\n{row['input']}\n\n" if row.get("input") else ""
             prompt = FALLBACK_PROMPT.format(instruction=row["instruction"], input_block=block)
@@ -184,8 +206,11 @@ def fit_to_length(dataset, tokenizer, max_len: int, policy: str):
         keep, out_completion = [], []
         for prompt, completion, text in zip(prompts, completions, batch["completion"]):
             fits = len(prompt) + len(completion) <= max_len
-            if not fits and policy == "cut" and len(prompt) < max_len:
-                text = tokenizer.decode(completion[: max_len - len(prompt)])
+            if not fits and policy == "cut" and len(prompt) < max_len - 1:
+                # the EOS stays at the end: a sample cut short must still learn to stop
+                eos = tokenizer.eos_token or ""
+                room = max_len - len(prompt) - (1 if eos else 0)
+                text = tokenizer.decode(completion[:room]) + eos
                 fits = True
             keep.append(fits)
             out_completion.append(text)
@@ -211,6 +236,41 @@ def resolve_model(config: dict, config_path: Path) -> str:
             raise InputError(f"base_model_dir {path} has no config.json")
         return str(path)
     return config.get("model_to_load") or config["base_model"]
+
+
+class NoCuda(Exception):
+    """A GPU is there and torch cannot use it: training on the CPU would load a 30B model and die."""
+
+
+def nvidia_smi() -> dict[str, str] | None:
+    """The host's GPU, driver and the CUDA version the driver supports; None when there is no GPU."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=30)
+        header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if query.returncode != 0 or not query.stdout.strip():
+        return None
+    name, _, driver = query.stdout.strip().splitlines()[0].partition(",")
+    cuda = header.split("CUDA Version:", 1)[1].split()[0] if "CUDA Version:" in header else "unknown"
+    return {"gpu": name.strip(), "driver": driver.strip(), "cuda": cuda}
+
+
+def check_cuda(gpu: dict[str, str] | None) -> None:
+    """Stop before loading anything when a GPU is present and torch cannot use it."""
+    if gpu is None:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    build = f"torch {torch.__version__} built for CUDA {torch.version.cuda or 'none (a CPU build)'}"
+    raise NoCuda(f"a GPU is present ({gpu['gpu']}, driver {gpu['driver']}, supports CUDA {gpu['cuda']}) but "
+                 f"{build} cannot use it: nothing was loaded. Install a torch build for CUDA <= {gpu['cuda']} "
+                 f"(or rent a host with a newer driver: [runpod] min_cuda_version)")
 
 
 def use_unsloth() -> bool:
@@ -256,6 +316,59 @@ def load_model(model_id: str, config: dict, unsloth: bool):
     return get_peft_model(model, lora), tokenizer
 
 
+def quiet_router(model) -> None:
+    """trl turns a MoE model's router auxiliary loss on (output_router_logits, router_aux_loss_coef from
+    its config); with the router frozen and LoRA on attention only it adds noise and memory."""
+    config = getattr(model, "config", None)
+    if config is None or not is_moe(config):
+        return
+    for name, off in (("output_router_logits", False), ("router_aux_loss_coef", 0.0)):
+        if hasattr(config, name):
+            setattr(config, name, off)
+    say("mixture-of-experts: router auxiliary loss off (the router is not trained)")
+
+
+class DownloadProgress:
+    """While the base model downloads, say how far it is every PROGRESS_S: the hub's progress bars
+    redraw with carriage returns, which a line follower never shows, so a long download looked hung."""
+
+    def __init__(self, config: dict, every: float | None = None) -> None:
+        self.expected = int(config.get("download_bytes") or 0)
+        self.every = every or float(os.environ.get("FULLCYCLE_PROGRESS_S", "30"))
+        self.root = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+        self.done = threading.Event()
+        self.start = self._size()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _size(self) -> int:
+        total = 0
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_size
+                except OSError:
+                    pass
+        return total
+
+    def _run(self) -> None:
+        started, last = time.time(), self.start
+        while not self.done.wait(self.every):
+            now = self._size()
+            got, rate = now - self.start, (now - last) / self.every
+            last = now
+            line = f"downloading the base model: {got / 1e9:.2f} GB"
+            if self.expected:
+                left = max(self.expected - got, 0)
+                eta = f", ~{left / rate / 60:.0f} min left" if rate > 0 else ""
+                line += f" of {self.expected / 1e9:.1f} GB{eta}"
+            say(f"{line} ({rate / 1e6:.1f} MB/s, {time.time() - started:.0f}s)")
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+
+
 def quiet() -> None:
     """Keep the followed log readable: no progress bars, no deprecation chatter from the stack."""
     import warnings
@@ -273,14 +386,22 @@ def train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     samples = check_rows(args.data)
     model_id = resolve_model(config, args.config)
+    gpu = nvidia_smi()
+    check_cuda(gpu)
     unsloth = use_unsloth()
-    say(f"{samples} samples, base model {config['base_model']}, backend {'unsloth' if unsloth else 'transformers+peft+trl'}")
+    say(f"{samples} samples, base model {config['base_model']}, backend {'unsloth' if unsloth else 'transformers+peft+trl'}"
+        + (f", GPU {gpu['gpu']} (driver {gpu['driver']}, CUDA {gpu['cuda']})" if gpu else ""))
     loading = time.time()
+    progress = DownloadProgress(config) if not Path(model_id).is_dir() else None
     try:
         model, tokenizer = load_model(model_id, config, unsloth)
     except Exception as exc:  # a wrong id or a missing file: say so plainly
         print(f"[train] ERROR: could not load base model {model_id!r}: {exc}", file=sys.stderr, flush=True)
         return 3
+    finally:
+        if progress:
+            progress.stop()
+    quiet_router(model)
     load_seconds = round(time.time() - loading, 2)
     say(f"base model loaded (downloaded if not cached) in {load_seconds}s")
     if tokenizer.pad_token is None:
@@ -326,6 +447,8 @@ def train(args: argparse.Namespace) -> int:
     shutil.rmtree(work, ignore_errors=True)
     metrics = {
         "base_model": config["base_model"],
+        "gpu": gpu,
+        "prompt_format": prompt_format(tokenizer),
         "samples": samples,
         "steps": losses,
         "final_loss": losses[-1]["loss"] if losses else None,
@@ -363,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"[train] ERROR: {exc}", file=sys.stderr, flush=True)
         return 2
+    except NoCuda as exc:
+        print(f"[train] ERROR: {exc}", file=sys.stderr, flush=True)
+        return 4
     except Exception as exc:
         import traceback
 

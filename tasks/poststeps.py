@@ -80,10 +80,29 @@ def make_gguf(ctx: RunContext) -> None:
     _record(ctx, "gguf", {**written, "safetensors_bytes": size, "validated": check})
 
 
+def _go_literal(text: str) -> str:
+    """Text inside an Ollama (Go) template: only a `{{` could be read as an action."""
+    return text.replace("{{", '{{ "{{" }}')
+
+
+def served_template(ctx: RunContext) -> tuple[str, str] | None:
+    """The prompt exactly as the trainer rendered it (metrics.json's prompt_format: the tokenizer's
+    own chat template, thinking off), as an Ollama TEMPLATE and its stop token."""
+    fmt = (read_json(ctx.paths.final_adapter_dir / "metrics.json") or {}).get("prompt_format")
+    if not fmt or not fmt.get("eos"):
+        return None
+    template = (_go_literal(fmt["user_prefix"]) + "{{ .Prompt }}" + _go_literal(fmt["assistant_prefix"])
+                + "{{ .Response }}" + _go_literal(fmt["eos"]))
+    return template, fmt["eos"]
+
+
 def _modelfile_text(ctx: RunContext, source: str, adapter: bool) -> str:
     base = (read_json(ctx.paths.final_adapter_dir / "base_model_config.json") or {}).get("model_type", "")
     template = LLAMA3 if base == "llama" else CHATML
     stop = "<|eot_id|>" if base == "llama" else "<|im_end|>"
+    served = served_template(ctx)
+    if served:
+        template, stop = served
     head = (f"# Ollama Modelfile for the {ctx.paths.date} adapter. FROM must name the base model in Ollama's\n"
             f"# library or a GGUF of it ([post] ollama_from); the adapter does not work on another base.\n"
             if adapter else f"# Ollama Modelfile for the {ctx.paths.date} adapter, merged into the base GGUF.\n")

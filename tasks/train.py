@@ -175,8 +175,22 @@ def _train(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str, Any]:
     log.info("Train command exit code: %s", code)
     log.info("Remote training complete, success=%s", success)
     if not success:
-        raise TrainingError(f"training on pod {pod.pod_id} exited with {code}; its log is in {ctx.paths.trainer_log}")
+        said = _trainer_error(ctx.paths.pod_train_log)
+        raise TrainingError(f"training on pod {pod.pod_id} exited with {code}" + (f": {said}" if said else "")
+                            + f"; its log is in {ctx.paths.trainer_log}")
     return train_record
+
+
+def _trainer_error(log_file: Path, keep: int = 64 * 1024) -> str | None:
+    """The trainer's own last `[train] ERROR:` line (from the log's tail), for the summary's error."""
+    try:
+        with log_file.open("rb") as fh:
+            fh.seek(max(log_file.stat().st_size - keep, 0))
+            tail = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    errors = [line.split("[train] ERROR:", 1)[1].strip() for line in tail.splitlines() if "[train] ERROR:" in line]
+    return logs.redact(errors[-1])[:600] if errors else None
 
 
 def _python_info(encoded: str) -> dict[str, Any]:
