@@ -111,8 +111,8 @@ class RunpodSettings:
     data_center_id: str = ""  # its data center (looked up from the volume when empty)
     support_public_ip: bool = True  # ask for a public IP so direct ssh works (GraphQL; COMMUNITY may lack one)
     direct_users: tuple[str, ...] = ("root", "unsloth")  # tried in order when the API names no ssh user
-    billing_attempts: int = field(default=4, metadata=_rule(1, 100))  # asking RunPod what it billed (REST)
-    billing_wait_s: float = field(default=15, metadata=_rule(0, 600))  # between those asks: billing lags
+    billing_attempts: int = field(default=3, metadata=_rule(1, 100))  # asking RunPod what it billed (REST)
+    billing_wait_s: float = field(default=10, metadata=_rule(0, 600))  # between those asks: billing lags
 
 
 @dataclass(frozen=True)

@@ -277,6 +277,8 @@ class RunpodProvider:
 
     def billed(self, pod: Pod) -> float | None:
         """What RunPod billed for the pod; billing lags the pod's end, so it is asked a few times."""
+        if not self.api.has_billing:
+            return None
         since = (pod.created_at or now())[:13] + ":00:00Z" if pod.created_at else now()
         since = since.replace("+00:00", "")
         for attempt in range(self.s.billing_attempts):

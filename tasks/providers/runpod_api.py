@@ -163,6 +163,7 @@ class PodApi(Protocol):
     """What the provider asks of RunPod, whichever API generation answers it."""
 
     name: str
+    has_billing: bool  # whether billed() can ever answer (REST); GraphQL has no billing record
 
     @property
     def calls(self) -> int:
@@ -201,6 +202,7 @@ class PodApi(Protocol):
 
 class GraphqlApi:
     name = "graphql"
+    has_billing = False
 
     def __init__(self, api_key: str, url: str | None = None) -> None:
         self.http = _Http(api_key)
@@ -310,6 +312,7 @@ class GraphqlApi:
 
 class RestApi:
     name = "rest"
+    has_billing = True
 
     def __init__(self, api_key: str, url: str | None = None) -> None:
         self.http = _Http(api_key)
