@@ -18,6 +18,7 @@ import sh
 
 from tasks.errors import TransportError
 from tasks.modes import ConnectionMode
+from tasks.modes import parse as parse_mode
 from tasks.paths import REMOTE_DIR
 from tasks.settings import API_KEY_ENV
 
@@ -62,6 +63,9 @@ class Connection:
 
     mode: ConnectionMode = ConnectionMode.LOCAL
     counter: Any = field(default_factory=SessionCounter)  # the run's RunState, or a private counter
+
+    def __post_init__(self) -> None:
+        self.mode = parse_mode(self.mode)  # "direct", "gateway-pty", ... as the records and callers spell them
 
     def argv(self, command: str) -> list[str]:
         raise NotImplementedError
