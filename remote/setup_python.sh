@@ -8,7 +8,8 @@
 # Order: the configured interpreter if it has the stack; a venv this script built earlier (on the
 # volume, so the second run of the month installs nothing); the image's pythons; else build
 # VENV_DIR from INPUT_DIR/requirements-gpu.txt (a GPU is there) or requirements-cpu.txt.
-# Prints two lines on stdout: the interpreter, and how it was obtained. Progress goes to stderr.
+# Prints four lines on stdout: the interpreter, how it was obtained, the seconds it took, and how its
+# stack compares with the checked set (requirements-*.txt pins). Progress goes to stderr.
 set -u
 configured=$1 venv=$2 input_dir=$3 candidates=$4
 started=$(date +%s)
@@ -30,8 +31,31 @@ sys.exit(0 if all(importlib.util.find_spec(m) for m in sys.argv[1].split()) else
 PY
 }
 
+# compare PYTHON REQUIREMENTS: one line, "checked" when every exact pin (name==version) there is what
+# PYTHON has, else "differs: name found (checked pin), ..." (the image's own stack, used knowingly).
+compare() {
+  "$1" - "$2" <<'PY' 2>/dev/null || echo "unknown: could not read the installed versions"
+import re, sys
+from importlib.metadata import version, PackageNotFoundError
+pins = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    m = re.match(r"\s*([A-Za-z0-9_.-]+)==([^\s;#]+)", line)
+    if m:
+        pins[m.group(1).lower()] = m.group(2)
+off = []
+for name, want in sorted(pins.items()):
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        have = "missing"
+    if (have if "+" in want else have.split("+")[0]) != want:  # a pin without a local tag accepts any build
+        off.append(f"{name} {have} (checked {want})")
+print("differs: " + ", ".join(off) if off else "checked")
+PY
+}
+
 report() {
-  local versions
+  local versions stack
   versions=$("$1" - <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version, PackageNotFoundError
@@ -44,8 +68,9 @@ for name in ("torch", "transformers", "peft", "trl", "unsloth"):
 print(f"Python {sys.version.split()[0]}, " + ", ".join(found))
 PY
 )
-  echo "[setup] python $1 ($2) after $(($(date +%s) - started))s: $versions" >&2
-  printf '%s\n%s\n%s\n' "$1" "$2" "$(($(date +%s) - started))"
+  stack=$(compare "$1" "$input_dir/$requirements")
+  echo "[setup] python $1 ($2) after $(($(date +%s) - started))s: $versions; stack $stack" >&2
+  printf '%s\n%s\n%s\n%s\n' "$1" "$2" "$(($(date +%s) - started))" "$stack"
 }
 
 if has_stack "$configured"; then

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tasks.errors import FullcycleError
@@ -109,16 +111,86 @@ def needed_gb(parameters: int, precision: str) -> float:
     return parameters * BYTES_PER_PARAM[precision] * OVERHEAD / 1e9 + OVERHEAD_GB
 
 
-def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str | None = None) -> dict[str, Any]:
+CACHE_ENV = "FULLCYCLE_MODEL_CHECKS"
+DOWNLOAD_MB_S = 100  # the link speed a download estimate assumes (pods' links vary: it is stated)
+LARGE_DOWNLOAD_GB = 20  # above this, renting without a network volume downloads it again every run
+
+
+def cache_file(model: str) -> Path:
+    """The last answer the hub gave about `model` (an offline check uses it instead of guessing)."""
+    base = Path(os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                / "fullcycle" / "model-checks")
+    return base / (model.replace("/", "--") + ".json")
+
+
+def is_moe(config: dict[str, Any] | None) -> bool:
+    config = config or {}
+    return bool(config.get("num_experts") or config.get("num_local_experts")
+                or "moe" in str(config.get("model_type", "")).lower())
+
+
+def _remember(model: str, answer: HubAnswer, config: dict[str, Any] | None) -> None:
+    from tasks.files import write_json
+
+    try:
+        write_json(cache_file(model), {"model": model, "parameters": answer.parameters, "gated": answer.gated,
+                                       "config": config, "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    except OSError as exc:  # a read-only home must not stop a run
+        log.info("model check not cached: %s", exc)
+
+
+def _recalled(model: str) -> dict[str, Any] | None:
+    from tasks.files import read_json
+
+    try:
+        return read_json(cache_file(model))
+    except (OSError, ValueError):
+        return None
+
+
+def download(verdict: dict[str, Any], link_mb_s: float, volume: bool) -> None:
+    """How much the pod downloads before training, how long that takes at a stated link speed, and
+    whether a network volume should keep it between runs."""
+    parameters = verdict.get("parameters")
+    if not parameters:
+        return
+    quantized_build = verdict.get("model_to_load") != verdict.get("base_model")
+    size = parameters * (BYTES_PER_PARAM["4bit"] if quantized_build else BYTES_PER_PARAM["bf16"])
+    minutes = size / (link_mb_s * 1e6) / 60
+    verdict.update(download_bytes=int(size), download_gb=round(size / 1e9, 1),
+                   download_minutes=round(minutes, 1), download_link_mb_s=link_mb_s)
+    if size / 1e9 > LARGE_DOWNLOAD_GB and not volume:
+        verdict["download_advice"] = (
+            f"every run downloads ~{size / 1e9:.0f} GB of {verdict['model_to_load']} before training "
+            f"(~{minutes:.0f} min at {link_mb_s:.0f} MB/s, billed); a network volume ([runpod] network_volume_id) "
+            f"keeps it between runs")
+        log.warning("%s", verdict["download_advice"])
+
+
+def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str | None = None,
+          link_mb_s: float = DOWNLOAD_MB_S, volume: bool = False) -> dict[str, Any]:
     """The verdict, as model-check.json holds it; raises ModelCheckError for a model we must refuse."""
     answer = ask_hub(model, endpoint)
     verdict: dict[str, Any] = {"base_model": model, "checked": answer.exists is not None,
                                "model_to_load": model, "load_in_4bit": quantize == "always",
                                "gpu_types": list(gpu_types)}
+    config = hub_config(model, endpoint) if answer.exists else None
     if answer.exists is None:
-        log.warning("Could not ask the model hub about %s (%s): not checked, going on", model, answer.detail)
-        verdict["warning"] = f"model hub not reachable ({answer.detail}); {model} was not checked"
-        return verdict
+        recalled = _recalled(model)
+        if recalled and recalled.get("parameters"):
+            log.warning("Could not ask the model hub about %s (%s): using its answer of %s", model, answer.detail,
+                        recalled.get("checked_at"))
+            verdict["warning"] = (f"model hub not reachable ({answer.detail}); used its answer about {model} of "
+                                  f"{recalled.get('checked_at')}")
+            answer = HubAnswer(True, gated=bool(recalled.get("gated")), parameters=recalled["parameters"])
+            config = recalled.get("config")
+        else:
+            verdict["warning"] = f"model hub not reachable ({answer.detail}); {model} was not checked"
+            if quantize == "auto":  # the size is unknown: never rent on a guess that may not fit in bf16
+                verdict["load_in_4bit"] = True
+                verdict["warning"] += "; its size is unknown, so it is loaded in 4-bit"
+            log.warning("Could not ask the model hub about %s: %s", model, verdict["warning"])
+            return verdict
     if answer.exists is False:
         raise ModelCheckError(f"[training] base_model {model!r} does not exist on the model hub ({answer.detail}); "
                               f"check the id (e.g. 'Qwen/Qwen3-30B-A3B'); nothing was rented")
@@ -127,8 +199,10 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
         kind = "gated (its license must be accepted on the hub)" if answer.gated else "private or gated"
         raise ModelCheckError(f"[training] base_model {model!r} is {kind}: accept it with your account and export "
                               f"{TOKEN_ENV}; nothing was rented")
+    if verdict["checked"]:
+        _remember(model, answer, config)
     verdict["parameters"] = answer.parameters
-    verdict.update(gguf_note(hub_config(model, endpoint)))
+    verdict.update(gguf_note(config))
     if not answer.parameters:
         return verdict
     judged = [g for g in gpu_types if g in GPU_MEMORY_GB]
@@ -137,10 +211,12 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
     if not fits and judged and quantize == "auto":
         four = [g for g in judged if GPU_MEMORY_GB[g] >= needed_gb(answer.parameters, "4bit")]
         if four:
-            build = four_bit_build(model)
-            log.info("%s needs ~%.0f GB in bf16, more than %s: loading its 4-bit build %s (~%.0f GB)", model,
-                     needed_gb(answer.parameters, "bf16"), ", ".join(judged), build,
-                     needed_gb(answer.parameters, "4bit"))
+            # Unsloth maps a mixture-of-experts model's pre-quantized build back to the bf16 weights (its
+            # BAD_MAPPINGS: those load slowly) and quantizes while loading: say what really downloads.
+            build = model if is_moe(config) else four_bit_build(model)
+            how = "quantized to 4-bit while loading" if build == model else f"from its 4-bit build {build}"
+            log.info("%s needs ~%.0f GB in bf16, more than %s: loading it %s (~%.0f GB of GPU memory)", model,
+                     needed_gb(answer.parameters, "bf16"), ", ".join(judged), how, needed_gb(answer.parameters, "4bit"))
             verdict.update(model_to_load=build, load_in_4bit=True)
             precision, fits = "4bit", four
     verdict["needed_gb"] = round(needed_gb(answer.parameters, precision), 1)
@@ -162,4 +238,5 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
         log.warning("%s does not fit %s: only %s will be rented", model,
                     ", ".join(g for g in judged if g not in fits), ", ".join(fits))
     verdict["gpu_types"] = [g for g in gpu_types if g in fits or g not in GPU_MEMORY_GB]
+    download(verdict, link_mb_s, volume)
     return verdict

@@ -330,6 +330,8 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
             "python": train.get("python"),
             "python_source": train.get("python_source"),
             "setup_seconds": train.get("setup_seconds"),
+            "stack": train.get("stack"),  # the pod's packages against the checked set (requirements-*.txt)
+            "gpu": metrics.get("gpu"),  # name, driver, the CUDA version the driver supports
             "model_load_seconds": metrics.get("model_load_seconds"),
             "final_loss": metrics.get("final_loss"),
             "device": metrics.get("device"),

@@ -108,6 +108,9 @@ class RunpodSettings:
     gateway_host: str = "ssh.runpod.io"
     gateway_port: int = field(default=22, metadata=_rule(1, 65535))
     network_volume_id: str = ""  # a network volume for /workspace: the venv and HF_HOME persist across runs
+    download_mb_s: float = field(default=100, metadata=_rule(1, 100_000))  # the pod's link, for download estimates
+    min_cuda_version: str = field(default="12.8", metadata=_rule(choices=("", "12.4", "12.6", "12.8", "12.9", "13.0",
+                                                                          "13.1", "13.2")))  # the image's torch needs 12.8
     data_center_id: str = ""  # its data center (looked up from the volume when empty)
     support_public_ip: bool = True  # ask for a public IP so direct ssh works (GraphQL; COMMUNITY may lack one)
     direct_users: tuple[str, ...] = ("root", "unsloth")  # tried in order when the API names no ssh user

@@ -104,7 +104,9 @@ def check_model(ctx: RunContext) -> None:
     else:
         from tasks import modelcheck
 
-        verdict = modelcheck.check(t.base_model, ctx.settings.runpod.gpu_types, t.quantize)
+        r = ctx.settings.runpod
+        verdict = modelcheck.check(t.base_model, r.gpu_types, t.quantize, link_mb_s=r.download_mb_s,
+                                   volume=bool(r.network_volume_id))
         log.info("Base model %s: %s", t.base_model,
                  f"~{verdict['needed_gb']} GB in {verdict['precision']}, loading {verdict['model_to_load']}"
                  if verdict.get("needed_gb") else ("exists on the hub" if verdict["checked"] else "not checked"))

@@ -168,8 +168,8 @@ def _train(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str, Any]:
         **_python_info(outcome.get("python", "")),
     }
     if train_record.get("python"):
-        log.info("Pod Python: %s (%s, set-up %ss)", train_record["python"], train_record["python_source"],
-                 train_record["setup_seconds"])
+        log.info("Pod Python: %s (%s, set-up %ss; stack %s)", train_record["python"], train_record["python_source"],
+                 train_record["setup_seconds"], train_record.get("stack") or "not compared")
     write_json(ctx.paths.train_file, train_record)
     success = train_record["exit_code"] == 0
     log.info("Train command exit code: %s", code)
@@ -205,7 +205,8 @@ def _python_info(encoded: str) -> dict[str, Any]:
     if len(lines) < 3:
         return {}
     return {"python": lines[0], "python_source": lines[1],
-            "setup_seconds": int(lines[2]) if lines[2].isdigit() else None}
+            "setup_seconds": int(lines[2]) if lines[2].isdigit() else None,
+            "stack": lines[3] if len(lines) > 3 else None}
 
 
 def _samples(ctx: RunContext) -> Any:

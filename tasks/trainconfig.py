@@ -32,6 +32,8 @@ def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str
     if verdict:  # the model check may load a 4-bit build where the bf16 weights cannot fit
         config["model_to_load"] = verdict.get("model_to_load") or config["base_model"]
         config["load_in_4bit"] = bool(verdict.get("load_in_4bit"))
+        if verdict.get("download_bytes"):  # the trainer reports the download's progress against it
+            config["download_bytes"] = verdict["download_bytes"]
     if manifest.uploads_base_model(settings):
         config["base_model_dir"] = manifest.UPLOADED_BASE_DIR
     return config

@@ -30,6 +30,7 @@ def pytest_configure(config):
         os.environ[standin.SHARED_ENV] = shared
         config._fullcycle_shared = shared
     os.environ.setdefault(tinymodel.CACHE_ENV, str(Path(os.environ[standin.SHARED_ENV]) / "tiny-models"))
+    os.environ.setdefault("FULLCYCLE_MODEL_CHECKS", str(Path(os.environ[standin.SHARED_ENV]) / "model-checks"))
 
 
 def pytest_unconfigure(config):

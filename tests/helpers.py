@@ -80,7 +80,7 @@ def make_project(root: Path, *, source: Path = EXAMPLES, date: str = DATE, extra
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
     config = write_settings(root, base)
-    kept = {tinymodel.CACHE_ENV}  # the tests' shared tiny-model cache (conftest.py)
+    kept = {tinymodel.CACHE_ENV, "FULLCYCLE_MODEL_CHECKS"}  # the tests' shared caches (conftest.py)
     env = {k: v for k, v in os.environ.items() if k in kept or not k.startswith(("FULLCYCLE_", "RUNPOD_"))}
     env.update({"FULLCYCLE_CONFIG": str(config), "FULLCYCLE_DATE": date, "PYTHONPATH": str(REPO)})
     env.update(extra_env or {})

@@ -6,11 +6,18 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+CONFIGS = {  # config.json as the hub serves it (/<model>/resolve/main/config.json)
+    "Qwen/Qwen3-30B-A3B": {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "num_experts": 128},
+    "Qwen/Qwen3-0.6B": {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3"},
+    "meta-llama/Llama-3.1-8B": {"architectures": ["LlamaForCausalLM"], "model_type": "llama"},
+    "state-spaces/mamba-2.8b-hf": {"architectures": ["MambaForCausalLM"], "model_type": "mamba"},
+}
 MODELS = {
     "Qwen/Qwen3-30B-A3B": {"gated": False, "safetensors": {"total": 30_532_122_624}},
     "meta-llama/Llama-3.1-8B": {"gated": "manual", "safetensors": {"total": 8_030_261_248}},
     "Qwen/Qwen3-0.6B": {"gated": False, "safetensors": {"total": 751_632_384}},
     "someone/private-model": None,  # 401 without a token
+    "state-spaces/mamba-2.8b-hf": {"gated": False, "safetensors": {"total": 2_768_345_600}},
 }
 
 
@@ -22,6 +29,11 @@ class HubDouble:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 double.requests.append((self.path, self.headers.get("Authorization")))
+                if self.path.endswith("/resolve/main/config.json"):
+                    model = self.path.removeprefix("/").removesuffix("/resolve/main/config.json")
+                    if model not in CONFIGS:
+                        return self._send(404, {"error": "Entry not found"})
+                    return self._send(200, CONFIGS[model])
                 model = self.path.removeprefix("/api/models/")
                 if model not in MODELS:
                     return self._send(404, {"error": "Repository not found"})

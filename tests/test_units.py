@@ -484,3 +484,24 @@ def test_the_official_images_venv_is_the_first_candidate():
     from tasks.settings import RemoteSettings
 
     assert RemoteSettings().python_candidates[0] == "/opt/unsloth-venv/bin/python"
+
+
+@pytest.mark.parametrize("pins, said", [
+    (lambda v: f"torch=={v('torch')}\npeft=={v('peft')}\ntrl>=1.0\n", "checked"),
+    (lambda v: f"torch=={v('torch')}\npeft==0.0.1\n", "differs: peft {peft} (checked 0.0.1)"),
+])
+def test_the_pods_stack_is_compared_with_the_checked_set(tmp_path, pins, said):
+    """A Python whose modules are merely present is not the set the trainer was checked against:
+    setup_python.sh says which it is, and the run records it (train.json / the summary)."""
+    import sys
+    from importlib.metadata import version
+
+    from tasks.transport import script
+
+    (tmp_path / "requirements-cpu.txt").write_text(pins(version))
+    setup = tmp_path / "setup_python.sh"
+    setup.write_text(script("setup_python.sh"))
+    proc = subprocess.run(["bash", str(setup), sys.executable, str(tmp_path / "venv"), str(tmp_path), "python3"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[3] == said.format(peft=version("peft")), proc.stdout

@@ -113,7 +113,7 @@ class RunpodProvider:
             # A gated base model is downloaded on the pod: it needs the hub token the check used.
             env={"HF_TOKEN": os.environ["HF_TOKEN"]} if os.environ.get("HF_TOKEN") else {},
             support_public_ip=self.s.support_public_ip, network_volume_id=self.s.network_volume_id,
-            data_center_id=self.data_center or "",
+            data_center_id=self.data_center or "", min_cuda_version=self.s.min_cuda_version,
             terminate_after=(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=self.s.max_runtime_h)).isoformat(
                 timespec="seconds"),
         )

@@ -66,6 +66,7 @@ class CreateRequest:
     network_volume_id: str = ""  # mounted at /workspace instead of a pod volume: venv and models persist
     data_center_id: str = ""  # the network volume's data center: the pod must be placed there
     terminate_after: str = ""  # dead-man's switch on RunPod's side (GraphQL only; docs say unreliable)
+    min_cuda_version: str = ""  # hosts whose driver supports at least this CUDA ("12.8")
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -83,6 +84,13 @@ class Offer:
     price_per_hr: float | None  # list price for the pod's gpu_count
     memory_gb: int | None
     availability: str | None  # NONE, LOW, MEDIUM, HIGH (None: not said)
+
+
+KNOWN_CUDA = ("12.4", "12.6", "12.8", "12.9", "13.0", "13.1", "13.2")  # what RunPod's hosts report (late 2026)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
 
 
 RETIRED = ('RunPod has retired its GraphQL API ({detail}): set [runpod] api = "rest" in fullcycle.toml '
@@ -246,6 +254,8 @@ class GraphqlApi:
         }
         if req.terminate_after:
             payload["terminateAfter"] = req.terminate_after
+        if req.min_cuda_version:  # GraphQL takes the exact set; REST takes the floor
+            payload["allowedCudaVersions"] = [v for v in KNOWN_CUDA if _version(v) >= _version(req.min_cuda_version)]
         if req.network_volume_id:
             payload.update(networkVolumeId=req.network_volume_id, dataCenterId=req.data_center_id, volumeInGb=0)
         if req.template_id:
@@ -339,6 +349,8 @@ class RestApi:
             "name": req.name, "cloud": req.cloud_type, "gpu": {"id": req.gpu_type, "count": req.gpu_count},
             "disk": req.container_disk_gb, "ports": ["22/tcp"], "startSsh": True,
         }
+        if req.min_cuda_version:
+            body["gpu"]["minCudaVersion"] = req.min_cuda_version
         if req.network_volume_id:
             body["mounts"] = {"network": [{"volumeId": req.network_volume_id, "path": "/workspace"}]}
             body["dataCenterIds"] = [req.data_center_id]
