@@ -3,7 +3,7 @@
 # or build one, and say which. A fresh pod of the official Unsloth template has its Python in the
 # image and an empty volume, so a configured venv path may simply not exist.
 #
-#   setup_python.sh CONFIGURED VENV_DIR INPUT_DIR "CANDIDATE..."
+#   setup_python.sh CONFIGURED VENV_DIR INPUT_DIR "CANDIDATE..." [TORCH_INDEX]
 #
 # Order: the configured interpreter if it has the stack; a venv this script built earlier (on the
 # volume, so the second run of the month installs nothing); the image's pythons; else build
@@ -11,7 +11,7 @@
 # Prints four lines on stdout: the interpreter, how it was obtained, the seconds it took, and how its
 # stack compares with the checked set (requirements-*.txt pins). Progress goes to stderr.
 set -u
-configured=$1 venv=$2 input_dir=$3 candidates=$4
+configured=$1 venv=$2 input_dir=$3 candidates=$4 torch_index=${5:-}
 started=$(date +%s)
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
@@ -108,8 +108,24 @@ if [ -z "$base" ]; then
   echo "[setup] no Python at all on the pod (tried: $candidates)" >&2
   exit 1
 fi
+index=()
+if [ "$requirements" = requirements-gpu.txt ]; then
+  # torch 2.11 from the default index is the CUDA 13 build (driver 580+); older drivers need the
+  # CUDA 12.8 build from PyTorch's own index. Decided before anything is downloaded.
+  cuda=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' | head -n 1)
+  echo "[setup] this host's driver supports CUDA ${cuda:-unknown}" >&2
+  if [ -n "$cuda" ] && [ "${cuda%%.*}" -lt 13 ]; then
+    if [ -z "$torch_index" ]; then
+      echo "[setup] cannot build the stack here: torch 2.11 from the default index is built for CUDA 13 and this" \
+        "driver supports CUDA $cuda; set [remote] cuda12_torch_index to PyTorch's CUDA 12.8 wheel index, or rent" \
+        "newer hosts ([runpod] min_cuda_version = \"13.0\")" >&2
+      exit 1
+    fi
+    index=(--extra-index-url "$torch_index")
+  fi
+fi
 echo "[setup] no Python with the training stack: building $venv with $base from $requirements" >&2
-if "$base" -m venv "$venv" >&2 && "$venv/bin/python" -m pip install --progress-bar off -r "$input_dir/$requirements" >&2 \
+if "$base" -m venv "$venv" >&2 && "$venv/bin/python" -m pip install --progress-bar off "${index[@]}" -r "$input_dir/$requirements" >&2 \
   && has_stack "$venv/bin/python"; then
   report "$venv/bin/python" "bootstrapped from $requirements"
   exit 0

@@ -2,7 +2,7 @@
 # Runs on the pod: start the training once, detached, follow its log, pack the adapter when done.
 #
 #   train_runner.sh RUN_DIR INPUT_DIR OUTPUT_DIR PYTHON HF_HOME OFFSET END_MARK SCRIPT DATASET CONFIG
-#                   VENV_DIR "PYTHON_CANDIDATE..."
+#                   VENV_DIR "PYTHON_CANDIDATE..." TORCH_INDEX
 #
 # The Python is found or built first (INPUT_DIR/setup_python.sh), inside the detached run, so a
 # long bootstrap survives a dropped connection too and its progress is in the followed log.
@@ -13,7 +13,7 @@
 # and the same line is kept in RUN_DIR/train.outcome for a gateway that loses stdout.
 set -u
 run_dir=$1 input_dir=$2 output_dir=$3 python=$4 hf_home=$5 offset=$6 end_mark=$7
-script=$8 dataset=$9 config=${10} venv_dir=${11} candidates=${12}
+script=$8 dataset=$9 config=${10} venv_dir=${11} candidates=${12} torch_index=${13:-}
 
 mkdir -p "$run_dir" && cd "$run_dir" || exit 97
 state=$(trainer_state "$run_dir")
@@ -25,7 +25,7 @@ if [ "$state" = none ] || [ "$state" = lost ]; then
     echo $$ >train.pid.tmp && mv train.pid.tmp train.pid
     rm -rf -- "$1"
     export HF_HOME="$2" PYTHONUNBUFFERED=1
-    if setup=$(bash "$7" "$3" "$8" "$9" "${10}" 2>>train.log); then
+    if setup=$(bash "$7" "$3" "$8" "$9" "${10}" "${11}" 2>>train.log); then
       printf "%s\n" "$setup" >python.info
       "$(sed -n 1p python.info)" "$4" --data "$5" --config "$6" --output "$1" >>train.log 2>&1
       code=$?
@@ -34,7 +34,7 @@ if [ "$state" = none ] || [ "$state" = lost ]; then
     fi
     echo "$code" >train.exit.tmp && mv train.exit.tmp train.exit
   ' fullcycle-trainer "$output_dir" "$hf_home" "$python" "$script" "$dataset" "$config" \
-    "$input_dir/setup_python.sh" "$venv_dir" "$input_dir" "$candidates" >/dev/null 2>&1 </dev/null &
+    "$input_dir/setup_python.sh" "$venv_dir" "$input_dir" "$candidates" "$torch_index" >/dev/null 2>&1 </dev/null &
   for _ in $(seq 200); do
     [ -s train.pid ] && break
     sleep 0.05

@@ -456,6 +456,7 @@ def train(args: argparse.Namespace) -> int:
         "model_load_seconds": load_seconds,
         "backend": "unsloth" if unsloth else "transformers+peft+trl",
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3) if torch.cuda.is_available() else None,
         "versions": versions(),
     }
     (args.output / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -128,6 +128,7 @@ class RemoteSettings:
     python_candidates: tuple[str, ...] = ("/opt/unsloth-venv/bin/python", "python3", "python", "/opt/conda/bin/python")
     venv_dir: str = "/workspace/fullcycle-venv"  # else built here, on the volume, and reused
     hf_home: str = "/workspace/hf-cache"
+    cuda12_torch_index: str = ""  # PyTorch's CUDA 12.8 wheel index: when a stack is built on a pre-580 driver
     trainer: str = ""  # a trainer script of your own (train_unsloth.py's arguments and outputs); empty: that one
 
 

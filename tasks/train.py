@@ -91,6 +91,7 @@ def _follow(ctx: RunContext, pod: Pod, conn: Connection, offset: int) -> tuple[A
             "train_runner.sh", pod.run_dir, r["input_dir"], r["output_dir"], r["python"], r["hf_home"],
             offset, END_MARK.decode(), r["input_dir"] + "/" + SCRIPT_NAME, r["input_dir"] + "/" + DATASET_NAME,
             r["input_dir"] + "/" + CONFIG_NAME, r.get("venv_dir", ""), " ".join(ctx.settings.remote.python_candidates),
+            ctx.settings.remote.cuda12_torch_index,
             out=sink)
     finally:
         sink.close()

@@ -505,3 +505,26 @@ def test_the_pods_stack_is_compared_with_the_checked_set(tmp_path, pins, said):
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[3] == said.format(peft=version("peft")), proc.stdout
+
+
+def test_a_stack_is_never_built_for_a_cuda_the_driver_cannot_run(tmp_path):
+    """requirements-gpu.txt's torch from the default index is the CUDA 13 build: on a pre-580 driver the
+    set-up stops before downloading anything and names the two ways out."""
+    import sys
+
+    from tasks.transport import script
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text('#!/bin/sh\necho "| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4 |"\n')
+    smi.chmod(0o755)
+    (bin_dir / "python3").symlink_to(Path(sys.base_prefix) / "bin" / "python3")  # no training stack
+    setup = tmp_path / "setup_python.sh"
+    setup.write_text(script("setup_python.sh"))
+    proc = subprocess.run(["bash", str(setup), str(tmp_path / "nope"), str(tmp_path / "venv"), str(tmp_path), "python3"],
+                          capture_output=True, text=True, timeout=60, env={"PATH": f"{bin_dir}:/usr/bin:/bin",
+                                                                           "HOME": str(tmp_path)})
+    assert proc.returncode == 1
+    assert "driver supports CUDA 12.4" in proc.stderr and "cuda12_torch_index" in proc.stderr
+    assert 'min_cuda_version = "13.0"' in proc.stderr and not (tmp_path / "venv").exists()
