@@ -140,6 +140,8 @@ def _train(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str, Any]:
             log.warning("The follow session ended without the end line (exit %s); the pod says the training "
                         "finished: exit=%s", result.exit_code, outcome.get("exit"))
             break
+        if state is None and not progressed:  # the pod cannot even be asked: was it ended from outside?
+            vanished(ctx, pod, "train")
         if result.exit_code not in (0, SSH_CONNECT_FAILED) and state in ("none", None) and not progressed:
             raise TrainingError(f"the train runner on pod {pod.pod_id} failed (exit {result.exit_code}): "
                                 f"{logs.redact(result.stderr.strip()[-500:]) or 'no output'}")

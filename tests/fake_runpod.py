@@ -239,9 +239,10 @@ class FakeRunpod:
 
     def _rest_pod(self, pod: FakePod, ready: bool) -> dict[str, Any]:
         ports = []
+        port = self.faults.ssh_port or self.ssh_port
         if ready and self.faults.public_ssh:
             ports = [{"private": 22, "public": 1, "type": "udp", "ip": "127.0.0.1"},
-                     {"private": 22, "public": self.ssh_port, "type": "tcp", "ip": "127.0.0.1"}]
+                     {"private": 22, "public": port, "type": "tcp", "ip": "127.0.0.1"}]
         status = pod.status if pod.status == "TERMINATED" or ready else "STARTING"
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(pod.created))
         body = {
@@ -254,8 +255,8 @@ class FakeRunpod:
             "startedAt": created if ready else None, "globalNetworking": {"enabled": False},
             "ssh": {"proxy": {"host": "ssh.runpod.io", "port": 22, "username": pod.host_id,
                               "command": f"ssh {pod.host_id}@ssh.runpod.io"},
-                    "direct": {"host": "127.0.0.1", "port": self.ssh_port, "username": "root",
-                               "command": f"ssh root@127.0.0.1 -p {self.ssh_port}"}},
+                    "direct": {"host": "127.0.0.1", "port": port, "username": "root",
+                               "command": f"ssh root@127.0.0.1 -p {port}"}},
             "runtime": {"uptime": int(time.time() - pod.created), "ports": ports} if ready else None,
         }
         if not self.faults.public_ssh or not ready:

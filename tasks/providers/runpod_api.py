@@ -119,6 +119,18 @@ def _retry_after(resp: requests.Response) -> float | None:
         return None
 
 
+def _detail(resp: requests.Response) -> str:
+    """What the server said about its error (problem+json `detail`, a GraphQL message), short."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    said = body.get("detail") or "; ".join(e.get("message", "") for e in body.get("errors") or [] if isinstance(e, dict))
+    return f": {str(said)[:200]}" if said else ""
+
+
 def with_retries(call: Callable[[], T], what: str, attempts: int = 6, base_delay: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep) -> T:
     """Retry 429/5xx/timeouts with exponential backoff, honouring Retry-After; then ApiError."""
@@ -151,7 +163,7 @@ class _Http:
         if resp.status_code == 410:
             raise Gone(f"HTTP 410 Gone from {url}")
         if resp.status_code == 429 or resp.status_code >= 500:
-            raise RetryableApiError(f"HTTP {resp.status_code} from {url}", _retry_after(resp))
+            raise RetryableApiError(f"HTTP {resp.status_code} from {url}{_detail(resp)}", _retry_after(resp))
         return resp
 
 
