@@ -64,7 +64,7 @@ def _uploads():
     """The upload's inputs (dataset, config, trainer, tiny model files): also its file_dep."""
     from tasks import manifest
 
-    files = [str(f) for f in manifest.inputs(CTX.settings, P).values() if f != P.tiny_model_dir]
+    files = [str(f) for name, f in manifest.inputs(CTX.settings, P).items() if name not in manifest.DIRS]
     return files + stages.tiny_files(CTX)
 
 
@@ -106,14 +106,18 @@ def task_build_dataset():
 
 def task_clean_dataset():
     return _stage("clean_dataset", stages.clean_dataset,
-                  file_dep=[str(P.raw_data_file)], targets=[str(P.clean_data_file), str(P.clean_stats_file)],
-                  uptodate=[config_changed(repr((CTX.settings.dataset, CTX.settings.training.max_seq_length)))])
+                  file_dep=[str(P.raw_data_file)],
+                  targets=[str(P.clean_data_file), str(P.clean_stats_file), str(P.heldout_file)],
+                  uptodate=[config_changed(repr((CTX.settings.dataset, CTX.settings.training.max_seq_length,
+                                                 CTX.settings.eval.fraction, CTX.settings.eval.min_samples,
+                                                 CTX.settings.eval.max_samples)))])
 
 
 def task_write_config():
     return _stage("write_config", stages.write_config,
-                  file_dep=[str(P.model_check_file)], targets=[str(P.config_file)],
-                  uptodate=[config_changed(repr((CTX.settings.training_config(), CTX.settings.dataset.too_long)))])
+                  file_dep=[str(P.model_check_file), str(P.heldout_file)], targets=[str(P.config_file)],
+                  uptodate=[config_changed(repr((CTX.settings.training_config(), CTX.settings.dataset.too_long,
+                                                 CTX.settings.eval)))])
 
 
 def task_build_tiny_model():
@@ -158,6 +162,12 @@ def task_extract_adapter():
                   file_dep=[str(P.adapter_b64), str(P.train_file)], targets=[str(P.final_adapter_dir)])
 
 
+def task_evaluate():
+    return _stage("evaluate", stages.evaluate,
+                  file_dep=[str(P.final_adapter_dir / "adapter_model.safetensors")], task_dep=["extract_adapter"],
+                  targets=[str(P.work_local / "eval.json")], uptodate=[config_changed(repr(CTX.settings.eval))])
+
+
 def task_post_gguf():
     adapter = P.final_adapter_dir
     return _stage("post_gguf", stages.lazy("tasks.poststeps", "make_gguf"),
@@ -175,7 +185,7 @@ def task_post_modelfile():
 
 def task_post_latest():
     return _stage("post_latest", stages.lazy("tasks.poststeps", "update_latest"),
-                  task_dep=["extract_adapter"], uptodate=[uptodate.latest_is_current(CTX)])
+                  task_dep=["evaluate"], uptodate=[uptodate.latest_is_current(CTX)])
 
 
 def task_post_commands():

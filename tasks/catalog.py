@@ -43,6 +43,8 @@ STAGES: tuple[Stage, ...] = (
           "end the pod: billing stops", needed=True, remote=True),
     Stage("extract_adapter", "Verify and safely unpack the adapter into out/adapters/<DATE>/adapter/",
           "verify and unpack the adapter", needed=True, remote=True),
+    Stage("evaluate", "Judge today's held-out loss against the previous promoted adapter (promoted or not)",
+          "is today's adapter better than the last one?"),
     Stage("post_gguf", "Convert the adapter to a GGUF LoRA (adapter.gguf) and validate it",
           "adapter for llama.cpp / Ollama"),
     Stage("post_modelfile", "Write the Ollama Modelfile (and `ollama create` when ollama is installed)",

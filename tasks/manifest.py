@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tasks import tinymodel
-from tasks.files import atomic_writer, sha256_file
+from tasks.files import atomic_writer, read_json, sha256_file
 from tasks.paths import REMOTE_DIR, TRAIN_SCRIPT, RunPaths
 from tasks.settings import Settings
 
@@ -22,6 +22,9 @@ POD_SETUP = ("setup_python.sh", "requirements-gpu.txt", "requirements-cpu.txt") 
 # Where the uploaded base model lands in the input folder when it travels with the inputs (the
 # locally built tiny model does; a hub model is downloaded on the pod instead).
 UPLOADED_BASE_DIR = "base_model"
+HELDOUT_NAME = "heldout.jsonl"
+PREVIOUS_DIR = "previous_adapter"  # the previous promoted adapter: compared with, or started from
+DIRS = (UPLOADED_BASE_DIR, PREVIOUS_DIR)  # folders: not doit file_deps
 
 Sums = dict[str, str]  # name on the pod (dir/file for folders) -> sha256
 
@@ -40,11 +43,15 @@ def trainer(settings: Settings) -> Path:
 
 def inputs(settings: Settings, paths: RunPaths) -> dict[str, Path]:
     """What goes to the pod's input folder, by the name it gets there (also the upload's file_dep)."""
-    found = {DATASET_NAME: paths.clean_data_file, CONFIG_NAME: paths.config_file, SCRIPT_NAME: trainer(settings)}
+    found = {DATASET_NAME: paths.clean_data_file, CONFIG_NAME: paths.config_file, SCRIPT_NAME: trainer(settings),
+             HELDOUT_NAME: paths.heldout_file}
     for name in POD_SETUP:
         found[name] = REMOTE_DIR / name
     if uploads_base_model(settings):
         found[UPLOADED_BASE_DIR] = paths.tiny_model_dir
+    previous = (read_json(paths.previous_file) or {}).get("adapter")
+    if previous:
+        found[PREVIOUS_DIR] = Path(previous)
     return found
 
 

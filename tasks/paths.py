@@ -42,6 +42,16 @@ class RunPaths:
         return self.work_local / "dataset-sources.json"
 
     @property
+    def heldout_file(self) -> Path:
+        """The held-out samples (never trained on), chosen by content hash; empty without evaluation."""
+        return self.work_local / "heldout.jsonl"
+
+    @property
+    def previous_file(self) -> Path:
+        """Which earlier adapter today is compared with (and may start from), decided with the config."""
+        return self.work_local / "previous.json"
+
+    @property
     def model_check_file(self) -> Path:
         """What the model hub said about the base model, and what will be loaded on which GPUs."""
         return self.work_local / "model-check.json"

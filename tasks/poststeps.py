@@ -153,7 +153,10 @@ def make_modelfile(ctx: RunContext) -> None:
     outcome: dict[str, Any] = {"path": str(modelfile_path(ctx)), "from": source, "ollama": "not on PATH",
                                "runtime": "Modelfile with ADAPTER (ollama not run)"}
     ollama = shutil.which("ollama")
-    if ollama and ctx.settings.post.ollama_create:
+    promoted = (read_json(ctx.paths.work_local / "eval.json") or {}).get("promoted", True)
+    if ollama and ctx.settings.post.ollama_create and not promoted:
+        outcome["ollama"] = "not run: today's adapter was not promoted (held-out loss worse)"
+    elif ollama and ctx.settings.post.ollama_create:
         name = ctx.settings.post.ollama_model_name.replace("{date}", ctx.paths.date)
         ok, said = _ollama_create(ctx, ollama, name)
         outcome["ollama"] = f"created {name}" if ok else f"ollama create refused the adapter: {said}"
@@ -186,12 +189,14 @@ def _write_serve(ctx: RunContext) -> str:
 
 
 def newest_successful_date(ctx: RunContext) -> str | None:
-    """The newest date whose adapter landed; a run whose training failed never counts."""
+    """The newest date whose adapter landed and was promoted ([eval] promote): a failed training or an
+    adapter judged worse never counts."""
     from tasks.record import summaries
 
     dates = []
-    for date, _folder, summary in summaries(ctx.settings):
-        if summary.get("training_success") and Path(summary.get("adapter_path", "")).is_dir():
+    for date, folder, summary in summaries(ctx.settings):
+        promoted = (read_json(folder / "eval.json") or {}).get("promoted", True)
+        if summary.get("training_success") and promoted and Path(summary.get("adapter_path", "")).is_dir():
             dates.append(date)
     return max(dates) if dates else None
 

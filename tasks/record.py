@@ -240,9 +240,28 @@ def _warnings(paths: RunPaths, stats: dict[str, Any], post: dict[str, Any]) -> l
             found.append(f"model check: {note}")
     if stats.get("warning"):
         found.append(f"dataset: {stats['warning']}")
+    judged = read_json(paths.work_local / "eval.json") or {}
+    if judged.get("verdict") == "worse" and not judged.get("promoted"):
+        found.append(f"eval: today's adapter is worse ({judged.get('why')}); out/adapters/latest was not moved, the "
+                     f"adapter is kept in {paths.final_adapter_dir}")
     for step, outcome in post.items():
         if isinstance(outcome, dict) and outcome.get("skipped"):
             found.append(f"post-step {step} skipped: {outcome['skipped']}")
+    return found
+
+
+def _eval(paths: RunPaths, stats: dict[str, Any]) -> dict[str, Any] | None:
+    """The held-out evaluation: losses (missing ones null with a reason), verdict, promotion, seconds."""
+    judged = read_json(paths.work_local / "eval.json")
+    if judged is None:
+        skipped = stats.get("eval_skipped")
+        return {"heldout_samples": 0, "verdict": None, "why": skipped, "promoted": None} if skipped else None
+    keys = ("heldout_samples", "base_loss", "adapter_loss", "previous_loss", "previous_date", "verdict", "why",
+            "promoted", "seconds", "started_from", "heldout_tokens", "base_perplexity", "adapter_perplexity",
+            "previous_perplexity")
+    found = {k: judged.get(k) for k in keys}
+    if found["previous_loss"] is None:
+        found["previous_why"] = "no earlier promoted adapter of this base model"
     return found
 
 
@@ -342,6 +361,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
                     if k in stats} or None,
         "config": config or None,
         "post_steps": post or None,
+        "eval": _eval(paths, stats),
         "stages": stages,
         "files": {
             "raw_data_file": str(paths.raw_data_file),

@@ -14,7 +14,8 @@ from tasks.context import RunContext
 from tasks.files import read_json
 from tasks.record import short, summaries
 
-COLUMNS = ("date", "attempts", "samples", "final loss", "train min", "pod min", "cost $", "result")
+COLUMNS = ("date", "attempts", "samples", "final loss", "eval loss", "verdict", "train min", "pod min", "cost $",
+           "billed $", "result")
 REPORT_EXTRA = "pip install -e '.[report]'"
 
 
@@ -24,6 +25,16 @@ def _minutes(seconds: Any) -> str:
 
 def _money(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def _loss(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+def _verdict(judged: dict[str, Any]) -> str:
+    if not judged.get("verdict"):
+        return "-"
+    return judged["verdict"] + ("" if judged.get("promoted") else " (kept, not promoted)")
 
 
 def rows(ctx: RunContext) -> list[dict[str, Any]]:
@@ -37,6 +48,8 @@ def rows(ctx: RunContext) -> list[dict[str, Any]]:
             "attempts": len(summary.get("attempts") or []),
             "samples": summary.get("samples_used") if summary.get("samples_used") is not None else "-",
             "final loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
+            "eval loss": _loss((summary.get("eval") or {}).get("adapter_loss")),
+            "verdict": _verdict(summary.get("eval") or {}),
             "train min": _minutes(training.get("seconds")),
             "pod min": _minutes(totals.get("pod_seconds", summary.get("billed_seconds"))),
             "cost $": _money(totals.get("cost_usd", summary.get("cost_usd"))),

@@ -82,6 +82,20 @@ class TrainingSettings:
     quantize: str = field(default="auto", metadata=_rule(choices=("auto", "never", "always")))  # 4-bit build
     # base_model = "tiny": the family it is built as (the default base model's, Qwen3-30B-A3B's)
     tiny_architecture: str = field(default="qwen3_moe", metadata=_rule(choices=tinymodel.ARCHITECTURES))
+    # "latest": today's LoRA starts from the last promoted adapter's weights (same base model and rank)
+    start_from: str = field(default="base", metadata=_rule(choices=("base", "latest")))
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    fraction: float = field(default=0.05, metadata=_rule(0.0, 0.5))  # share held out, chosen by content hash
+    min_samples: int = field(default=8, metadata=_rule(1, 1_000_000))  # fewer held out: no evaluation
+    max_samples: int = field(default=200, metadata=_rule(1, 1_000_000))  # more: the rest train
+    tolerance: float = field(default=0.02, metadata=_rule(0.0, 100.0))  # held-out loss "not worse" margin
+    promote: str = field(default="if_not_worse", metadata=_rule(choices=("if_not_worse", "always")))
+    prompts: str = ""  # a file of prompts (one per line) to answer side by side; empty: held-out instructions
+    answers: int = field(default=3, metadata=_rule(0, 50))  # how many prompts are answered
+    max_new_tokens: int = field(default=48, metadata=_rule(1, 4096))
 
 
 @dataclass(frozen=True)
@@ -161,6 +175,7 @@ SECTIONS: dict[str, type] = {
     "paths": PathSettings,
     "dataset": DatasetSettings,
     "training": TrainingSettings,
+    "eval": EvalSettings,
     "runpod": RunpodSettings,
     "remote": RemoteSettings,
     "ssh": SshSettings,
@@ -174,6 +189,7 @@ class Settings:
     paths: PathSettings
     dataset: DatasetSettings
     training: TrainingSettings
+    eval: EvalSettings
     runpod: RunpodSettings
     remote: RemoteSettings
     ssh: SshSettings

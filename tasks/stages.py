@@ -60,24 +60,33 @@ def build_dataset(ctx: RunContext) -> None:
 
 def clean_dataset(ctx: RunContext) -> None:
     if _prepared(ctx, ctx.paths.clean_data_file):
+        if not ctx.paths.heldout_file.exists():  # the caller's dataset is trained whole: no evaluation
+            ctx.paths.heldout_file.write_bytes(b"")
         return
-    from tasks import dataset
+    from tasks import dataset, evaluation
     from tasks.files import read_json, write_json
 
     d = ctx.settings.dataset
     stats = dataset.clean(ctx.paths.raw_data_file, ctx.paths.clean_data_file, ctx.paths.dataset_sources_file,
                           ctx.settings.training.max_seq_length, d.too_long)
     report = dataset.report(stats, read_json(ctx.paths.dataset_sources_file) or {}, d.max_drop_fraction)
-    write_json(ctx.paths.clean_stats_file, report)
     for line in dataset.describe(stats):
         log.info(line)
     if stats.kept == 0:
+        write_json(ctx.paths.clean_stats_file, report)
         raise dataset.DatasetError(dataset.no_samples(stats))
+    held = evaluation.split(ctx.paths.clean_data_file, ctx.paths.heldout_file, ctx.settings.eval)
+    report.update(samples_used=held.train, heldout_samples=held.heldout, eval_skipped=held.skipped)
+    write_json(ctx.paths.clean_stats_file, report)
+    if held.skipped:
+        log.info("evaluation: %s", held.skipped)
+    else:
+        log.info("evaluation: %d sample(s) held out (never trained on), chosen by content", held.heldout)
     if "warning" in report:
         log.warning("dataset: %s", report["warning"])
         if d.drop_fatal:
             raise dataset.DatasetError(f"{report['warning']}; [dataset] drop_fatal is true, so nothing was rented")
-    log.info("samples_used=%d", stats.kept)
+    log.info("samples_used=%d", held.train)
 
 
 def write_config(ctx: RunContext) -> None:
@@ -86,7 +95,7 @@ def write_config(ctx: RunContext) -> None:
     from tasks import trainconfig
     from tasks.files import read_json
 
-    config = trainconfig.write(ctx.settings, ctx.paths.config_file, read_json(ctx.paths.model_check_file))
+    config = trainconfig.write(ctx.settings, ctx.paths, read_json(ctx.paths.model_check_file))
     log.info("Config written… %s (base_model %s)", ctx.paths.config_file, config["base_model"])
 
 
@@ -111,6 +120,19 @@ def check_model(ctx: RunContext) -> None:
                  f"~{verdict['needed_gb']} GB in {verdict['precision']}, loading {verdict['model_to_load']}"
                  if verdict.get("needed_gb") else ("exists on the hub" if verdict["checked"] else "not checked"))
     write_json(ctx.paths.model_check_file, verdict)
+
+
+def evaluate(ctx: RunContext) -> None:
+    from tasks import evaluation
+
+    record = evaluation.judge(ctx.settings, ctx.paths)
+    if record["verdict"] is None:
+        log.info("evaluation: %s", record["why"])
+    elif record["verdict"] == "worse" and not record["promoted"]:
+        log.warning("evaluation: worse (%s): out/adapters/latest stays where it is; today's adapter is kept in %s",
+                    record["why"], ctx.paths.final_adapter_dir)
+    else:
+        log.info("evaluation: %s (%s)%s", record["verdict"], record["why"], "" if record["promoted"] else "; not promoted")
 
 
 def _local_config(ctx: RunContext) -> dict[str, Any] | None:

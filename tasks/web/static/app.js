@@ -172,7 +172,7 @@ setInterval(() => { if (current && current.phase === "running") renderStages(cur
 
 // ------------------------------------------------------------------ History tab
 
-function lossCurve(points) {
+function lossCurve(points, what = "training loss", unit = "step", label = (x) => x) {
   const NS = "http://www.w3.org/2000/svg";
   const W = 520, H = 180, PAD = 36;
   const svg = document.createElementNS(NS, "svg");
@@ -195,9 +195,9 @@ function lossCurve(points) {
   add("polyline", {points: points.map((p) => `${sx(p[0])},${sy(p[1])}`).join(" "), class: "curve"});
   add("text", {x: 4, y: PAD + 4}, y1.toFixed(3));
   add("text", {x: 4, y: H - PAD}, y0.toFixed(3));
-  add("text", {x: PAD, y: H - 8}, `step ${x0}`);
-  add("text", {x: W - PAD, y: H - 8, "text-anchor": "end"}, `step ${x1}`);
-  add("text", {x: W / 2, y: 16, "text-anchor": "middle"}, `training loss, ${points.length} steps, final ${ys[ys.length - 1].toFixed(4)}`);
+  add("text", {x: PAD, y: H - 8}, `${unit} ${label(x0)}`);
+  add("text", {x: W - PAD, y: H - 8, "text-anchor": "end"}, `${unit} ${label(x1)}`);
+  add("text", {x: W / 2, y: 16, "text-anchor": "middle"}, `${what}, ${points.length} ${unit}s, last ${ys[ys.length - 1].toFixed(4)}`);
   svg.setAttribute("aria-label", `loss from ${ys[0].toFixed(3)} to ${ys[ys.length - 1].toFixed(3)}`);
   return svg;
 }
@@ -217,7 +217,31 @@ function detail(row) {
     const response = await fetch(`/api/summary?date=${row.date}`, {credentials: "same-origin"});
     json.textContent = JSON.stringify(await response.json(), null, 2);
   });
-  return el("div", {class: "detail"}, el("div", {class: "curve-box"}, lossCurve(row.loss)), attempts, summary);
+  return el("div", {class: "detail"}, el("div", {class: "curve-box"}, lossCurve(row.loss)), evalBox(row.eval),
+    attempts, summary);
+}
+
+function evalBox(judged) {
+  if (!judged) return el("p", {class: "muted", text: "No held-out evaluation for this date."});
+  const fmt = (v) => (typeof v === "number" ? v.toFixed(4) : "—");
+  const head = el("p", {class: `verdict ${judged.verdict || "none"}`,
+    text: `Held-out loss: base ${fmt(judged.base_loss)}, previous ${fmt(judged.previous_loss)}` +
+      `${judged.previous_date ? ` (${judged.previous_date})` : ""}, today ${fmt(judged.adapter_loss)} — ` +
+      `${judged.verdict || "no verdict"}${judged.promoted === false ? " (not promoted)" : ""}. ${judged.why || ""}`});
+  const answers = el("table", {class: "answers"}, el("thead", {}, el("tr", {},
+    ...["Prompt", "Base model", "Previous adapter", "Today"].map((h) => el("th", {text: h})))),
+  el("tbody", {}, ...(judged.answers || []).map((a) => el("tr", {},
+    el("td", {text: a.prompt}), el("td", {text: a.base ?? "—"}), el("td", {text: a.previous ?? "—"}),
+    el("td", {text: a.today ?? "—"})))));
+  return el("div", {class: "eval"}, head, answers);
+}
+
+function trend(rows) {
+  const dated = rows.filter((r) => r.eval && typeof r.eval.adapter_loss === "number").reverse();
+  const points = dated.map((r, i) => [i, r.eval.adapter_loss]);
+  const box = $("trend");
+  box.replaceChildren(points.length ? lossCurve(points, "held-out loss per date", "date", (i) => dated[i].date) : "");
+  box.dataset.points = String(points.length);
 }
 
 async function loadHistory() {
@@ -226,6 +250,7 @@ async function loadHistory() {
   const rows = await response.json();
   const body = $("history").querySelector("tbody");
   $("history-empty").hidden = rows.length > 0;
+  trend(rows);
   body.replaceChildren(...rows.flatMap((r) => {
     const result = r.success ? el("span", {class: "pill done", text: "succeeded"})
       : el("span", {class: "pill failed", text: "failed", title: r.error || ""});
@@ -235,9 +260,11 @@ async function loadHistory() {
       el("td", {text: r.dropped ? String(r.dropped.total) : "—",
         title: r.dropped ? Object.entries(r.dropped.reasons).map(([k, v]) => `${k}: ${v}`).join(", ") : ""}),
       el("td", {text: typeof r.final_loss === "number" ? r.final_loss.toFixed(4) : "—"}),
+      el("td", {class: `eval ${r.eval ? r.eval.verdict || "" : ""}`, text: r.eval && typeof r.eval.adapter_loss === "number"
+        ? `${r.eval.adapter_loss.toFixed(4)} ${r.eval.verdict || ""}` : "—"}),
       el("td", {text: r.train_minutes ?? "—"}), el("td", {text: r.pod_minutes ?? "—"}), el("td", {text: money(r.cost_usd)}),
       el("td", {text: r.cost_usd_billed == null ? "—" : money(r.cost_usd_billed)}));
-    const more = el("tr", {class: "history-detail", "data-date": r.date}, el("td", {colspan: "10"}, detail(r)));
+    const more = el("tr", {class: "history-detail", "data-date": r.date}, el("td", {colspan: "11"}, detail(r)));
     more.hidden = true;
     main.addEventListener("click", () => { more.hidden = !more.hidden; });
     return [main, more];
