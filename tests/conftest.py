@@ -129,10 +129,18 @@ def _table(terminalreporter, title: str, rows: list[dict]) -> None:
         terminalreporter.write_line("  ".join(str(row[c]).ljust(w) for c, w in zip(cols, widths)))
 
 
-def pytest_terminal_summary(terminalreporter):
-    import sys
+def table_row(table: str, row: dict) -> None:
+    """A row of a table printed at the end of the session; workers (xdist) write them to the shared folder."""
+    import json
 
-    for module, title, name in (("tests.test_fault_matrix", "fault matrix", "MATRIX"),
-                                ("tests.test_families", "model families", "TABLE")):
-        if module in sys.modules:
-            _table(terminalreporter, title, getattr(sys.modules[module], name))
+    with (Path(os.environ[standin.SHARED_ENV]) / f"{table}.jsonl").open("a") as out:
+        out.write(json.dumps(row) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter):
+    import json
+
+    for table, title in (("fault-matrix", "fault matrix"), ("families", "model families")):
+        path = Path(os.environ.get(standin.SHARED_ENV, "/nonexistent")) / f"{table}.jsonl"
+        if path.is_file():
+            _table(terminalreporter, title, [json.loads(line) for line in path.read_text().splitlines() if line])

@@ -19,6 +19,7 @@ import torch
 
 from tasks import gguf_lora, tinymodel
 from tests import llamacpp
+from tests.conftest import table_row
 from tests.helpers import EXAMPLES, REPO
 from tests.test_llamacpp import MARGIN, _special_ids, complete, peft_greedy, prompt_tokens
 
@@ -26,7 +27,6 @@ PROMPTS = ("The meeting notes", "Remember to", "What did we decide about")
 NO_MTP = {"qwen3_5", "qwen3_5_moe"}  # converted without the multi-token-prediction layers a tiny model lacks
 FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "qwen3_5", "qwen3_5_moe", "gpt_oss", "gemma3_text",
             "phi3"]
-TABLE: list[dict] = []
 
 
 def _trainer():
@@ -71,7 +71,13 @@ def test_family_adapter_in_llamacpp(family, clean_data, llama_bin, tmp_path):
     config = json.loads((model / "config.json").read_text())
     row = {"family": family, "class": config["architectures"][0], "targets": "", "gguf arch": "",
            "llama.cpp loads": "no", "tokens equal peft": "no"}
-    TABLE.append(row)
+    try:
+        _check(family, model, row, clean_data, llama_bin, tmp_path)
+    finally:
+        table_row("families", row)
+
+
+def _check(family, model, row, clean_data, llama_bin, tmp_path):
     banned = _special_ids(model)
     for prompt in PROMPTS:  # a random model's greedy path must be far from a tie to compare
         want_plain, text_plain, margin_plain = peft_greedy(model, None, banned, prompt)

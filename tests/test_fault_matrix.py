@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import runpod_project
+from tests.conftest import runpod_project, table_row
 from tests.helpers import DODO
 from tests.sshpod import end_pod_processes, free_port
 
-MATRIX: list[dict[str, Any]] = []
 
 
 @dataclass
@@ -168,7 +167,7 @@ def test_fault(row: Row, tmp_path, sshd, fake_api, gateway):
     verified_end = row.pod_rented and row.after != "watchdog"
     summary_ok = (summary["training_success"] is row.ok and summary["success"] is row.ok
                   and (summary["error"] is None) is row.ok and summary["terminated"] is verified_end)
-    MATRIX.append({"fault": row.name, "exit": code, "leaked pods": leaked, "summary ok": summary_ok,
+    table_row("fault-matrix", {"fault": row.name, "exit": code, "leaked pods": leaked, "summary ok": summary_ok,
                    "log names it": row.log in trainer_log})
     assert leaked == 0, f"{leaked} pod(s) left running"
     assert expected_code_ok, f"exit code {code}\n{out[-3000:]}"

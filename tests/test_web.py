@@ -323,3 +323,37 @@ def test_pods_tab_ends_a_stale_pod(tmp_path, serve, page, sshd, fake_api):
     assert fake_api.pods[stale.id].status == "TERMINATED" and fake_api.pods[other.id].status == "RUNNING"
     assert API_KEY not in page.content()
     shot(page, tmp_path, "11-pods-after")
+
+
+def test_history_shows_the_eval_trend_and_the_answers_side_by_side(tmp_path, serve, page):
+    """Two dates with their held-out evaluation (the record a trained run leaves): the History tab
+    draws the held-out loss per date and shows base, previous and today's answers side by side."""
+    proj = make_project(tmp_path / "proj")
+    days = ("2026-11-20", "2026-11-21")
+    judged = {days[0]: {"base_loss": 6.24, "adapter_loss": 6.19, "previous_loss": None, "verdict": "better",
+                        "promoted": True, "why": "held-out loss 6.1900 < 6.2400 (the base model)",
+                        "answers": [{"prompt": "What do I eat?", "base": "xk", "previous": None, "today": "Oatmeal"}]},
+              days[1]: {"base_loss": 6.24, "adapter_loss": 6.17, "previous_loss": 6.19, "previous_date": days[0],
+                        "verdict": "better", "promoted": True, "why": "held-out loss 6.1700 < 6.1900",
+                        "answers": [{"prompt": "What do I eat?", "base": "xk", "previous": "Oatmeal",
+                                     "today": "Oatmeal with blueberries"}]}}
+    for day in days:
+        proj.doit("full_cycle", "--date", day, check=True)
+        (proj.root / "metahuman-runs" / day / "eval.json").write_text(json.dumps(judged[day]))
+    page.goto(serve(proj).url)
+    page.click('nav .tab[data-tab="history"]')
+    page.wait_for_selector(f'#history tr.history-row[data-date="{days[1]}"]')
+    assert page.get_attribute("#trend", "data-points") == "2"
+    points = page.get_attribute("#trend svg.loss polyline", "points").split()
+    assert len(points) == 2
+    assert "6.1700 better" in page.inner_text(f'#history tr.history-row[data-date="{days[1]}"]')
+    shot(page, tmp_path, "12-eval-trend")
+    # the newest date opens with its details
+    page.wait_for_selector(f'tr.history-detail[data-date="{days[1]}"] table.answers', state="visible")
+    shot(page, tmp_path, "13-eval-answers")
+    row = page.locator(f'tr.history-detail[data-date="{days[1]}"] table.answers tbody tr')
+    assert row.count() == 1
+    cells = row.locator("td").all_inner_texts()
+    assert cells == ["What do I eat?", "xk", "Oatmeal", "Oatmeal with blueberries"]
+    assert "previous 6.1900 (2026-11-20), today 6.1700" in page.inner_text(
+        f'tr.history-detail[data-date="{days[1]}"] p.verdict')

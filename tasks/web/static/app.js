@@ -244,6 +244,8 @@ function trend(rows) {
   box.dataset.points = String(points.length);
 }
 
+const openDates = new Set();
+
 async function loadHistory() {
   const response = await fetch("/api/history", {credentials: "same-origin"});
   if (!response.ok) return;
@@ -265,8 +267,11 @@ async function loadHistory() {
       el("td", {text: r.train_minutes ?? "—"}), el("td", {text: r.pod_minutes ?? "—"}), el("td", {text: money(r.cost_usd)}),
       el("td", {text: r.cost_usd_billed == null ? "—" : money(r.cost_usd_billed)}));
     const more = el("tr", {class: "history-detail", "data-date": r.date}, el("td", {colspan: "11"}, detail(r)));
-    more.hidden = true;
-    main.addEventListener("click", () => { more.hidden = !more.hidden; });
+    more.hidden = !openDates.has(r.date);  // a row someone opened stays open when the history reloads
+    main.addEventListener("click", () => {
+      more.hidden = !more.hidden;
+      if (more.hidden) openDates.delete(r.date); else openDates.add(r.date);
+    });
     return [main, more];
   }));
   const first = body.querySelector(".history-detail");
