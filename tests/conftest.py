@@ -31,9 +31,15 @@ def pytest_configure(config):
         config._fullcycle_shared = shared
     os.environ.setdefault(tinymodel.CACHE_ENV, str(Path(os.environ[standin.SHARED_ENV]) / "tiny-models"))
     os.environ.setdefault("FULLCYCLE_MODEL_CHECKS", str(Path(os.environ[standin.SHARED_ENV]) / "model-checks"))
+    whole_tier = not hasattr(config, "workerinput") and all(a in ("tests", "tests/") for a in config.args or ["tests"])
+    if whole_tier:  # most pipeline tests need the stand-in's adapter: train it while the rest starts
+        config._fullcycle_prebuild = standin.prebuild()
 
 
 def pytest_unconfigure(config):
+    build = getattr(config, "_fullcycle_prebuild", None)
+    if build is not None and build.poll() is None:
+        build.kill()
     shared = getattr(config, "_fullcycle_shared", None)
     if shared:
         shutil.rmtree(shared, ignore_errors=True)

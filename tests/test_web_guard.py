@@ -89,13 +89,13 @@ def test_cookieless_visitors_grow_no_server_memory(tmp_path, monkeypatch):
         snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, "*/tasks/web/*")])
         return sum(stat.size for stat in snapshot.statistics("filename"))
 
-    tracemalloc.start(5)
+    tracemalloc.start(1)  # the allocating line is enough to tell the server's own code
     try:
-        visits(200)  # what the first requests allocate for good (caches, interned strings)
+        visits(100)  # what the first requests allocate for good (caches, interned strings)
         before = held_by_the_server()
-        visits(400)
+        visits(300)
         grown = held_by_the_server() - before
     finally:
         tracemalloc.stop()
-    print(f"\n400 cookieless GETs: {grown / 1024:.1f} KiB retained")
-    assert grown < 8 * 1024, f"{grown} bytes retained after 400 visits"
+    print(f"\n300 cookieless GETs: {grown / 1024:.1f} KiB retained")
+    assert grown < 8 * 1024, f"{grown} bytes retained after 300 visits"
