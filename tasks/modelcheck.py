@@ -54,16 +54,24 @@ def four_bit_build(model: str) -> str:
     return FOUR_BIT_BUILDS.get(model) or f"unsloth/{model.split('/')[-1]}-bnb-4bit"
 
 
-def ask_hub(model: str, endpoint: str | None = None, timeout: float = 10.0) -> HubAnswer:
+def _hub_get(path: str, endpoint: str | None, timeout: float) -> Any:
+    """GET `path` from the model hub, with HF_TOKEN when there is one (gated models)."""
     import requests
 
     base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     headers = {"User-Agent": "fullcycle"}
     if os.environ.get(TOKEN_ENV):
         headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
+    return requests.get(f"{base}/{path}", headers=headers, timeout=timeout)
+
+
+def ask_hub(model: str, endpoint: str | None = None, timeout: float = 10.0) -> HubAnswer:
+    import requests
+
     try:
-        resp = requests.get(f"{base}/api/models/{model}", headers=headers, timeout=timeout)
+        resp = _hub_get(f"api/models/{model}", endpoint, timeout)
     except (requests.ConnectionError, requests.Timeout) as exc:
+        base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         return HubAnswer(None, detail=f"{type(exc).__name__} from {base}")
     if resp.status_code == 404:
         return HubAnswer(False, detail="HTTP 404")
@@ -80,12 +88,8 @@ def hub_config(model: str, endpoint: str | None = None, timeout: float = 10.0) -
     """The model's config.json from the hub (its architecture), or None when it cannot be had."""
     import requests
 
-    base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-    headers = {"User-Agent": "fullcycle"}
-    if os.environ.get(TOKEN_ENV):
-        headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
     try:
-        resp = requests.get(f"{base}/{model}/resolve/main/config.json", headers=headers, timeout=timeout)
+        resp = _hub_get(f"{model}/resolve/main/config.json", endpoint, timeout)
         data = resp.json() if resp.status_code == 200 else None
     except (requests.RequestException, ValueError):
         return None
