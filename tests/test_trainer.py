@@ -118,3 +118,18 @@ def test_a_cut_sample_keeps_its_eos(qwen3_tokenizer):
     rows = rows.map(trainer.prompt_completion(qwen3_tokenizer), remove_columns=rows.column_names)
     cut = trainer.fit_to_length(rows, qwen3_tokenizer, 48, "cut")
     assert cut[0]["completion"].endswith("<|im_end|>") and len(cut[0]["completion"]) < len("hello there " * 40)
+
+
+def test_a_long_download_reports_its_progress(tmp_path, monkeypatch, capsys):
+    """The hub's progress bars redraw with carriage returns, which a followed log never shows: the
+    trainer says how far the base model's download is, at a steady pace, in whole lines."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    progress = _trainer().DownloadProgress({"download_bytes": 4_000_000}, every=0.2)
+    blob = tmp_path / "hub" / "models--x" / "blobs" / "part"
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"\0" * 1_000_000)
+    time.sleep(0.5)
+    progress.stop()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "downloading the base model" in ln]
+    assert lines and all("GB of 0.0 GB" in ln and "MB/s" in ln and "\r" not in ln for ln in lines)
+    assert any("min left" in ln for ln in lines)  # a rate was measured: the time left is estimated
