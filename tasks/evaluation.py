@@ -49,7 +49,8 @@ def split(clean: Path, heldout: Path, settings: EvalSettings) -> Split:
             chosen = sum(1 for line in src if line.strip() and held_out(line, settings.fraction))
     if chosen < settings.min_samples:
         heldout.write_bytes(b"")
-        total = sum(1 for line in clean.open("rb") if line.strip())
+        with clean.open("rb") as src:
+            total = sum(1 for line in src if line.strip())
         why = (f"the held-out set would have {chosen} sample(s), fewer than [eval] min_samples = "
                f"{settings.min_samples}: no evaluation, every sample trains")
         return Split(train=total, heldout=0, skipped=why)
