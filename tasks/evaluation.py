@@ -109,7 +109,9 @@ def judge(settings: Settings, paths: RunPaths) -> dict[str, Any]:
         "heldout_samples", "heldout_tokens", "base_loss", "adapter_loss", "previous_loss", "previous_date",
         "seconds", "answers", "started_from")}
     if measured.get("skipped") or not measured:
-        record.update(verdict=None, why=measured.get("skipped") or "the trainer measured nothing")
+        why = (read_json(paths.clean_stats_file) or {}).get("eval_skipped")  # the dataset's reason says most
+        record.update(verdict=None, why=why or measured.get("skipped") or "the trainer measured nothing",
+                      heldout_samples=0 if why else record["heldout_samples"])
     else:
         record["verdict"], record["why"] = verdict(measured, e.tolerance)
     for name in ("base", "adapter", "previous"):
