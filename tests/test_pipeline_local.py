@@ -65,6 +65,9 @@ def test_summary_has_the_seed_fields_and_the_truth(project):
     assert set(summary["stages"]) >= {"build_dataset", "clean_dataset", "write_config", "create_pod", "upload",
                                       "train", "download_adapter", "terminate_pod", "extract_adapter"}
     assert summary["dataset"]["dropped"] == {"duplicate": 1, "invalid_json": 1, "missing_output": 1}
+    # 36 samples at [eval] fraction 0.05 hold out fewer than min_samples: no evaluation, and it says why
+    assert summary["eval"]["heldout_samples"] == 0 and summary["eval"]["verdict"] is None
+    assert "fewer than [eval] min_samples = 8" in summary["eval"]["why"] and summary["eval"]["promoted"] is True
 
 
 @pytest.mark.slow
