@@ -118,5 +118,5 @@ def judge(settings: Settings, paths: RunPaths) -> dict[str, Any]:
         loss = record.get(f"{name}_loss")
         record[f"{name}_perplexity"] = round(2.718281828459045 ** loss, 4) if isinstance(loss, (int, float)) else None
     record["promoted"] = e.promote == "always" or record["verdict"] in (None, "better", "not_worse")
-    write_json(paths.work_local / "eval.json", record)
+    write_json(paths.eval_file, record)
     return record

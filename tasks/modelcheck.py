@@ -54,15 +54,18 @@ def four_bit_build(model: str) -> str:
     return FOUR_BIT_BUILDS.get(model) or f"unsloth/{model.split('/')[-1]}-bnb-4bit"
 
 
+def _hub(endpoint: str | None) -> str:
+    return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
 def _hub_get(path: str, endpoint: str | None, timeout: float) -> Any:
     """GET `path` from the model hub, with HF_TOKEN when there is one (gated models)."""
     import requests
 
-    base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     headers = {"User-Agent": "fullcycle"}
     if os.environ.get(TOKEN_ENV):
         headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
-    return requests.get(f"{base}/{path}", headers=headers, timeout=timeout)
+    return requests.get(f"{_hub(endpoint)}/{path}", headers=headers, timeout=timeout)
 
 
 def ask_hub(model: str, endpoint: str | None = None, timeout: float = 10.0) -> HubAnswer:
@@ -71,8 +74,7 @@ def ask_hub(model: str, endpoint: str | None = None, timeout: float = 10.0) -> H
     try:
         resp = _hub_get(f"api/models/{model}", endpoint, timeout)
     except (requests.ConnectionError, requests.Timeout) as exc:
-        base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-        return HubAnswer(None, detail=f"{type(exc).__name__} from {base}")
+        return HubAnswer(None, detail=f"{type(exc).__name__} from {_hub(endpoint)}")
     if resp.status_code == 404:
         return HubAnswer(False, detail="HTTP 404")
     if resp.status_code in (401, 403):

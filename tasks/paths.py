@@ -47,6 +47,11 @@ class RunPaths:
         return self.work_local / "heldout.jsonl"
 
     @property
+    def eval_file(self) -> Path:
+        """The date's held-out evaluation as judged here: losses, verdict, promoted (tasks/evaluation.py)."""
+        return self.work_local / "eval.json"
+
+    @property
     def previous_file(self) -> Path:
         """Which earlier adapter today is compared with (and may start from), decided with the config."""
         return self.work_local / "previous.json"

@@ -153,7 +153,7 @@ def make_modelfile(ctx: RunContext) -> None:
     outcome: dict[str, Any] = {"path": str(modelfile_path(ctx)), "from": source, "ollama": "not on PATH",
                                "runtime": "Modelfile with ADAPTER (ollama not run)"}
     ollama = shutil.which("ollama")
-    promoted = (read_json(ctx.paths.work_local / "eval.json") or {}).get("promoted", True)
+    promoted = (read_json(ctx.paths.eval_file) or {}).get("promoted") is not False
     if ollama and ctx.settings.post.ollama_create and not promoted:
         outcome["ollama"] = "not run: today's adapter was not promoted (held-out loss worse)"
     elif ollama and ctx.settings.post.ollama_create:
@@ -194,8 +194,8 @@ def newest_successful_date(ctx: RunContext) -> str | None:
     from tasks.record import summaries
 
     dates = []
-    for date, folder, summary in summaries(ctx.settings):
-        promoted = (read_json(folder / "eval.json") or {}).get("promoted", True)
+    for date, _folder, summary in summaries(ctx.settings):
+        promoted = (summary.get("eval") or {}).get("promoted") is not False
         if summary.get("training_success") and promoted and Path(summary.get("adapter_path", "")).is_dir():
             dates.append(date)
     return max(dates) if dates else None

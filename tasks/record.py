@@ -231,7 +231,7 @@ def _upload_verification(paths: RunPaths) -> str | None:
     return None
 
 
-def _warnings(paths: RunPaths, stats: dict[str, Any], post: dict[str, Any]) -> list[str]:
+def _warnings(paths: RunPaths, stats: dict[str, Any], post: dict[str, Any], judged: dict[str, Any]) -> list[str]:
     """What a person should know although the run succeeded: nothing here failed it."""
     found = []
     check = read_json(paths.model_check_file) or {}
@@ -240,7 +240,6 @@ def _warnings(paths: RunPaths, stats: dict[str, Any], post: dict[str, Any]) -> l
             found.append(f"model check: {note}")
     if stats.get("warning"):
         found.append(f"dataset: {stats['warning']}")
-    judged = read_json(paths.work_local / "eval.json") or {}
     if judged.get("verdict") == "worse" and not judged.get("promoted"):
         found.append(f"eval: today's adapter is worse ({judged.get('why')}); out/adapters/latest was not moved, the "
                      f"adapter is kept in {paths.final_adapter_dir}")
@@ -250,15 +249,15 @@ def _warnings(paths: RunPaths, stats: dict[str, Any], post: dict[str, Any]) -> l
     return found
 
 
-def _eval(paths: RunPaths, stats: dict[str, Any]) -> dict[str, Any] | None:
-    """The held-out evaluation: losses (missing ones null with a reason), verdict, promotion, seconds."""
-    judged = read_json(paths.work_local / "eval.json")
+def _eval(judged: dict[str, Any] | None, stats: dict[str, Any]) -> dict[str, Any] | None:
+    """The held-out evaluation: losses (missing ones null with a reason), verdict, promotion, seconds,
+    and the answers side by side (the page shows them from here)."""
     if judged is None:
         skipped = stats.get("eval_skipped")
         return {"heldout_samples": 0, "verdict": None, "why": skipped, "promoted": None} if skipped else None
     keys = ("heldout_samples", "base_loss", "adapter_loss", "previous_loss", "previous_date", "verdict", "why",
             "promoted", "seconds", "started_from", "heldout_tokens", "base_perplexity", "adapter_perplexity",
-            "previous_perplexity")
+            "previous_perplexity", "answers")
     found = {k: judged.get(k) for k in keys}
     if found["previous_loss"] is None:
         found["previous_why"] = "no earlier promoted adapter of this base model"
@@ -297,6 +296,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
     train = read_json(paths.train_file) or {}
     metrics = read_json(paths.final_adapter_dir / "metrics.json") or {}
     post = read_json(paths.work_local / "post-steps.json") or {}
+    judged = read_json(paths.eval_file)
     events = read_events(paths)
     pods = _pods(events, pod)
     history = attempts(events, pods, live)
@@ -328,7 +328,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         # Beyond the seed: what an auditor needs to explain the run.
         "success": success,
         "error": error,
-        "warnings": _warnings(paths, stats, post),
+        "warnings": _warnings(paths, stats, post, judged or {}),
         "outcome": latest["outcome"] if latest else None,
         "provider": provider,
         "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "created_at", "ready_at",
@@ -361,7 +361,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
                     if k in stats} or None,
         "config": config or None,
         "post_steps": post or None,
-        "eval": _eval(paths, stats),
+        "eval": _eval(judged, stats),
         "stages": stages,
         "files": {
             "raw_data_file": str(paths.raw_data_file),

@@ -77,3 +77,12 @@ def test_no_import_cycles_in_tasks():
 def test_the_cycle_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_tiny_architectures_the_settings_offer_are_the_families():
+    """settings.py offers tinymodel.ARCHITECTURES without importing families (light for doit list)."""
+    from tasks import families, tinymodel
+
+    built = {families.family(name).model_type for name in tinymodel.ARCHITECTURES}
+    assert built == set(families.FAMILIES), set(families.FAMILIES) ^ built
+    assert tinymodel.SPEC["architecture"] in tinymodel.ARCHITECTURES

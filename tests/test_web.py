@@ -340,6 +340,9 @@ def test_history_shows_the_eval_trend_and_the_answers_side_by_side(tmp_path, ser
     for day in days:
         proj.doit("full_cycle", "--date", day, check=True)
         (proj.root / "metahuman-runs" / day / "eval.json").write_text(json.dumps(judged[day]))
+        that_day = dataclasses.replace(proj, env={**proj.env, "FULLCYCLE_DATE": day})
+        that_day.doit("forget", "summarize", check=True)  # the record is rebuilt with it
+        that_day.doit("summarize", check=True)
     page.goto(serve(proj).url)
     page.click('nav .tab[data-tab="history"]')
     page.wait_for_selector(f'#history tr.history-row[data-date="{days[1]}"]')

@@ -279,8 +279,7 @@ class RunpodProvider:
         """What RunPod billed for the pod; billing lags the pod's end, so it is asked a few times."""
         if not self.api.has_billing:
             return None
-        since = (pod.created_at or now())[:13] + ":00:00Z" if pod.created_at else now()
-        since = since.replace("+00:00", "")
+        since = (pod.created_at or now())[:13] + ":00:00Z"  # the hour it was created in: billing buckets by hour
         for attempt in range(self.s.billing_attempts):
             try:
                 cost = self.api.billed(pod.pod_id, since)

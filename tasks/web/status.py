@@ -172,18 +172,9 @@ def history(settings: Settings) -> list[dict[str, Any]]:
             "attempts": [{k: a.get(k) for k in ("started_at", "outcome", "stage_reached", "error", "pod_id", "gpu",
                                                 "pod_seconds", "cost_usd")} for a in summary.get("attempts") or []],
             "loss": [[s["step"], s["loss"]] for s in metrics.get("steps") or [] if "loss" in s],
-            "eval": _eval_row(folder),
+            "eval": summary.get("eval"),
         })
     return rows
-
-
-def _eval_row(folder: Path) -> dict[str, Any] | None:
-    """The date's held-out evaluation for the page: losses, verdict, and the answers side by side."""
-    judged = read_json(folder / "eval.json")
-    if not judged:
-        return None
-    return {k: judged.get(k) for k in ("base_loss", "adapter_loss", "previous_loss", "previous_date", "verdict",
-                                       "promoted", "why", "answers", "seconds")}
 
 
 def summary_text(settings: Settings, date: str) -> bytes | None:
