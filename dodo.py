@@ -14,10 +14,12 @@ import sys
 from doit import get_var
 from doit.tools import config_changed
 
-from tasks import catalog, commands, stages, uptodate
+from tasks import catalog
 from tasks.context import RunContext
-from tasks.doit_adapter import Reporter, doit_action, teardown_action
-from tasks.settings import SettingsError
+from tasks.core.settings import SettingsError
+from tasks.model.tiny import tiny_files
+from tasks.pipeline import commands, uptodate
+from tasks.pipeline.actions import Reporter, doit_action, teardown_action
 
 
 def _date_from_argv(argv: list[str]) -> str | None:
@@ -38,7 +40,7 @@ def _load() -> RunContext:
         raise SystemExit(2) from None
 
 
-# run_remote_training() runs this file with its own context in CTX (tasks/contract.py).
+# run_remote_training() runs this file with its own context in CTX (tasks/pipeline/contract.py).
 CTX = globals().get("CTX") or _load()
 P = CTX.paths
 P.doit_db.parent.mkdir(parents=True, exist_ok=True)  # the one write: doit opens its state file on load
@@ -54,18 +56,18 @@ DOIT_CONFIG = {
 }
 
 
-def _stage(name, body, **graph):
-    """A stage's dict: its action records the stage and its outcome (tasks/recorder.py)."""
-    return {"basename": name, "doc": catalog.doc(name), "actions": [doit_action(CTX, name, body)],
+def _stage(name, **graph):
+    """A stage's dict: its body (named in tasks/catalog.py) runs inside the stage's record (tasks/record/stage.py)."""
+    return {"basename": name, "doc": catalog.doc(name), "actions": [doit_action(CTX, name, catalog.body(name))],
             "params": [DATE_PARAM], "verbosity": 2, **graph}
 
 
 def _uploads():
-    """The upload's inputs (dataset, config, trainer, tiny model files): also its file_dep."""
-    from tasks import manifest
+    """The upload's inputs, every file of them (dataset, config, the trainer and its package, the tiny
+    model once built): its file_dep, so a changed trainer file re-runs the upload."""
+    from tasks.pod import manifest
 
-    files = [str(f) for name, f in manifest.inputs(CTX.settings, P).items() if name not in manifest.DIRS]
-    return files + stages.tiny_files(CTX)
+    return [str(f) for f in manifest.file_deps(CTX.settings, P)] + tiny_files(CTX)
 
 
 def _sources():
@@ -74,39 +76,36 @@ def _sources():
         return []
     from pathlib import Path
 
-    from tasks.builders import source_files
+    from tasks.data.builders import source_files
 
     src = Path(builder.source).expanduser()
     return [str(f) for f in source_files(src if src.is_absolute() else P.project_root / src)]
 
 
 # The forced cleanup: doit runs teardowns after all tasks, also after a failure or Ctrl-C.
-TERMINATE = [teardown_action(CTX, stages.lazy("tasks.pod", "ensure_terminated"))]
+TERMINATE = [teardown_action(CTX, catalog.lazy("tasks.pod.lifecycle:ensure_terminated"))]
 
 
 def task_check_stale_pods():
     return {"basename": "check_stale_pods", "doc": catalog.doc("check_stale_pods"),
-            "actions": [(commands.reap, [CTX, CTX.settings.runpod.reap == "terminate"])], "params": [DATE_PARAM],
+            "actions": [(catalog.body("check_stale_pods"), [CTX])], "params": [DATE_PARAM],
             "verbosity": 2, "uptodate": [uptodate.no_pods_to_watch(CTX)]}
 
 
 def task_check_model():
     t = CTX.settings.training
-    return _stage("check_model", stages.check_model,
-                  targets=[str(P.model_check_file)],
+    return _stage("check_model", targets=[str(P.model_check_file)],
                   uptodate=[config_changed(repr((t.base_model, t.quantize, t.tiny_architecture, CTX.settings.runpod.gpu_types,
                                                  os.environ.get("HF_ENDPOINT", ""))))])
 
 
 def task_build_dataset():
-    return _stage("build_dataset", stages.build_dataset,
-                  file_dep=_sources(), targets=[str(P.raw_data_file)],
+    return _stage("build_dataset", file_dep=_sources(), targets=[str(P.raw_data_file)],
                   uptodate=[config_changed(repr(CTX.settings.dataset))])
 
 
 def task_clean_dataset():
-    return _stage("clean_dataset", stages.clean_dataset,
-                  file_dep=[str(P.raw_data_file)],
+    return _stage("clean_dataset", file_dep=[str(P.raw_data_file)],
                   targets=[str(P.clean_data_file), str(P.clean_stats_file), str(P.heldout_file)],
                   uptodate=[config_changed(repr((CTX.settings.dataset, CTX.settings.training.max_seq_length,
                                                  CTX.settings.eval.fraction, CTX.settings.eval.min_samples,
@@ -114,89 +113,76 @@ def task_clean_dataset():
 
 
 def task_write_config():
-    return _stage("write_config", stages.write_config,
-                  file_dep=[str(P.model_check_file), str(P.heldout_file)], targets=[str(P.config_file)],
+    return _stage("write_config", file_dep=[str(P.model_check_file), str(P.heldout_file)], targets=[str(P.config_file)],
                   uptodate=[config_changed(repr((CTX.settings.training_config(), CTX.settings.dataset.too_long,
                                                  CTX.settings.eval)))])
 
 
 def task_build_tiny_model():
-    return _stage("build_tiny_model", stages.build_tiny_model,
-                  task_dep=["clean_dataset"], targets=stages.tiny_files(CTX),
-                  uptodate=[config_changed(repr((stages.is_tiny(CTX), CTX.settings.training.tiny_architecture)))])
+    return _stage("build_tiny_model", task_dep=["clean_dataset"], targets=tiny_files(CTX),
+                  uptodate=[config_changed(repr((CTX.settings.training.is_tiny, CTX.settings.training.tiny_architecture)))])
 
 
 def task_create_pod():
-    return _stage("create_pod", stages.lazy("tasks.pod", "create_pod"),
-                  file_dep=_uploads(), targets=[str(P.pod_file)], uptodate=[uptodate.pod_in_use(CTX)],
+    return _stage("create_pod", file_dep=_uploads(), targets=[str(P.pod_file)], uptodate=[uptodate.pod_in_use(CTX)],
                   teardown=TERMINATE)
 
 
 def task_upload():
-    return _stage("upload", stages.lazy("tasks.upload", "upload"),
-                  file_dep=_uploads(), task_dep=["create_pod"], targets=[str(P.upload_ok)],
+    return _stage("upload", file_dep=_uploads(), task_dep=["create_pod"], targets=[str(P.upload_ok)],
                   uptodate=[uptodate.SamePod(CTX)], teardown=TERMINATE)
 
 
 def task_train():
-    return _stage("train", stages.lazy("tasks.train", "train"),
-                  file_dep=[str(P.upload_ok)], targets=[str(P.train_file)], uptodate=[uptodate.SamePod(CTX)],
+    return _stage("train", file_dep=[str(P.upload_ok)], targets=[str(P.train_file)], uptodate=[uptodate.SamePod(CTX)],
                   teardown=TERMINATE)
 
 
 def task_download_adapter():
-    return _stage("download_adapter", stages.lazy("tasks.fetch", "download"),
-                  file_dep=[str(P.train_file)], targets=[str(P.adapter_b64)], uptodate=[uptodate.SamePod(CTX)],
+    return _stage("download_adapter", file_dep=[str(P.train_file)], targets=[str(P.adapter_b64)], uptodate=[uptodate.SamePod(CTX)],
                   teardown=TERMINATE)
 
 
 def task_terminate_pod():
     # No dependency on purpose: `doit terminate_pod` is the advice when a teardown failed, and it
     # must end the pod and do nothing else. full_cycle orders it right after the download.
-    return _stage("terminate_pod", stages.lazy("tasks.pod", "terminate_pod"),
-                  uptodate=[uptodate.pod_terminated(CTX)])
+    return _stage("terminate_pod", uptodate=[uptodate.pod_terminated(CTX)])
 
 
 def task_extract_adapter():
-    return _stage("extract_adapter", stages.lazy("tasks.fetch", "extract"),
-                  file_dep=[str(P.adapter_b64), str(P.train_file)], targets=[str(P.final_adapter_dir)])
+    return _stage("extract_adapter", file_dep=[str(P.adapter_b64), str(P.train_file)], targets=[str(P.final_adapter_dir)])
 
 
 def task_evaluate():
-    return _stage("evaluate", stages.evaluate,
-                  file_dep=[str(P.final_adapter_dir / "adapter_model.safetensors")], task_dep=["extract_adapter"],
-                  targets=[str(P.work_local / "eval.json")], uptodate=[config_changed(repr(CTX.settings.eval))])
+    return _stage("evaluate", file_dep=[str(P.final_adapter_dir / "adapter_model.safetensors")], task_dep=["extract_adapter"],
+                  targets=[str(P.eval_file)], uptodate=[config_changed(repr(CTX.settings.eval))])
 
 
 def task_post_gguf():
     adapter = P.final_adapter_dir
-    return _stage("post_gguf", stages.lazy("tasks.poststeps", "make_gguf"),
-                  file_dep=[str(adapter / n) for n in ("adapter_config.json", "adapter_model.safetensors",
+    return _stage("post_gguf", file_dep=[str(adapter / n) for n in ("adapter_config.json", "adapter_model.safetensors",
                                                         "base_model_config.json")],
                   task_dep=["extract_adapter"], targets=[str(P.out_root / "adapter.gguf")])
 
 
 def task_post_modelfile():
     # adapter.gguf is no file_dep: a family llama.cpp cannot hold has none, and that is a warning
-    return _stage("post_modelfile", stages.lazy("tasks.poststeps", "make_modelfile"),
-                  task_dep=["post_gguf"], targets=[str(P.out_root / "Modelfile")],
+    return _stage("post_modelfile", task_dep=["post_gguf"], targets=[str(P.out_root / "Modelfile")],
                   uptodate=[config_changed(repr(CTX.settings.post)), uptodate.modelfile_current(CTX)])
 
 
 def task_post_latest():
-    return _stage("post_latest", stages.lazy("tasks.poststeps", "update_latest"),
-                  task_dep=["evaluate"], uptodate=[uptodate.latest_is_current(CTX)])
+    return _stage("post_latest", task_dep=["evaluate"], uptodate=[uptodate.latest_is_current(CTX)])
 
 
 def task_post_commands():
-    return _stage("post_commands", stages.lazy("tasks.poststeps", "run_user_commands"),
-                  task_dep=["post_gguf"], file_dep=[str(P.final_adapter_dir / "adapter_model.safetensors")],
+    return _stage("post_commands", task_dep=["post_gguf"], file_dep=[str(P.final_adapter_dir / "adapter_model.safetensors")],
                   uptodate=[config_changed(repr(CTX.settings.post.commands))])
 
 
 def task_summarize():
     return {"basename": "summarize", "doc": catalog.doc("summarize"),
-            "actions": [(stages.summarize, [CTX])], "params": [DATE_PARAM], "verbosity": 2,
+            "actions": [(catalog.body("summarize"), [CTX])], "params": [DATE_PARAM], "verbosity": 2,
             "task_dep": ["terminate_pod"], "file_dep": [str(P.stages_file)], "targets": [str(P.summary_file)]}
 
 

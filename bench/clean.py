@@ -73,7 +73,7 @@ def run_child(argv: list[str], stdout_path: Path | None = None) -> tuple[float, 
 
 
 def ours(raw: Path, out: Path) -> list[str]:
-    code = ("import sys, resource; sys.path.insert(0, %r); from pathlib import Path; from tasks.dataset import clean; "
+    code = ("import sys, resource; sys.path.insert(0, %r); from pathlib import Path; from tasks.data.cleaning import clean; "
             "s = clean(Path(sys.argv[1]), Path(sys.argv[2])); "
             "print(s.kept, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)" % str(ROOT))
     return [sys.executable, "-c", code, str(raw), str(out)]

@@ -1,10 +1,10 @@
 """The Unsloth branch end to end on a real GPU, in a few minutes: the path the default model takes.
 
-A tiny random Qwen3-MoE (tasks/tinymodel.py, the default base model's architecture) is loaded in
+A tiny random Qwen3-MoE (tasks/model/tiny.py, the default base model's architecture) is loaded in
 4-bit by Unsloth (`qwen3_moe` goes through its generic FastModel path, not the qwen2 one a tiny qwen2
 would exercise), trained for a few steps by remote/train_unsloth.py exactly as on a pod, and the
 adapter converted to a GGUF LoRA. Prints the versions, the seconds of each phase and the peak GPU
-memory, then one JSON line. Without CUDA it says so and exits 2 (tests/test_gpu_smoke.py skips).
+memory, then one JSON line. Without CUDA it says so and exits 2 (tests/remote/test_gpu_smoke.py skips).
 
     python bench/gpu_smoke.py [--steps 5]
 """
@@ -33,7 +33,9 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: the Unsloth branch needs a GPU (this machine trains on the CPU path only)")
         return 2
-    from tasks import dataset, gguf_lora, tinymodel
+    from tasks.data import cleaning
+    from tasks.model import tiny
+    from tasks.post import gguf_lora
 
     phases: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -41,8 +43,8 @@ def main() -> int:
         started = time.time()
         raw = folder / "raw.jsonl"
         raw.write_bytes(b"".join(p.read_bytes() for p in sorted((REPO / "examples" / "notes").glob("*.jsonl"))))
-        dataset.clean(raw, folder / "clean.jsonl")
-        model = tinymodel.build(folder / "clean.jsonl", folder / "model", {"architecture": "qwen3_moe"})
+        cleaning.clean(raw, folder / "clean.jsonl")
+        model = tiny.build(folder / "clean.jsonl", folder / "model", {"architecture": "qwen3_moe"})
         phases["tiny_model_s"] = round(time.time() - started, 2)
         config = {"base_model": "tiny-qwen3-moe", "base_model_dir": str(model), "lora_rank": 8, "lora_alpha": 16,
                   "num_train_epochs": 1, "learning_rate": 2e-4, "per_device_train_batch_size": 1,

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import API_KEY, runpod_project  # noqa: E402
-from tests.fake_runpod import FakeRunpod  # noqa: E402
-from tests.sshpod import GatewayDouble, Sshd, end_pod_processes  # noqa: E402
+from tests.doubles.fake_runpod import FakeRunpod  # noqa: E402
+from tests.doubles.sshpod import GatewayDouble, Sshd, end_pod_processes  # noqa: E402
 
 
 def one_run(tmp: Path, sshd: Sshd, mode: str) -> dict[str, float]:

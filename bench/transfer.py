@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.clean import make_dataset  # noqa: E402
-from tasks.transport import PtyConnection, SshConnection  # noqa: E402
-from tests.sshpod import Sshd  # noqa: E402
+from tasks.transport.connection import PtyConnection, SshConnection  # noqa: E402
+from tests.doubles.sshpod import Sshd  # noqa: E402
 
 
 def timed(fn) -> float:

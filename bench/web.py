@@ -6,7 +6,7 @@ Starts `doit serve` in a temporary project (local provider), then measures:
 - the page itself (GET /, whole response) and the time to the first `state` event of the live view;
 - a line appended to the date's trainer.log until it arrives as a `log` event (server-sent events);
 - the server's CPU while `--watchers` live views stay open on an idle date.
-The browser's own figures (DOMContentLoaded, first stages drawn) are printed by tests/test_web.py.
+The browser's own figures (DOMContentLoaded, first stages drawn) are printed by tests/web/test_app.py.
 Prints the figures, then one JSON line.
 """
 

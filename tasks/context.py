@@ -1,17 +1,47 @@
-"""What every stage receives: the validated settings, the run's paths and the state of this process's run."""
+"""What every stage receives: the validated settings, the run's paths and this process's attempt.
+
+`RunContext` is the one object a stage body takes (`ctx`); `Attempt` is what one process learns
+while it runs stages (its id in the attempts log, ssh sessions opened, a failed teardown, the
+signal that stopped it). Nothing here is global: run_remote_training() builds its own context.
+"""
 
 from __future__ import annotations
 
+import logging
+import secrets
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.paths import RunPaths, run_paths
-from tasks.runstate import RunState
-from tasks.settings import Settings, load
+from tasks.core.paths import RunPaths, run_paths
+from tasks.core.settings import Settings, load
 
 if TYPE_CHECKING:
     from tasks.providers.base import Provider
+
+log = logging.getLogger("fullcycle")
+
+
+@dataclass
+class Attempt:
+    """One `doit` process's attempt at a date, as the attempts log names it.
+
+    `sessions` counts ssh (or bash) sessions opened on the pod; `teardown_failures` turns into exit
+    code 3; `signal` is the signal that interrupted the run, for the conventional 128+N exit code.
+    """
+
+    id: str = field(default_factory=lambda: time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2))
+    sessions: int = 0
+    teardown_failures: list[str] = field(default_factory=list)
+    locks: dict[str, int] = field(default_factory=dict)
+    signal: int | None = None
+    interrupted_stage: str | None = None
+    started: bool = False
+    closed: bool = False
+    stages_run: list[str] = field(default_factory=list)
+    hooks_installed: bool = False
 
 
 @dataclass
@@ -21,7 +51,7 @@ class RunContext:
     samples_used: int | None = field(default=None)  # set by a caller of run_remote_training
     inputs_prepared: bool = False  # run_remote_training: the caller made dataset and config itself
     owns_process: bool = True  # doit's own process: signal handlers and the exit code are ours
-    run: RunState = field(default_factory=RunState)
+    attempt: Attempt = field(default_factory=Attempt)
 
     @classmethod
     def load(cls, default_dir: str = ".", date: str | None = None) -> "RunContext":
@@ -34,6 +64,15 @@ class RunContext:
 
     @cached_property
     def provider(self) -> "Provider":
+        """The configured provider, built on first use (the one place the context reaches up: a
+        stage asks for `ctx.provider` and never names a provider module)."""
         from tasks import providers
 
-        return providers.get(self.settings, self.paths, self.run)
+        return providers.get(self.settings, self.paths, self.attempt)
+
+    def prepared(self, path: Path) -> bool:
+        """run_remote_training(): the caller made this file itself (seed §4); never overwrite it."""
+        if self.inputs_prepared and path.exists():
+            log.info("%s was prepared by the caller: kept as it is", path)
+            return True
+        return False

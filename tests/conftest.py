@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks import tinymodel
-from tests import standin
-from tests.fake_runpod import FakeRunpod
+from tasks.model import tiny as tinymodel
+from tests.doubles import standin
+from tests.doubles.fake_runpod import FakeRunpod
+from tests.doubles.sshpod import GatewayDouble, Sshd, end_pod_processes
 from tests.helpers import make_project
-from tests.sshpod import GatewayDouble, Sshd, end_pod_processes
 
 API_KEY = "rpa_SENTINEL_0123456789abcdef"  # a sentinel: the tests check it never leaks
 
@@ -50,6 +50,27 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+QWEN3_LIKE = (  # the shape of Qwen3's template: a hybrid-reasoning model's empty think block when thinking is off
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and not enable_thinking %}"
+    "<think>\n\n</think>\n\n{% endif %}{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def qwen3_tokenizer(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(["hello there, how are you? " * 20], trainer=trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = QWEN3_LIKE
+    return tok
 
 
 def _ssh_available() -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks import tinymodel
-from tests import standin
+from tasks.model import tiny as tinymodel
+from tests.doubles import standin
 
 REPO = Path(__file__).resolve().parent.parent
 DODO = REPO / "dodo.py"
+REMOTE = REPO / "remote"
 EXAMPLES = REPO / "examples" / "notes"
 DATE = "2026-11-27"
 
@@ -67,7 +70,7 @@ def make_project(root: Path, *, source: Path = EXAMPLES, date: str = DATE, extra
                  real_training: bool = False, **sections: dict[str, Any]) -> Project:
     """A project root with its own fullcycle.toml: local provider, tiny model, few training steps.
 
-    Its pod runs the stand-in trainer (tests/standin.py) unless `real_training`: only the tests
+    Its pod runs the stand-in trainer (tests/doubles/standin.py) unless `real_training`: only the tests
     that check training itself pay for it."""
     root.mkdir(parents=True, exist_ok=True)
     base: dict[str, dict[str, Any]] = {
@@ -90,3 +93,20 @@ def make_project(root: Path, *, source: Path = EXAMPLES, date: str = DATE, extra
 def ran(output: str, task: str) -> bool:
     """Whether doit executed `task` (". task") rather than skipping it ("-- task")."""
     return any(line.strip() == f".  {task}" for line in output.splitlines())
+
+
+def trainer(step: str = "") -> Any:
+    """The pod's trainer package (remote/trainer/), imported as the pod imports it: `trainer("lora")`
+    is remote/trainer/lora.py. The one way tests reach the trainer's code."""
+    if str(REMOTE) not in sys.path:
+        sys.path.insert(0, str(REMOTE))
+    return importlib.import_module(f"trainer.{step}" if step else "trainer")
+
+
+def trainer_entry() -> Any:
+    """remote/train_unsloth.py itself (its run() and main()), loaded by path as the pod runs it."""
+    trainer()
+    spec = importlib.util.spec_from_file_location("train_unsloth", REMOTE / "train_unsloth.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

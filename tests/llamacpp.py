@@ -94,7 +94,7 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 
 
 def write_base_gguf(model_dir: Path, out: Path) -> Path:
-    """The tiny qwen2 model (tasks/tinymodel.py) as an F32 GGUF, with its byte-level BPE tokenizer."""
+    """The tiny qwen2 model (tasks/model/tiny.py) as an F32 GGUF, with its byte-level BPE tokenizer."""
     import gguf
     from safetensors.numpy import load_file
 

@@ -1,11 +1,28 @@
-"""The shape of the code: no import cycles inside tasks/, lazy imports included."""
+"""The shape of the code: packages by concern, each small, lower layers never importing higher ones,
+no import cycle (lazy imports included), and no module too long to read."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-TASKS = Path(__file__).resolve().parent.parent / "tasks"
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TASKS = REPO / "tasks"
+MAX_MODULES = 12  # per package, and at the top of tasks/
+MAX_LINES = 400  # per module: past that a module does more than one thing
+# Lowest first: a package may import its own layer and the ones before it, never one after it.
+LAYERS = (
+    {"tasks.core"},
+    {"tasks.catalog", "tasks.context"},
+    {"tasks.transport", "tasks.model", "tasks.record"},
+    {"tasks.data", "tasks.providers"},
+    {"tasks.pod", "tasks.post"},
+    {"tasks.pipeline", "tasks.web"},
+)
+# The one reach upwards: a stage asks `ctx.provider` and never names a provider module.
+ALLOWED_UPWARD = {("tasks.context", "tasks.providers")}
 
 
 def _module(path: Path) -> str:
@@ -69,6 +86,23 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def layer(module: str) -> int:
+    for depth, members in enumerate(LAYERS):
+        if any(module == m or module.startswith(m + ".") for m in members):
+            return depth
+    raise AssertionError(f"{module} is in no layer of tests/test_structure.py: give its package one")
+
+
+def owner(module: str) -> str:
+    """The package (or top-level module) of LAYERS that `module` belongs to."""
+    return next(m for members in LAYERS for m in members if module == m or module.startswith(m + "."))
+
+
+def upward(edges: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, targets in edges.items() for b in targets
+                  if a != "tasks" and layer(b) > layer(a) and (owner(a), owner(b)) not in ALLOWED_UPWARD)
+
+
 def test_no_import_cycles_in_tasks():
     found = cycles(graph())
     assert not found, "\n".join(" -> ".join(c) for c in found)
@@ -79,10 +113,70 @@ def test_the_cycle_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_the_tiny_architectures_the_settings_offer_are_the_families():
-    """settings.py offers tinymodel.ARCHITECTURES without importing families (light for doit list)."""
-    from tasks import families, tinymodel
+def test_no_package_imports_a_higher_layer():
+    found = upward(graph())
+    assert not found, "\n".join(found)
 
-    built = {families.family(name).model_type for name in tinymodel.ARCHITECTURES}
+
+def test_the_layer_check_finds_an_upward_import():
+    assert upward({"tasks.core.settings": {"tasks.model.tiny"}, "tasks.pod.upload": {"tasks.core.files"}}) == [
+        "tasks.core.settings -> tasks.model.tiny"]
+    assert upward({"tasks.record.summary": {"tasks.pod.manifest"}}) == ["tasks.record.summary -> tasks.pod.manifest"]
+
+
+def _packages() -> list[Path]:
+    return sorted(p.parent for p in TASKS.rglob("__init__.py"))
+
+
+def test_packages_are_small_and_say_what_they_hold(capsys):
+    """Prints the tree (modules per package); fails on a package over MAX_MODULES modules, a module over
+    MAX_LINES lines, or a package whose __init__ does not say what it is for."""
+    too_big, too_long, silent = [], [], []
+    for package in _packages():
+        modules = sorted(p for p in package.glob("*.py") if p.name != "__init__.py")
+        name = _module(package / "__init__.py")
+        print(f"{name}: {len(modules)} modules: {', '.join(p.stem for p in modules)}")
+        if len(modules) > MAX_MODULES:
+            too_big.append(f"{name} has {len(modules)} modules")
+        if not ast.get_docstring(ast.parse((package / "__init__.py").read_text())):
+            silent.append(name)
+        for module in modules:
+            lines = len(module.read_text().splitlines())
+            if lines > MAX_LINES:
+                too_long.append(f"{_module(module)}: {lines} lines")
+    assert not too_big and not too_long and not silent, (too_big, too_long, silent)
+
+
+@pytest.mark.parametrize("package", ["tasks.core", "tasks.data", "tasks.model", "tasks.transport", "tasks.providers",
+                                     "tasks.providers.runpod", "tasks.pod", "tasks.post", "tasks.record",
+                                     "tasks.pipeline"])
+def test_each_package_names_its_entry_points(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__all__, f"{package}.__init__ names no entry point"
+    for name in module.__all__:
+        assert callable(getattr(module, name)) or isinstance(getattr(module, name), type), f"{package}.{name}"
+
+
+def test_the_trainer_is_a_thin_entry_over_named_steps():
+    entry = REPO / "remote" / "train_unsloth.py"
+    assert len(entry.read_text().splitlines()) <= 80
+    steps = {p.stem for p in (REPO / "remote" / "trainer").glob("*.py")}
+    assert {"config", "data", "lora", "load", "fit", "measure", "save"} <= steps, steps
+    tree = ast.parse(entry.read_text())
+    for node in ast.walk(tree):  # the pod has no orchestrator: the trainer imports nothing of it
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + [getattr(node, "module", "") or ""]
+            assert not any(n == "tasks" or n.startswith("tasks.") for n in names), ast.unparse(node)
+
+
+def test_the_tiny_architectures_the_settings_offer_are_the_families():
+    """settings.py offers TINY_ARCHITECTURES without importing families (light for doit list)."""
+    from tasks.core.settings import TINY_ARCHITECTURES
+    from tasks.model import families
+    from tasks.model import tiny as tinymodel
+
+    built = {families.family(name).model_type for name in TINY_ARCHITECTURES}
     assert built == set(families.FAMILIES), set(families.FAMILIES) ^ built
-    assert tinymodel.SPEC["architecture"] in tinymodel.ARCHITECTURES
+    assert tinymodel.SPEC["architecture"] in TINY_ARCHITECTURES

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tasks.files import read_json, write_json
-from tasks.transport import Connection
+from tasks.core.files import read_json, write_json
+from tasks.transport.connection import Connection
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Pod:
     host_id: str | None = None
     network_volume_id: str | None = None
     data_center: str | None = None
-    connection_mode: str | None = None  # a tasks.modes.ConnectionMode value
+    connection_mode: str | None = None  # a tasks.transport.modes.ConnectionMode value
     transport_notes: list[str] = field(default_factory=list)  # what the first contact found out
     connection_source: str | None = None  # api | connection.json
     ssh_user: str | None = None

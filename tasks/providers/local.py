@@ -11,22 +11,25 @@ import secrets
 import shutil
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from tasks.modes import ConnectionMode
-from tasks.paths import RunPaths
+from tasks.core.dates import now
+from tasks.core.paths import RunPaths
+from tasks.core.settings import Settings
 from tasks.providers.base import Pod
-from tasks.record import now
-from tasks.runstate import RunState
-from tasks.settings import Settings
-from tasks.transport import Connection, LocalConnection
+from tasks.transport.connection import Connection, LocalConnection
+from tasks.transport.modes import ConnectionMode
+
+if TYPE_CHECKING:
+    from tasks.context import Attempt
 
 
 class LocalProvider:
     name = "local"
     rents_pods = False  # whether a crashed run can leave something billing
 
-    def __init__(self, settings: Settings, paths: RunPaths, run: RunState) -> None:
-        self.paths, self.run = paths, run
+    def __init__(self, settings: Settings, paths: RunPaths, attempt: "Attempt") -> None:
+        self.paths, self.attempt = paths, attempt
         self.root = paths.local_pod_root
 
     def create(self) -> Pod:
@@ -51,7 +54,7 @@ class LocalProvider:
         return pod
 
     def connect(self, pod: Pod) -> Connection:
-        return LocalConnection(cwd=self.root, counter=self.run)
+        return LocalConnection(cwd=self.root, counter=self.attempt)
 
     def fate(self, pod: Pod) -> str | None:
         return None if self.root.is_dir() else f"pod {pod.pod_id} was removed outside this run ({self.root} is gone)"

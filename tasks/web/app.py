@@ -1,7 +1,7 @@
 """`doit serve`: the web page's server (Starlette on uvicorn), bound to 127.0.0.1 unless told otherwise.
 
 Who may do what is tasks/web/guard.py's, applied before any route runs; the live view's stream is
-tasks/web/events.py; what the page shows is read from the record (tasks/web/status.py). The routes
+tasks/web/stream.py; what the page shows is read from the record (tasks/web/status.py). The routes
 here take a date or a pod id, never a command: the only thing ever started is `doit full_cycle`.
 Nothing sent to the page holds a secret: the API key lives in this process's environment, the
 record it reads is redacted when written, and every outgoing body is redacted again.
@@ -28,13 +28,13 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from tasks import reaper
 from tasks.context import RunContext
-from tasks.dates import BadDate
-from tasks.errors import FullcycleError
-from tasks.web import events, status
+from tasks.core.dates import BadDate
+from tasks.core.errors import FullcycleError
+from tasks.pod import reaper
+from tasks.web import status, stream
 from tasks.web.guard import COOKIE, Guard, GuardMiddleware, is_loopback, json_response
-from tasks.web.runs import RunRefused, Runs
+from tasks.web.launcher import Launcher, RunRefused
 
 STATIC = Path(__file__).parent / "static"
 PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
@@ -76,7 +76,7 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
                token: str | None = None) -> Starlette:
     settings = ctx.settings
     guard = Guard(host, port, token)
-    runs = Runs(settings, dodo, cwd)
+    launcher = Launcher(settings, dodo, cwd)
     pages = {name: (STATIC / name).read_text(encoding="utf-8") for name in ("index.html", "login.html")}
 
     async def index(request: Request) -> Response:
@@ -112,7 +112,7 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
 
     @_about_a_date
     async def live(request: Request, date: str) -> Response:
-        return StreamingResponse(events.stream(request, settings, date), media_type="text/event-stream",
+        return StreamingResponse(stream.events(request, settings, date), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def history(request: Request) -> Response:
@@ -137,10 +137,10 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
         return json_response({done: date, "pid": pid})
 
     async def run(request: Request) -> Response:
-        return await on_date(request, runs.start, "started")
+        return await on_date(request, launcher.start, "started")
 
     async def cancel(request: Request) -> Response:
-        return await on_date(request, runs.cancel, "cancelled")
+        return await on_date(request, launcher.cancel, "cancelled")
 
     def pods_ctx() -> RunContext:
         return RunContext(dataclasses.replace(settings, date=today()), status.paths_for(settings, today()))

@@ -25,7 +25,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tasks.logs import redact
+from tasks.core.logs import redact
 
 COOKIE = "fullcycle_session"
 OPEN = ("/static/",)  # the page's own files: only the Host check

@@ -11,18 +11,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tasks import dates, lock, record
-from tasks.files import read_json
-from tasks.logs import redact
-from tasks.paths import RunPaths, run_folders, run_paths
-from tasks.settings import Settings
 from tasks.catalog import BY_NAME, SHOWN
+from tasks.core import dates, lock
+from tasks.core.files import read_json
+from tasks.core.logs import redact
+from tasks.core.paths import RunPaths, run_folders, run_paths
+from tasks.core.settings import Settings
+from tasks.record import summary as run_summary
+from tasks.record.attempts import read_events
+from tasks.record.history import summaries
 
 HELP = {name: BY_NAME[name].help for name in SHOWN}
 
 
 def valid_date(text: str) -> str:
-    """A run date from the page, checked as the settings check one (tasks/dates.py)."""
+    """A run date from the page, checked as the settings check one (tasks/core/dates.py)."""
     return dates.parse(text)
 
 
@@ -107,8 +110,8 @@ def date_state(settings: Settings, date: str) -> dict[str, Any]:
     """Everything the Run panel shows for one date."""
     paths = paths_for(settings, date)
     pid = holder(paths)
-    events = record.read_events(paths)
-    summary = record.build(paths, settings.project.provider, live=True) if events else {}
+    events = read_events(paths)
+    summary = run_summary.build(paths, settings.project.provider, live=True) if events else {}
     latest = (summary.get("attempts") or [None])[-1]
     phase = "running" if pid else ("idle" if not latest else latest["outcome"])
     return {
@@ -154,7 +157,7 @@ def _dropped(summary: dict[str, Any]) -> dict[str, Any] | None:
 def history(settings: Settings) -> list[dict[str, Any]]:
     """One row per date, newest first, with its attempts and its loss curve."""
     rows = []
-    for date, folder, summary in reversed(record.summaries(settings)):
+    for date, folder, summary in reversed(summaries(settings)):
         training = summary.get("training") or {}
         totals = summary.get("totals") or {}
         metrics = read_json(Path(summary.get("adapter_path") or folder) / "metrics.json") or {}

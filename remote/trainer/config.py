@@ -1,0 +1,93 @@
+"""The trainer's inputs (config.json, the dataset) checked before anything heavy loads, its console
+voice, and the exit codes the orchestrator reads.
+
+Exit codes (train.exit on the pod, train.json here):
+  0  trained: the adapter, metrics.json and eval.json are in the output folder
+  1  training failed (an exception during training; the traceback is in the log)
+  2  bad input: the dataset, config.json or a setting that names something the model lacks
+  3  the base model could not be loaded (a wrong id, a missing file, a download that failed)
+  4  the GPU stack cannot run here (torch cannot use the GPU; Unsloth does not import on a GPU pod)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+TRAINED, FAILED, BAD_INPUT, NO_MODEL, NO_GPU_STACK = 0, 1, 2, 3, 4
+
+REQUIRED = ("base_model", "lora_rank", "num_train_epochs", "learning_rate",
+            "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length")
+
+
+class InputError(Exception):
+    """The dataset, config.json or a setting is wrong: exit 2, with what to change."""
+
+
+def say(message: str) -> None:
+    print(f"[train] {message}", flush=True)
+
+
+def error(message: str) -> None:
+    """The one line the orchestrator quotes in the summary's error (`[train] ERROR: ...`)."""
+    print(f"[train] ERROR: {message}", file=sys.stderr, flush=True)
+
+
+def load_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"config {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise InputError(f"config {path}: must be a JSON object")
+    missing = [k for k in REQUIRED if k not in config]
+    if missing:
+        raise InputError(f"config {path}: missing {', '.join(missing)}")
+    return config
+
+
+def check_rows(path: Path) -> int:
+    """Stream the dataset once to validate it; nothing is kept (a dataset can be many GB)."""
+    count = 0
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"dataset {path}:{number}: invalid JSON ({exc})") from None
+                if not isinstance(row, dict) or not row.get("instruction") or not row.get("output"):
+                    raise InputError(f"dataset {path}:{number}: needs instruction and output")
+                count += 1
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"dataset {path}: {exc}") from None
+    if not count:
+        raise InputError(f"dataset {path} is empty")
+    return count
+
+
+def quiet() -> None:
+    """Keep the followed log readable: no progress bars, no deprecation chatter from the stack."""
+    import warnings
+
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for name in ("torch", "transformers", "peft", "trl", "datasets", "unsloth"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found

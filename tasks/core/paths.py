@@ -1,0 +1,235 @@
+"""Every file a run reads or writes, derived once from the settings and the date.
+
+The names follow the seed's layout (§2.1); each folder is a setting with the seed's value as default.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.core import dates
+from tasks.core.files import read_json, write_json
+from tasks.core.settings import Settings
+
+REMOTE_DIR = Path(__file__).resolve().parents[2] / "remote"  # what runs on the pod, as files
+TRAIN_SCRIPT = REMOTE_DIR / "train_unsloth.py"
+TRAINER_PACKAGE = REMOTE_DIR / "trainer"  # the trainer's named steps, uploaded beside the script
+
+
+class PodNames:
+    """What the pod's input folder holds, by name: the contract between the upload (pod/manifest.py),
+    the training config (data/trainconfig.py), the record and the trainer on the pod."""
+
+    DATASET = "unsloth_dataset.jsonl"
+    CONFIG = "config.json"  # the same name here (RunPaths.config_file) and there
+    SCRIPT = "train_unsloth.py"
+    PACKAGE = "trainer"
+    HELDOUT = "heldout.jsonl"
+    BASE_MODEL_DIR = "base_model"  # the tiny model travels with the inputs; a hub model is downloaded there
+    PREVIOUS_DIR = "previous_adapter"  # the previous promoted adapter: compared with, or started from
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    date: str
+    project_root: Path
+    out_root: Path
+    work_local: Path
+    final_adapter_dir: Path
+    raw_data_file: Path
+    clean_data_file: Path
+    config_file: Path
+    summary_file: Path
+    trainer_log: Path
+    cache_dir: Path
+
+    # The rest live in WORK_LOCAL, named as in the seed where it names them.
+    @property
+    def clean_stats_file(self) -> Path:
+        return self.work_local / "dataset-stats.json"
+
+    @property
+    def dataset_sources_file(self) -> Path:
+        """Which raw lines came from which of the user's files (the folder builder writes it)."""
+        return self.work_local / "dataset-sources.json"
+
+    @property
+    def heldout_file(self) -> Path:
+        """The held-out samples (never trained on), chosen by content hash; empty without evaluation."""
+        return self.work_local / "heldout.jsonl"
+
+    @property
+    def eval_file(self) -> Path:
+        """The date's held-out evaluation as judged here: losses, verdict, promoted (tasks/post/verdict.py)."""
+        return self.work_local / "eval.json"
+
+    @property
+    def previous_file(self) -> Path:
+        """Which earlier adapter today is compared with (and may start from), decided with the config."""
+        return self.work_local / "previous.json"
+
+    @property
+    def model_check_file(self) -> Path:
+        """What the model hub said about the base model, and what will be loaded on which GPUs."""
+        return self.work_local / "model-check.json"
+
+    @property
+    def stages_file(self) -> Path:
+        return self.work_local / "stages.json"
+
+    @property
+    def gpu_choice_file(self) -> Path:
+        """Every GPU candidate the catalogue offered, the verdict on each, and why the rented one won."""
+        return self.work_local / "gpu-choice.json"
+
+    @property
+    def post_steps_file(self) -> Path:
+        """The local post-steps' outcomes (GGUF, Modelfile, latest, the user's commands)."""
+        return self.work_local / "post-steps.json"
+
+    @property
+    def container_log(self) -> Path:
+        """The pod's own log (image pull, start script), kept when the pod never became reachable."""
+        return self.work_local / "pod-container.log"
+
+    @property
+    def pod_file(self) -> Path:
+        return self.work_local / "pod.json"
+
+    @property
+    def connection_file(self) -> Path:
+        return self.work_local / "connection.json"
+
+    @property
+    def known_hosts_file(self) -> Path:
+        return self.work_local / "known_hosts"
+
+    @property
+    def upload_ok(self) -> Path:
+        return self.work_local / "upload.ok"
+
+    @property
+    def upload_staging(self) -> Path:
+        return self.work_local / "upload"
+
+    @property
+    def train_file(self) -> Path:
+        return self.work_local / "train.json"
+
+    @property
+    def pod_train_log(self) -> Path:
+        """The pod's training log, byte for byte, so a reconnect resumes where it left off."""
+        return self.work_local / "pod-train.log"
+
+    @property
+    def adapter_b64(self) -> Path:
+        return self.work_local / "adapter_base64.txt"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.work_local / ".lock"
+
+    @property
+    def local_pod_root(self) -> Path:
+        """Where the local provider keeps its 'pod' (workspace and output)."""
+        return self.work_local / "local-pod"
+
+    @property
+    def tiny_model_dir(self) -> Path:
+        return self.cache_dir / "tiny-model"
+
+    @property
+    def attempts_file(self) -> Path:
+        """Append-only: one line per event of every attempt at this date (never rewritten)."""
+        return self.work_local / "attempts.jsonl"
+
+    @property
+    def doit_db(self) -> Path:
+        """doit's state, one file per date: another date's run must not make this one stale."""
+        return self.cache_dir / "doit-state" / f"{self.date}.sqlite3"
+
+
+    @property
+    def runs_index(self) -> Path:
+        return runs_index(self.cache_dir)
+
+
+def runs_index(cache_dir: Path) -> Path:
+    """date -> run folder, for every date that ever ran a stage: how the report, `latest`, the
+    reaper and the page find the runs, whatever the path templates (no glob of a template)."""
+    return cache_dir / "runs.json"
+
+
+def remember_run(paths: RunPaths) -> None:
+    """Add this date's run folder to the index (once; under a lock: two dates may start together)."""
+    index = paths.runs_index
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with (index.parent / "runs.json.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = read_json(index) or {}
+        if known.get(paths.date) == str(paths.work_local):
+            return
+        known[paths.date] = str(paths.work_local)
+        write_json(index, dict(sorted(known.items())))
+
+
+def run_folders(settings: Settings) -> list[tuple[str, Path]]:
+    """Every date's run folder, oldest date first: the index, plus folders of runs made before it
+    existed (the work_local template globbed; their date from their summary or folder name)."""
+    found = {date: Path(folder) for date, folder in (read_json(runs_index(_cache_dir(settings))) or {}).items()}
+    for folder in _legacy_folders(settings):
+        summary = read_json(folder / "run-summary.json") or {}
+        date = summary.get("date") or folder.name
+        if dates.FORM.match(str(date)) and date not in found:
+            found[date] = folder
+    return sorted((date, folder) for date, folder in found.items() if folder.is_dir())
+
+
+def _legacy_folders(settings: Settings) -> list[Path]:
+    pattern = settings.paths.work_local.replace("{out_root}", settings.paths.out_root).replace("{date}", "*")
+    path = Path(pattern).expanduser()
+    if not path.is_absolute():
+        path = settings.project_root / path
+    anchor = Path(path.anchor)
+    try:
+        return [p for p in anchor.glob(str(path.relative_to(anchor))) if p.is_dir()]
+    except (OSError, ValueError):
+        return []
+
+
+def latest_link(settings: Settings) -> Path:
+    """out/adapters/latest: beside the dates' folders, where out_root's template first names the date."""
+    parts = Path(settings.paths.out_root).parts
+    cut = next((i for i, part in enumerate(parts) if "{date}" in part), len(parts))
+    return _resolve(settings.project_root, str(Path(*parts[:cut])) if cut else ".") / "latest"
+
+
+def _resolve(root: Path, template: str, **names: str) -> Path:
+    path = Path(template.format(**names)).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _cache_dir(settings: Settings) -> Path:
+    return _resolve(settings.project_root, settings.paths.cache_dir)
+
+
+def run_paths(settings: Settings) -> RunPaths:
+    root, date, p = settings.project_root, settings.date, settings.paths
+    out_root = _resolve(root, p.out_root, date=date)
+    names = {"date": date, "out_root": str(out_root)}
+    work_local = _resolve(root, p.work_local, **names)
+    return RunPaths(
+        date=date,
+        project_root=root,
+        out_root=out_root,
+        work_local=work_local,
+        final_adapter_dir=_resolve(root, p.final_adapter_dir, **names),
+        raw_data_file=_resolve(root, p.raw_data_file, **names),
+        clean_data_file=work_local / "unsloth_dataset.jsonl",
+        config_file=work_local / PodNames.CONFIG,
+        summary_file=work_local / "run-summary.json",
+        trainer_log=_resolve(root, p.trainer_log, **names),
+        cache_dir=_resolve(root, p.cache_dir),
+    )

@@ -1,0 +1,283 @@
+"""Refuse before renting: does the base model exist, may we download it, and will it fit the GPU?
+
+The model hub's API answers the first two (`HF_ENDPOINT` points elsewhere, e.g. a mirror or the
+tests' double); its parameter count answers the third, against the memory of each GPU type in the
+fallback list. A bf16 load that fits no candidate GPU is switched to the model's 4-bit build when
+`[training] quantize = "auto"`, else refused with the cheaper choices named. Offline, the check
+warns and lets the run go on: the pod will say soon enough.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks.context import RunContext
+from tasks.core.errors import FullcycleError
+
+log = logging.getLogger("fullcycle")
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+TOKEN_ENV = "HF_TOKEN"
+
+# GPU memory in GB by RunPod gpuTypeId. A type not listed here is not judged.
+GPU_MEMORY_GB = {
+    "NVIDIA GeForce RTX 5090": 32, "NVIDIA GeForce RTX 4090": 24, "NVIDIA GeForce RTX 3090": 24,
+    "NVIDIA RTX A6000": 48, "NVIDIA RTX 6000 Ada Generation": 48, "NVIDIA L40S": 48, "NVIDIA A40": 48,
+    "NVIDIA A100 80GB PCIe": 80, "NVIDIA A100-SXM4-80GB": 80, "NVIDIA H100 PCIe": 80,
+    "NVIDIA H100 80GB HBM3": 80, "NVIDIA H100 NVL": 94, "NVIDIA H200": 141, "NVIDIA B200": 180,
+}
+# Unsloth's pre-quantized builds, where the name does not follow `unsloth/<name>-bnb-4bit`.
+FOUR_BIT_BUILDS = {"Qwen/Qwen3-30B-A3B": "unsloth/Qwen3-30B-A3B-bnb-4bit"}
+BYTES_PER_PARAM = {"bf16": 2.0, "4bit": 0.55}  # 4-bit weights plus the layers bitsandbytes keeps in 16 bits
+OVERHEAD = 1.2  # activations, LoRA weights and their optimizer state, CUDA context
+OVERHEAD_GB = 2.0
+
+
+class ModelCheckError(FullcycleError):
+    """The base model cannot be used as configured; nothing was rented."""
+
+
+@dataclass
+class HubAnswer:
+    exists: bool | None  # None: the hub could not be asked
+    gated: bool = False
+    private: bool = False
+    parameters: int | None = None
+    detail: str = ""
+
+
+def four_bit_build(model: str) -> str:
+    return FOUR_BIT_BUILDS.get(model) or f"unsloth/{model.split('/')[-1]}-bnb-4bit"
+
+
+def _hub(endpoint: str | None) -> str:
+    return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _hub_get(path: str, endpoint: str | None, timeout: float) -> Any:
+    """GET `path` from the model hub, with HF_TOKEN when there is one (gated models)."""
+    import requests
+
+    headers = {"User-Agent": "fullcycle"}
+    if os.environ.get(TOKEN_ENV):
+        headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
+    return requests.get(f"{_hub(endpoint)}/{path}", headers=headers, timeout=timeout)
+
+
+def ask_hub(model: str, endpoint: str | None = None, timeout: float = 10.0) -> HubAnswer:
+    import requests
+
+    try:
+        resp = _hub_get(f"api/models/{model}", endpoint, timeout)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        return HubAnswer(None, detail=f"{type(exc).__name__} from {_hub(endpoint)}")
+    if resp.status_code == 404:
+        return HubAnswer(False, detail="HTTP 404")
+    if resp.status_code in (401, 403):
+        return HubAnswer(True, private=True, detail=f"HTTP {resp.status_code}")
+    if resp.status_code != 200:
+        return HubAnswer(None, detail=f"HTTP {resp.status_code}")
+    info = resp.json()
+    total = (info.get("safetensors") or {}).get("total")
+    return HubAnswer(True, gated=bool(info.get("gated")), parameters=int(total) if total else None)
+
+
+def hub_config(model: str, endpoint: str | None = None, timeout: float = 10.0) -> dict[str, Any] | None:
+    """The model's config.json from the hub (its architecture), or None when it cannot be had."""
+    import requests
+
+    try:
+        resp = _hub_get(f"{model}/resolve/main/config.json", endpoint, timeout)
+        data = resp.json() if resp.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def gguf_note(config: dict[str, Any] | None) -> dict[str, Any]:
+    """What the base model's architecture means for the local post-steps, known before renting."""
+    from tasks.model.families import gguf_unsupported
+
+    if not config:
+        return {}
+    why = gguf_unsupported(config)
+    note = {"architecture": (config.get("architectures") or [None])[0], "model_type": config.get("model_type")}
+    if why:
+        log.warning("%s: adapter.gguf will be skipped after training (%s); the adapter itself still comes home",
+                    note["architecture"], why)
+        note["gguf"] = f"adapter.gguf will be skipped: {why}"
+    return note
+
+
+def needed_gb(parameters: int, precision: str) -> float:
+    return parameters * BYTES_PER_PARAM[precision] * OVERHEAD / 1e9 + OVERHEAD_GB
+
+
+CACHE_ENV = "FULLCYCLE_MODEL_CHECKS"
+DOWNLOAD_MB_S = 100  # the link speed a download estimate assumes (pods' links vary: it is stated)
+LARGE_DOWNLOAD_GB = 20  # above this, renting without a network volume downloads it again every run
+
+
+def cache_file(model: str) -> Path:
+    """The last answer the hub gave about `model` (an offline check uses it instead of guessing)."""
+    base = Path(os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                / "fullcycle" / "model-checks")
+    return base / (model.replace("/", "--") + ".json")
+
+
+def is_moe(config: dict[str, Any] | None) -> bool:
+    config = config or {}
+    return bool(config.get("num_experts") or config.get("num_local_experts")
+                or "moe" in str(config.get("model_type", "")).lower())
+
+
+def _remember(model: str, answer: HubAnswer, config: dict[str, Any] | None) -> None:
+    from tasks.core.files import write_json
+
+    try:
+        write_json(cache_file(model), {"model": model, "parameters": answer.parameters, "gated": answer.gated,
+                                       "config": config, "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    except OSError as exc:  # a read-only home must not stop a run
+        log.info("model check not cached: %s", exc)
+
+
+def _recalled(model: str) -> dict[str, Any] | None:
+    from tasks.core.files import read_json
+
+    try:
+        return read_json(cache_file(model))
+    except (OSError, ValueError):
+        return None
+
+
+def download(verdict: dict[str, Any], link_mb_s: float, volume: bool) -> None:
+    """How much the pod downloads before training, how long that takes at a stated link speed, and
+    whether a network volume should keep it between runs."""
+    parameters = verdict.get("parameters")
+    if not parameters:
+        return
+    quantized_build = verdict.get("model_to_load") != verdict.get("base_model")
+    size = parameters * (BYTES_PER_PARAM["4bit"] if quantized_build else BYTES_PER_PARAM["bf16"])
+    minutes = size / (link_mb_s * 1e6) / 60
+    verdict.update(download_bytes=int(size), download_gb=round(size / 1e9, 1),
+                   download_minutes=round(minutes, 1), download_link_mb_s=link_mb_s)
+    if size / 1e9 > LARGE_DOWNLOAD_GB and not volume:
+        verdict["download_advice"] = (
+            f"every run downloads ~{size / 1e9:.0f} GB of {verdict['model_to_load']} before training "
+            f"(~{minutes:.0f} min at {link_mb_s:.0f} MB/s, billed); a network volume ([runpod] network_volume_id) "
+            f"keeps it between runs")
+        log.warning("%s", verdict["download_advice"])
+
+
+def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str | None = None,
+          link_mb_s: float = DOWNLOAD_MB_S, volume: bool = False) -> dict[str, Any]:
+    """The verdict, as model-check.json holds it; raises ModelCheckError for a model we must refuse."""
+    answer = ask_hub(model, endpoint)
+    verdict: dict[str, Any] = {"base_model": model, "checked": answer.exists is not None,
+                               "model_to_load": model, "load_in_4bit": quantize == "always",
+                               "gpu_types": list(gpu_types)}
+    config = hub_config(model, endpoint) if answer.exists else None
+    if answer.exists is None:
+        recalled = _recalled(model)
+        if recalled and recalled.get("parameters"):
+            log.warning("Could not ask the model hub about %s (%s): using its answer of %s", model, answer.detail,
+                        recalled.get("checked_at"))
+            verdict["warning"] = (f"model hub not reachable ({answer.detail}); used its answer about {model} of "
+                                  f"{recalled.get('checked_at')}")
+            answer = HubAnswer(True, gated=bool(recalled.get("gated")), parameters=recalled["parameters"])
+            config = recalled.get("config")
+        else:
+            verdict["warning"] = f"model hub not reachable ({answer.detail}); {model} was not checked"
+            if quantize == "auto":  # the size is unknown: never rent on a guess that may not fit in bf16
+                verdict["load_in_4bit"] = True
+                verdict["warning"] += "; its size is unknown, so it is loaded in 4-bit"
+            log.warning("Could not ask the model hub about %s: %s", model, verdict["warning"])
+            return verdict
+    if answer.exists is False:
+        raise ModelCheckError(f"[training] base_model {model!r} does not exist on the model hub ({answer.detail}); "
+                              f"check the id (e.g. 'Qwen/Qwen3-30B-A3B'); nothing was rented")
+    token = bool(os.environ.get(TOKEN_ENV))
+    if (answer.gated or answer.private) and not token:
+        kind = "gated (its license must be accepted on the hub)" if answer.gated else "private or gated"
+        raise ModelCheckError(f"[training] base_model {model!r} is {kind}: accept it with your account and export "
+                              f"{TOKEN_ENV}; nothing was rented")
+    if verdict["checked"]:
+        _remember(model, answer, config)
+    verdict["parameters"] = answer.parameters
+    verdict.update(gguf_note(config))
+    if not answer.parameters:
+        return verdict
+    judged = [g for g in gpu_types if g in GPU_MEMORY_GB]
+    precision = "4bit" if quantize == "always" else "bf16"
+    fits = [g for g in judged if GPU_MEMORY_GB[g] >= needed_gb(answer.parameters, precision)]
+    if not fits and judged and quantize == "auto":
+        four = [g for g in judged if GPU_MEMORY_GB[g] >= needed_gb(answer.parameters, "4bit")]
+        if four:
+            # Unsloth maps a mixture-of-experts model's pre-quantized build back to the bf16 weights (its
+            # BAD_MAPPINGS: those load slowly) and quantizes while loading: say what really downloads.
+            build = model if is_moe(config) else four_bit_build(model)
+            how = "quantized to 4-bit while loading" if build == model else f"from its 4-bit build {build}"
+            log.info("%s needs ~%.0f GB in bf16, more than %s: loading it %s (~%.0f GB of GPU memory)", model,
+                     needed_gb(answer.parameters, "bf16"), ", ".join(judged), how, needed_gb(answer.parameters, "4bit"))
+            verdict.update(model_to_load=build, load_in_4bit=True)
+            precision, fits = "4bit", four
+    verdict["needed_gb"] = round(needed_gb(answer.parameters, precision), 1)
+    verdict["precision"] = precision
+    if judged and not fits:
+        bigger = sorted((g for g, mem in GPU_MEMORY_GB.items() if mem >= verdict["needed_gb"]), key=GPU_MEMORY_GB.get)
+        choices = []
+        if precision == "bf16":
+            choices.append(f"its 4-bit build {four_bit_build(model)!r} ([training] quantize = \"auto\", "
+                           f"~{needed_gb(answer.parameters, '4bit'):.0f} GB)")
+        if bigger:
+            choices.append(f"a bigger GPU in [runpod] gpu_types, e.g. {bigger[0]!r} ({GPU_MEMORY_GB[bigger[0]]} GB)")
+        raise ModelCheckError(
+            f"{model} needs about {verdict['needed_gb']:.0f} GB of GPU memory in {precision} "
+            f"({answer.parameters / 1e9:.1f}B parameters), more than "
+            + ", ".join(f"{g} ({GPU_MEMORY_GB[g]} GB)" for g in judged)
+            + "; cheaper choices: " + "; ".join(choices) + ". Nothing was rented")
+    if judged and fits != judged:
+        log.warning("%s does not fit %s: only %s will be rented", model,
+                    ", ".join(g for g in judged if g not in fits), ", ".join(fits))
+    verdict["gpu_types"] = [g for g in gpu_types if g in fits or g not in GPU_MEMORY_GB]
+    download(verdict, link_mb_s, volume)
+    return verdict
+
+
+def check_model(ctx: RunContext) -> None:
+    """The check_model stage: model-check.json, what will be loaded on which GPUs (or a refusal)."""
+    from tasks.core.files import write_json
+
+    t = ctx.settings.training
+    if t.is_local or Path(t.base_model).expanduser().is_dir():
+        verdict = {"base_model": t.base_model, "checked": False, "reason": "a local model: nothing to ask the hub",
+                   "model_to_load": t.base_model, "load_in_4bit": t.quantize == "always"}
+        verdict.update(gguf_note(_local_config(ctx)))
+    else:
+        r = ctx.settings.runpod
+        verdict = check(t.base_model, r.gpu_types, t.quantize, link_mb_s=r.download_mb_s,
+                        volume=bool(r.network_volume_id))
+        log.info("Base model %s: %s", t.base_model,
+                 f"~{verdict['needed_gb']} GB in {verdict['precision']}, loading {verdict['model_to_load']}"
+                 if verdict.get("needed_gb") else ("exists on the hub" if verdict["checked"] else "not checked"))
+    write_json(ctx.paths.model_check_file, verdict)
+
+
+def _local_config(ctx: RunContext) -> dict[str, Any] | None:
+    """The architecture of a local base model: the tiny one's family, or the folder's config.json."""
+    if ctx.settings.training.is_tiny:
+        from tasks.model import families
+
+        fam = families.family(ctx.settings.training.tiny_architecture)
+        return {"architectures": [fam.model_class], "model_type": fam.model_type}
+    from tasks.core.files import read_json
+
+    try:
+        return read_json(Path(ctx.settings.training.base_model).expanduser() / "config.json")
+    except (OSError, ValueError):
+        return None

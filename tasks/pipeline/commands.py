@@ -1,0 +1,69 @@
+"""The commands that are not stages of the full cycle: the reaper, the history report, the final
+line of `doit full_cycle`, and the web page. Each imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tasks.context import RunContext
+
+log = logging.getLogger("fullcycle")
+
+
+def reap(ctx: RunContext, terminate: bool) -> Any:
+    """Report (or end) this project's pods that no live run owns; `doit reap_pods` ends them."""
+    from tasks.core import logs
+    from tasks.core.errors import FullcycleError
+    from tasks.pod import reaper
+
+    logs.setup(ctx.paths.trainer_log)
+    try:
+        reaper.reap(ctx, terminate)
+    except FullcycleError as exc:
+        if terminate:
+            from doit.exceptions import TaskFailed
+
+            return TaskFailed(logs.redact(str(exc)))
+        log.warning("reaper: could not check for stale pods: %s", exc)
+    return None
+
+
+def check_stale_pods(ctx: RunContext) -> Any:
+    """Before a run: what a crashed run left, reported (or ended, per [runpod] reap)."""
+    return reap(ctx, ctx.settings.runpod.reap == "terminate")
+
+
+def report(ctx: RunContext) -> None:
+    from tasks.record import history
+
+    print(history.report(ctx))
+
+
+def full_cycle_result(ctx: RunContext) -> Any:
+    """The one line a person reads at the end: what happened to this date, and where things are."""
+    from doit.exceptions import TaskFailed
+
+    from tasks.record import summary as run_summary
+
+    summary = run_summary.read(ctx.paths.summary_file)
+    ok = summary.get("success")
+    print(f"\nfull_cycle {'SUCCEEDED' if ok else 'FAILED'} for {ctx.paths.date}")
+    print(f"  adapter: {summary.get('adapter_path')}\n  summary: {ctx.paths.summary_file}\n  log:     {ctx.paths.trainer_log}")
+    for warning in summary.get("warnings") or []:
+        print(f"  warning: {warning}")
+    if not ok:
+        return TaskFailed(f"run not successful: {summary.get('error')}")
+    return None
+
+
+def serve(ctx: RunContext, dodo: str, host: str, port: int) -> Any:
+    try:
+        from tasks.web.app import serve as run_server
+    except ModuleNotFoundError as exc:
+        from doit.exceptions import TaskFailed
+
+        return TaskFailed(f"the web page needs the `web` extra ({exc.name} is missing): pip install -e '.[web]'")
+    run_server(ctx, dodo, host, port)
+    return None

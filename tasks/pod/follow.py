@@ -1,0 +1,219 @@
+"""Seed §3.4: the train stage: start the training on the pod, detached, and follow its log live
+into trainer.log until the end line.
+
+remote/train_runner.sh starts the trainer once and follows its log; a dropped connection only
+stops the following, and running it again re-attaches where the log was. When a session ends
+without the end line (dropped, or a gateway that lost stdout), the pod is asked what it has
+(remote/state.sh) before anything is concluded: a finished training is never thrown away.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tasks.context import RunContext
+from tasks.core import logs
+from tasks.core.errors import TrainingError, TransportError
+from tasks.core.files import read_json, write_json
+from tasks.core.paths import PodNames
+from tasks.core.retry import Deadline
+from tasks.pod.lifecycle import connect_or_keep, vanished
+from tasks.providers.base import Pod
+from tasks.transport.connection import SSH_CONNECT_FAILED, Connection
+
+log = logging.getLogger(logs.LOGGER)
+
+END_MARK = b"##fullcycle-train-end"
+MAX_FRUITLESS_RECONNECTS = 10
+
+
+class PodLog:
+    """Sink for the pod's training log: appends the raw bytes, echoes lines, catches the end mark.
+
+    Writes after close are dropped: after an interrupt, the reader thread may still deliver bytes."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self.fh = path.open("ab")
+        self.offset = offset
+        self.partial = b""
+        self.end: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.fh.closed:
+            return
+        if self.end is not None:
+            self.end += data
+            return
+        cut = data.find(END_MARK)
+        if cut >= 0:
+            data, self.end = data[:cut], data[cut:]
+        self.fh.write(data)
+        self.fh.flush()
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        for line in lines:
+            log.info("pod | %s", line.decode("utf-8", "replace").rstrip("\r"))
+
+    def flush(self) -> None:
+        if not self.fh.closed:
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.partial:
+            log.info("pod | %s", self.partial.decode("utf-8", "replace"))
+            self.partial = b""
+        self.fh.close()
+
+    def outcome(self) -> dict[str, str] | None:
+        return parse_outcome(self.end or b"")
+
+
+def parse_outcome(text: bytes) -> dict[str, str] | None:
+    """`END_MARK exit=.. sha256=.. bytes=.. end` -> its fields; None when absent or torn."""
+    at = text.find(END_MARK)
+    if at < 0:
+        return None
+    line = text[at:].split(b"\n", 1)[0].decode(errors="replace").rstrip("\r ")
+    if not line.endswith(" end"):
+        return None
+    return dict(f.split("=", 1) for f in line.split()[1:-1] if "=" in f)
+
+
+def _follow_once(ctx: RunContext, pod: Pod, conn: Connection, offset: int) -> tuple[Any, PodLog]:
+    r = pod.remote
+    sink = PodLog(ctx.paths.pod_train_log, offset)
+    try:
+        result = conn.run_script(
+            "train_runner.sh", pod.run_dir, r["input_dir"], r["output_dir"], r["python"], r["hf_home"],
+            offset, END_MARK.decode(), r["input_dir"] + "/" + PodNames.SCRIPT, r["input_dir"] + "/" + PodNames.DATASET,
+            r["input_dir"] + "/" + PodNames.CONFIG, r.get("venv_dir", ""), " ".join(ctx.settings.remote.python_candidates),
+            ctx.settings.remote.cuda12_torch_index,
+            out=sink)
+    finally:
+        sink.close()
+    return result, sink
+
+
+def _ask_pod(conn: Connection, pod: Pod) -> tuple[str | None, dict[str, str] | None]:
+    """The trainer's state and its recorded outcome, or (None, None) when the pod cannot be asked."""
+    r = pod.remote
+    try:
+        result = conn.run_script("state.sh", pod.run_dir, r["input_dir"], timeout=120)
+    except TransportError:
+        return None, None
+    if result.exit_code != 0:
+        return None, None
+    state = next((ln.partition("=")[2] for ln in result.text.splitlines() if ln.startswith("trainer=")), None)
+    return state, parse_outcome(result.stdout)
+
+
+def follow_training(ctx: RunContext) -> dict[str, Any] | None:
+    """The train stage: start (or re-attach to) the training, follow it to the end, record train.json."""
+    live = connect_or_keep(ctx, "train")
+    if live is None:
+        return None
+    pod, conn = live
+    try:
+        return _follow_to_the_end(ctx, pod, conn)
+    finally:
+        conn.close()
+
+
+def _follow_to_the_end(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str, Any]:
+    log.info("Training %s samples on pod %s with %s", _samples(ctx), pod.pod_id, pod.remote["python"])
+    timeout = ctx.settings.ssh.train_timeout_h * 3600
+    started, deadline = time.time(), Deadline(timeout)
+    ctx.paths.pod_train_log.unlink(missing_ok=True)
+    offset, reconnects, fruitless = 0, 0, 0
+    while True:
+        result, sink = _follow_once(ctx, pod, conn, offset)
+        outcome = sink.outcome()
+        if outcome is not None:
+            break
+        progressed, offset = sink.offset > offset, sink.offset
+        state, outcome = _ask_pod(conn, pod)
+        if outcome is not None:
+            log.warning("The follow session ended without the end line (exit %s); the pod says the training "
+                        "finished: exit=%s", result.exit_code, outcome.get("exit"))
+            break
+        if state is None and not progressed:  # the pod cannot even be asked: was it ended from outside?
+            vanished(ctx, pod, "train")
+        if result.exit_code not in (0, SSH_CONNECT_FAILED) and state in ("none", None) and not progressed:
+            raise TrainingError(f"the train runner on pod {pod.pod_id} failed (exit {result.exit_code}): "
+                                f"{logs.redact(result.stderr.strip()[-500:]) or 'no output'}")
+        fruitless = 0 if progressed else fruitless + 1
+        if deadline.passed():
+            raise TrainingError(f"training on pod {pod.pod_id} did not finish within {timeout:.0f}s")
+        if fruitless >= 2:  # twice without a byte: has the pod been ended from outside? (one API call)
+            vanished(ctx, pod, "train")
+        if fruitless > MAX_FRUITLESS_RECONNECTS:
+            raise TrainingError(f"following the training on pod {pod.pod_id} failed {fruitless} times in a row "
+                                f"(last exit {result.exit_code}, trainer {state or 'unknown'}): "
+                                f"{logs.redact(result.stderr.strip()[-300:]) or 'no output'}")
+        reconnects += 1
+        log.warning("Connection to the pod dropped (%s); reconnecting (%d) from log byte %d",
+                    result.stderr.strip()[-200:] or f"exit {result.exit_code}, no end line", reconnects, offset)
+        time.sleep(ctx.settings.ssh.reconnect_delay_s)
+    code = outcome.get("exit", "lost")
+    train_record = {
+        "pod_id": pod.pod_id,
+        "exit_code": int(code) if code.isdigit() else code,
+        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 1),
+        "reconnects": reconnects,
+        "log_bytes": offset,
+        "tar_sha256": outcome.get("sha256") or None,
+        "tar_bytes": int(outcome["bytes"]) if outcome.get("bytes", "").isdigit() else None,
+        **_python_info(outcome.get("python", "")),
+    }
+    if train_record.get("python"):
+        log.info("Pod Python: %s (%s, set-up %ss; stack %s)", train_record["python"], train_record["python_source"],
+                 train_record["setup_seconds"], train_record.get("stack") or "not compared")
+    write_json(ctx.paths.train_file, train_record)
+    success = train_record["exit_code"] == 0
+    log.info("Train command exit code: %s", code)
+    log.info("Remote training complete, success=%s", success)
+    if not success:
+        said = _trainer_error(ctx.paths.pod_train_log)
+        raise TrainingError(f"training on pod {pod.pod_id} exited with {code}" + (f": {said}" if said else "")
+                            + f"; its log is in {ctx.paths.trainer_log}")
+    return train_record
+
+
+def _trainer_error(log_file: Path, keep: int = 64 * 1024) -> str | None:
+    """The trainer's own last `[train] ERROR:` line (from the log's tail), for the summary's error."""
+    try:
+        with log_file.open("rb") as fh:
+            fh.seek(max(log_file.stat().st_size - keep, 0))
+            tail = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    errors = [line.split("[train] ERROR:", 1)[1].strip() for line in tail.splitlines() if "[train] ERROR:" in line]
+    return logs.redact(errors[-1])[:600] if errors else None
+
+
+def _python_info(encoded: str) -> dict[str, Any]:
+    """setup_python.sh's answer (interpreter, how it was obtained, seconds), base64 in the end line."""
+    import base64
+    import binascii
+
+    try:
+        lines = base64.b64decode(encoded).decode().splitlines() if encoded else []
+    except (binascii.Error, UnicodeDecodeError):
+        lines = []
+    if len(lines) < 3:
+        return {}
+    return {"python": lines[0], "python_source": lines[1],
+            "setup_seconds": int(lines[2]) if lines[2].isdigit() else None,
+            "stack": lines[3] if len(lines) > 3 else None}
+
+
+def _samples(ctx: RunContext) -> Any:
+    if ctx.samples_used is not None:
+        return ctx.samples_used
+    return (read_json(ctx.paths.clean_stats_file) or {}).get("samples_used", "?")

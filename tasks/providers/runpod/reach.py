@@ -1,0 +1,169 @@
+"""Reaching a RunPod pod with no human step: which endpoint, which user, which connection mode.
+
+Direct tcp/22 first, whenever the pod publishes it (the user from the API where it says, else
+root, then the image's user); RunPod's ssh gateway is the fallback. The gateway may (a) run
+`ssh -T host cmd`, (b) run it but lose stdout, or (c) refuse it and offer only a PTY shell: the
+first contact finds out which, and the mode is recorded in pod.json and the summary:
+`direct`, `gateway-exec` (with `stdout-unreliable` noted in case b) or `gateway-pty`.
+
+An answer that names a permanent condition is never taken for "not up yet": a PTY refusal
+switches to the PTY transport at once, and a login refused for every user fails at once, quoting
+what the pod or the gateway said.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.core.errors import ProviderError
+from tasks.core.retry import Deadline
+from tasks.transport.connection import PtyConnection, Result, SshConnection
+from tasks.transport.modes import ConnectionMode, parse
+from tasks.transport.pty import refuses_exec
+
+log = logging.getLogger("fullcycle")
+
+TRANSIENT = re.compile(r"connection (refused|timed out|reset|closed)|no route to host|kex_exchange_identification|"
+                       r"broken pipe|network is unreachable|operation timed out|timed out", re.IGNORECASE)
+DENIED = re.compile(r"permission denied|authentication failed|too many authentication failures", re.IGNORECASE)
+DENIALS_BEFORE_GIVING_UP = 3  # a just-started pod may not have installed our key yet
+
+
+@dataclass
+class Endpoint:
+    kind: str  # direct | gateway
+    user: str
+    host: str
+    port: int
+    forced_mode: ConnectionMode | None = None  # connection.json may force one mode
+
+    @property
+    def exec_mode(self) -> ConnectionMode:
+        return ConnectionMode.DIRECT if self.kind == "direct" else ConnectionMode.GATEWAY_EXEC
+    last: str = ""
+    denied: int = 0
+
+    def describe(self) -> str:
+        return f"{self.user}@{self.host}:{self.port} ({self.kind})"
+
+
+@dataclass
+class Reached:
+    mode: ConnectionMode
+    endpoint: Endpoint
+    notes: list[str] = field(default_factory=list)
+
+
+def said(result: Result) -> str:
+    """What the other end answered, stdout included: a gateway may write its refusal there."""
+    text = (result.stderr.strip() + " " + result.stdout.decode("utf-8", "replace").strip()).strip()
+    return text[-400:] or f"exit {result.exit_code} and no message"
+
+
+class Prober:
+    """Tries endpoints in order until one answers a probe command, against a deadline."""
+
+    def __init__(self, make_exec: Any, make_pty: Any, probe_command: str, deadline_s: float, pause_s: float,
+                 timeout_s: float, direct_grace_s: float = 0.0) -> None:
+        self.make_exec, self.make_pty = make_exec, make_pty
+        self.grace = Deadline(direct_grace_s)  # RunPod publishes the direct port before sshd listens
+        self.token = secrets.token_hex(6)
+        self.command = f"{probe_command}; printf '%s%s\\n' FCPROBE {self.token}"
+        self.deadline = Deadline(deadline_s)
+        self.pause_s, self.timeout_s = pause_s, timeout_s
+
+    def _answered(self, result: Result) -> bool:
+        return result.exit_code == 0 and f"FCPROBE{self.token}".encode() in result.stdout
+
+    def _try_pty(self, ep: Endpoint) -> Reached | None:
+        """The PTY shell, once; None while it does not answer (the pod behind the gateway may
+        still be starting), with what it said kept for the final error."""
+        conn = self.make_pty(ep)
+        try:
+            result = conn.run(self.command, timeout=self.timeout_s)
+        finally:
+            conn.close()
+        if self._answered(result):
+            return Reached(ConnectionMode.GATEWAY_PTY, ep)
+        ep.last = f"PTY shell: {said(result)}"
+        return None
+
+    def _try_exec(self, ep: Endpoint) -> Reached | None:
+        result = self.make_exec(ep).run(self.command, timeout=self.timeout_s)
+        ep.last = said(result)
+        if self._answered(result):
+            return Reached(ep.exec_mode, ep)
+        if refuses_exec(result.stdout + result.stderr.encode()):
+            log.info("%s answered %r: switching to the PTY transport", ep.describe(), ep.last)
+            ep.forced_mode = ConnectionMode.GATEWAY_PTY  # a permanent answer: exec is never tried there again
+            return self._try_pty(ep)
+        if result.exit_code == 0:  # it ran, but what it printed never came back: ask once more
+            again = self.make_exec(ep).run(self.command, timeout=self.timeout_s)
+            if self._answered(again):
+                return Reached(ep.exec_mode, ep, ["stdout lost once at the first contact"])
+            if again.exit_code == 0:
+                return Reached(ep.exec_mode, ep,
+                               ["stdout-unreliable: commands run, their output does not always come back; "
+                                "every answer that matters is re-read from a file on the pod"])
+            ep.last = said(again)
+        if DENIED.search(ep.last):
+            ep.denied += 1
+        return None
+
+    def _direct_may_still_come(self, endpoints: list[Endpoint]) -> bool:
+        """Within the grace period a direct endpoint that is not up yet (refused, timed out) is
+        waited for: the gateway is for pods whose direct ssh does not come, not for a slow sshd."""
+        if self.grace.passed():
+            return False
+        return any(ep.kind == "direct" and ep.denied < DENIALS_BEFORE_GIVING_UP
+                   and (not ep.last or TRANSIENT.search(ep.last)) for ep in endpoints)
+
+    def reach(self, endpoints: list[Endpoint], pod_id: str) -> Reached:
+        if not endpoints:
+            raise ProviderError(f"pod {pod_id} publishes no ssh endpoint (no public tcp/22, no gateway user)")
+        while True:
+            for ep in endpoints:
+                if ep.denied >= DENIALS_BEFORE_GIVING_UP:
+                    continue
+                if ep.kind == "gateway" and self._direct_may_still_come(endpoints):
+                    continue
+                reached = self._try_pty(ep) if ep.forced_mode is ConnectionMode.GATEWAY_PTY else self._try_exec(ep)
+                if reached:
+                    return reached
+            live = [ep for ep in endpoints if ep.denied < DENIALS_BEFORE_GIVING_UP]
+            if not live:
+                raise ProviderError(f"every login to pod {pod_id} was refused: "
+                                    + "; ".join(f"{ep.describe()} said {ep.last!r}" for ep in endpoints))
+            if self.deadline.passed():
+                raise ProviderError(f"ssh to pod {pod_id} never answered: "
+                                    + "; ".join(f"{ep.describe()} said {ep.last!r}" for ep in endpoints)
+                                    + "; the pod will be terminated")
+            time.sleep(min(self.pause_s, self.deadline.left()))
+
+
+def endpoints(info: Any, override: dict[str, Any] | None, gateway_host: str, gateway_port: int,
+              direct_users: tuple[str, ...]) -> list[Endpoint]:
+    """Direct first (API user, else root, then the image's users), the gateway last."""
+    if override:
+        forced = parse(override["connection_mode"]) if override.get("connection_mode") else None
+        kind = "gateway" if (forced and forced.is_gateway) or override["ssh_host"] == gateway_host else "direct"
+        return [Endpoint(kind, override["ssh_user"], override["ssh_host"], override["ssh_port"], forced)]
+    found = []
+    if info.public_ip and info.ssh_port:
+        users = [info.ssh_user] if info.ssh_user else list(dict.fromkeys(direct_users))
+        found += [Endpoint("direct", u, info.public_ip, info.ssh_port) for u in users]
+    if info.host_id:
+        found.append(Endpoint("gateway", info.host_id, gateway_host, gateway_port))
+    return found
+
+
+def connection(mode: ConnectionMode, **fields: Any) -> SshConnection:
+    """The connection class for a recorded mode."""
+    if mode is ConnectionMode.GATEWAY_PTY:
+        return PtyConnection(**fields, mode=mode)
+    return SshConnection(**fields, mode=mode)

@@ -1,0 +1,195 @@
+"""RunPod's REST v2 API (the default), behind `PodApi`: pods, the GPU catalogue, data centers,
+billing, the pod's own log and network volumes (see the vendored OpenAPI spec in tests/doubles/)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+from typing import Any
+
+import requests
+
+from tasks.core.errors import NoCapacityError
+from tasks.providers.runpod.client import (
+    ApiError,
+    CreateRequest,
+    Http,
+    Offer,
+    PodInfo,
+    SkipCandidate,
+)
+
+REST_URL = "https://api.runpod.io"
+
+
+
+class RestApi:
+    name = "rest"
+    has_billing = True
+
+    def __init__(self, api_key: str, url: str | None = None) -> None:
+        self.http = Http(api_key)
+        self.url = (url or os.environ.get("RUNPOD_API_URL") or REST_URL).rstrip("/")
+
+    @property
+    def calls(self) -> int:
+        return self.http.calls
+
+    def _problem(self, resp: requests.Response) -> str:
+        try:
+            body = resp.json()
+            return f"{body.get('title', '')}: {body.get('detail', '')}".strip(": ")
+        except ValueError:
+            return resp.text[:300]
+
+    def check_key(self) -> None:
+        resp = self.http.request("GET", f"{self.url}/v2/pods")
+        if resp.status_code != 200:
+            raise ApiError(f"RunPod REST: GET /v2/pods -> {resp.status_code} {self._problem(resp)}")
+
+    def create(self, req: CreateRequest) -> PodInfo:
+        body: dict[str, Any] = {
+            "name": req.name, "cloud": req.cloud_type, "gpu": {"id": req.gpu_type, "count": req.gpu_count},
+            "disk": req.container_disk_gb, "ports": ["22/tcp"], "startSsh": True,
+        }
+        if req.min_cuda_version:
+            body["gpu"]["minCudaVersion"] = req.min_cuda_version
+        if req.network_volume_id:
+            body["mounts"] = {"network": [{"volumeId": req.network_volume_id, "path": "/workspace"}]}
+            body["dataCenterIds"] = [req.data_center_id]
+        elif req.volume_gb:
+            body["mounts"] = {"persistent": {"size": max(req.volume_gb, 10), "path": "/workspace"}}
+        if req.template_id:
+            body["templateId"] = req.template_id
+        if req.image_name:
+            body["image"] = req.image_name
+        if req.pod_env:
+            body["env"] = req.pod_env
+        resp = self.http.request("POST", f"{self.url}/v2/pods", json=body)
+        if resp.status_code in (200, 201):
+            return self._info(resp.json())
+        problem = self._problem(resp)
+        if resp.status_code == 400:
+            raise NoCapacityError(problem)  # not placeable: next candidate
+        if resp.status_code == 403:
+            raise SkipCandidate(problem)
+        raise ApiError(f"RunPod REST: POST /v2/pods -> {resp.status_code} {problem}")
+
+    def _get(self, path: str) -> dict[str, Any] | None:
+        """GET one resource; None when it does not exist (404)."""
+        resp = self.http.request("GET", f"{self.url}{path}")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise ApiError(f"RunPod REST: GET {path} -> {resp.status_code} {self._problem(resp)}")
+        return resp.json()
+
+    def get(self, pod_id: str) -> PodInfo | None:
+        pod = self._get(f"/v2/pods/{pod_id}")
+        return self._info(pod) if pod is not None else None
+
+    def terminate(self, pod_id: str) -> None:
+        resp = self.http.request("DELETE", f"{self.url}/v2/pods/{pod_id}")
+        if resp.status_code not in (200, 204, 404):
+            raise ApiError(f"RunPod REST: DELETE /v2/pods/{pod_id} -> {resp.status_code} {self._problem(resp)}")
+
+    def volume_data_center(self, volume_id: str) -> str | None:
+        volume = self._get(f"/v2/network-volumes/{volume_id}")
+        return volume.get("dataCenter") if volume else None
+
+    def list(self) -> list[PodInfo]:
+        resp = self.http.request("GET", f"{self.url}/v2/pods")
+        if resp.status_code != 200:
+            raise ApiError(f"RunPod REST: GET /v2/pods -> {resp.status_code} {self._problem(resp)}")
+        return [self._info(p) for p in resp.json().get("pods", [])]
+
+    def catalog(self, clouds: tuple[str, ...], gpu_count: int) -> list[Offer] | None:
+        offers = []
+        for cloud in clouds:
+            body = self._get(f"/v2/catalog/gpus?include=AVAILABILITY&product=POD&cloud={cloud}&count={gpu_count}")
+            for gpu in (body or {})["gpus"]:
+                price = (gpu.get("price") or {}).get(cloud.lower())
+                offers.append(Offer(gpu=gpu["id"], cloud=cloud, memory_gb=gpu.get("memory"),
+                                    price_per_hr=round(price * gpu_count, 4) if isinstance(price, (int, float)) else None,
+                                    availability=gpu.get("availability") if gpu.get(cloud.lower(), True) else "NONE"))
+        return offers
+
+    def datacenter_availability(self) -> dict[str, dict[str, str]] | None:
+        body = self._get("/v2/catalog/datacenters?include=GPU_AVAILABILITY")
+        return {dc["id"]: {g["id"]: g["availability"] for g in dc.get("gpuAvailability") or []}
+                for dc in (body or {})["dataCenters"]}
+
+    def billed(self, pod_id: str, since: str) -> float | None:
+        body = self._get(f"/v2/billing/pods?podId={pod_id}&bucketSize=hour&startTime={since}")
+        records = (body or {}).get("records") or []
+        if not records:
+            return None  # billing lags the pod's end: not there yet
+        totals = ((body or {}).get("metadata") or {}).get("totals") or {}
+        total = totals.get("totalAmount")
+        return round(float(total if isinstance(total, (int, float)) else
+                           sum(r.get("totalAmount") or 0 for r in records)), 4)
+
+    def logs(self, pod_id: str, tail: int = 200, max_bytes: int = 256_000, seconds: float = 10.0) -> str | None:
+        """The log is a live event stream: read the backfill, bounded in bytes and time, then stop."""
+        lines, got, started = [], 0, time.monotonic()
+        try:
+            with self.http.session.get(f"{self.url}/v2/pods/{pod_id}/logs?tail={tail}", stream=True,
+                                       timeout=(self.http.timeout, 2.0)) as resp:
+                self.http.calls += 1
+                if resp.status_code != 200:
+                    return None
+                for raw in resp.iter_lines():
+                    got += len(raw or b"")
+                    if raw and raw.startswith(b"data:"):
+                        lines.append(_log_line(raw[5:].strip()))
+                    if got > max_bytes or time.monotonic() - started > seconds:
+                        break
+        except (requests.RequestException, OSError):  # the stream ends by timing out once the backfill is sent
+            pass
+        return "\n".join(lines) if lines else None
+
+    @staticmethod
+    def _info(pod: dict[str, Any]) -> PodInfo:
+        """The v2 `ssh` block is the authority on how to reach the pod: `direct` when it names a
+        host and port, `proxy` for the gateway. A runtime port alone makes a pod direct-reachable
+        only when there is no ssh block at all and its address is public (10.x is not)."""
+        runtime = pod.get("runtime")
+        ssh = pod.get("ssh")
+        info = PodInfo(id=pod["id"], name=pod.get("name"), status=pod.get("status"),
+                       running=pod.get("status") == "RUNNING" and runtime is not None,
+                       cost_per_hr=pod.get("cost"), gpu=(pod.get("gpu") or {}).get("id"),
+                       uptime_s=(runtime or {}).get("uptime"))
+        if isinstance(ssh, dict):
+            direct, proxy = ssh.get("direct") or {}, ssh.get("proxy") or {}
+            info.host_id = proxy.get("username") or None
+            if direct.get("host") and direct.get("port") and is_public(direct["host"]):
+                info.public_ip, info.ssh_port = direct["host"], direct["port"]
+                info.ssh_user = direct.get("username") or None
+            return info
+        for port in (runtime or {}).get("ports") or []:
+            if (port.get("private") == 22 and port.get("type") == "tcp" and port.get("public")
+                    and is_public(port.get("ip") or "")):
+                info.public_ip, info.ssh_port = port["ip"], port["public"]
+        return info
+
+
+def is_public(host: str) -> bool:
+    """Private (10/8, 172.16/12, 192.168/16), link-local and CGNAT addresses are not reachable from
+    here; a name is taken as public. Loopback counts as public so tests on 127.0.0.1 work."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return bool(host)
+    return address.is_loopback or address.is_global
+
+
+def _log_line(data: bytes) -> str:
+    try:
+        event = json.loads(data)
+        return f"{event.get('ts', '')} [{event.get('source', '')}] {event.get('line', '')}"
+    except (ValueError, AttributeError):
+        return data.decode(errors="replace")
+
+

@@ -1,0 +1,145 @@
+"""Run history: every date's run-summary.json, the previous promoted adapter a new date is compared
+with, and `doit report` (one row per date, its attempts under it, a loss curve per run folder).
+
+Everything comes from the files runs left behind (run-summary.json, the adapter's metrics.json),
+so the report covers failed runs too. The text needs only the base install; the PNG needs the
+`report` extra, and says so when it is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks.context import RunContext
+from tasks.core.files import read_json
+from tasks.core.paths import run_folders
+from tasks.core.settings import Settings
+from tasks.record.summary import short
+
+
+def summaries(settings: Settings) -> list[tuple[str, Path, dict[str, Any]]]:
+    """(date, run folder, run-summary.json) of each run that has one, oldest date first."""
+    found = []
+    for date, folder in run_folders(settings):
+        summary = read_json(folder / "run-summary.json")
+        if summary:
+            found.append((date, folder, summary))
+    return found
+
+
+def previous_adapter(settings: Settings, date: str, base_model: str) -> tuple[str, Path] | None:
+    """The newest promoted adapter before `date`, of the same base model: what that date is compared
+    with (and may start from)."""
+    found = None
+    for when, _folder, summary in summaries(settings):
+        if when >= date or summary.get("base_model") != base_model or not summary.get("training_success"):
+            continue
+        promoted = (summary.get("eval") or {}).get("promoted")
+        adapter = Path(summary.get("adapter_path") or "")
+        if promoted is not False and (adapter / "adapter_model.safetensors").is_file():
+            found = (when, adapter)
+    return found
+
+
+COLUMNS = ("date", "attempts", "samples", "final loss", "eval loss", "verdict", "train min", "pod min", "cost $",
+           "billed $", "result")
+REPORT_EXTRA = "pip install -e '.[report]'"
+
+
+def _minutes(seconds: Any) -> str:
+    return f"{seconds / 60:.1f}" if isinstance(seconds, (int, float)) else "-"
+
+
+def _money(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def _loss(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+def _verdict(judged: dict[str, Any]) -> str:
+    if not judged.get("verdict"):
+        return "-"
+    return judged["verdict"] + ("" if judged.get("promoted") else " (kept, not promoted)")
+
+
+def rows(ctx: RunContext) -> list[dict[str, Any]]:
+    found = []
+    for date, folder, summary in summaries(ctx.settings):
+        training = summary.get("training") or {}
+        totals = summary.get("totals") or {}
+        loss = training.get("final_loss")
+        found.append({
+            "date": date,
+            "attempts": len(summary.get("attempts") or []),
+            "samples": summary.get("samples_used") if summary.get("samples_used") is not None else "-",
+            "final loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
+            "eval loss": _loss((summary.get("eval") or {}).get("adapter_loss")),
+            "verdict": _verdict(summary.get("eval") or {}),
+            "train min": _minutes(training.get("seconds")),
+            "pod min": _minutes(totals.get("pod_seconds", summary.get("billed_seconds"))),
+            "cost $": _money(totals.get("cost_usd", summary.get("cost_usd"))),
+            "billed $": _money(totals.get("cost_usd_billed")),
+            "result": "succeeded" if summary.get("success") else f"failed: {short(summary.get('error'), 70)}",
+            "_folder": folder, "_summary": summary,
+        })
+    return found
+
+
+def _attempt_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for n, a in enumerate(summary.get("attempts") or [], 1):
+        pod = f"pod {a['pod_id']} ({a.get('gpu') or '?'}, {a.get('cloud_type') or '-'})" if a.get("pod_id") else "no pod"
+        error = f" — {short(a['error'], 90)}" if a.get("error") else ""
+        lines.append(f"    attempt {n}: {a['started_at']} {a['outcome']} at {a.get('stage_reached') or '-'}; {pod}, "
+                     f"{_minutes(a.get('pod_seconds'))} pod min, ${_money(a.get('cost_usd'))}{error}")
+    return lines
+
+
+def table(found: list[dict[str, Any]]) -> str:
+    widths = [max(len(c), *(len(str(r[c])) for r in found)) if found else len(c) for c in COLUMNS]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths))]
+    for r in found:
+        lines.append("  ".join(str(r[c]).ljust(w) for c, w in zip(COLUMNS, widths)))
+        lines += _attempt_lines(r["_summary"])
+    return "\n".join(lines)
+
+
+def plot_loss(summary: dict[str, Any], out: Path) -> Path | None:
+    """loss.png in the run folder: loss per optimizer step, readable at a glance."""
+    metrics = read_json(Path(summary.get("adapter_path", "")) / "metrics.json") or {}
+    steps = metrics.get("steps") or []
+    if not steps:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    xs, ys = [s["step"] for s in steps], [s["loss"] for s in steps]
+    ax.plot(xs, ys, marker="o" if len(xs) <= 60 else None, linewidth=1.8, color="#1f77b4")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"{summary.get('date')} — {summary.get('base_model')} — {summary.get('samples_used')} samples, "
+                 f"final loss {ys[-1]:.4f}", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def report(ctx: RunContext) -> str:
+    found = rows(ctx)
+    if not found:
+        return "no runs yet"
+    text = table(found)
+    try:
+        for row in found:
+            plot_loss(row["_summary"], row["_folder"] / "loss.png")
+    except ModuleNotFoundError:
+        text += f"\n\nloss.png not drawn: the loss curves need matplotlib ({REPORT_EXTRA})"
+    return text

@@ -1,0 +1,52 @@
+"""Loading the base model (remote/trainer/load.py): nothing loads where torch cannot use the GPU, and a
+long download says how far it is."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from tests.helpers import REMOTE, trainer
+
+ENTRY = REMOTE / "train_unsloth.py"
+
+
+def test_a_gpu_torch_cannot_use_stops_before_loading_anything(tmp_path):
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\ncase "$*" in *--query-gpu*) echo "NVIDIA GeForce RTX 5090, 550.54.15" ;; '
+                    '*) echo "| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4 |" ;; esac\n')
+    fake.chmod(0o755)
+    (tmp_path / "data.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    config = {"base_model": "Qwen/Qwen3-30B-A3B", "lora_rank": 8, "num_train_epochs": 1, "learning_rate": 1e-4,
+              "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1, "max_seq_length": 64}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(ENTRY), "--data", str(tmp_path / "data.jsonl"), "--config",
+                           str(tmp_path / "config.json"), "--output", str(tmp_path / "out")], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    error = proc.stderr.strip().splitlines()[-1]
+    for fact in ("NVIDIA GeForce RTX 5090", "driver 550.54.15", "supports CUDA 12.4", "torch ", "nothing was loaded"):
+        assert fact in error, error
+    assert "base model loaded" not in proc.stdout and not (tmp_path / "out").exists()
+    assert time.monotonic() - started < 120
+
+
+def test_a_long_download_reports_its_progress(tmp_path, monkeypatch, capsys):
+    """The hub's progress bars redraw with carriage returns, which a followed log never shows: the
+    trainer says how far the base model's download is, at a steady pace, in whole lines."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    progress = trainer("load").DownloadProgress({"download_bytes": 4_000_000}, every=0.2)
+    blob = tmp_path / "hub" / "models--x" / "blobs" / "part"
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"\0" * 1_000_000)
+    time.sleep(0.5)
+    progress.stop()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "downloading the base model" in ln]
+    assert lines and all("GB of 0.0 GB" in ln and "MB/s" in ln and "\r" not in ln for ln in lines)
+    assert any("min left" in ln for ln in lines)  # a rate was measured: the time left is estimated
