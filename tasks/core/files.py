@@ -55,3 +55,43 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_record(path: Path, problems: list[str] | None = None) -> dict[str, Any]:
+    """A record this tool wrote (a summary, pod.json, stages.json, ...), read back by a report, the
+    page or the next stage: {} when there is none. One that was truncated (a full disk, a killed
+    process) or hand-edited into something else is named, in `problems` and the log, never a traceback.
+    """
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, orjson.JSONDecodeError) as exc:
+        _problem(problems, f"{path} is not readable ({_why(exc)})")
+        return {}
+    if not isinstance(data, dict):
+        _problem(problems, f"{path} holds a JSON {type(data).__name__}, not the object this tool writes")
+        return {}
+    return data
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, orjson.JSONDecodeError):
+        return f"not valid JSON: {exc.msg} at byte {exc.pos}"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc)
+
+
+def _problem(problems: list[str] | None, text: str) -> None:
+    import logging
+
+    logging.getLogger("fullcycle").warning("record: %s", text)
+    if problems is not None:
+        problems.append(text)
+
+
+def section(data: Any, key: str) -> dict[str, Any]:
+    """data[key] when it is an object, else {}: a hand-edited record's wrong type reads as empty."""
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}

@@ -6,11 +6,12 @@ The names follow the seed's layout (§2.1); each folder is a setting with the se
 from __future__ import annotations
 
 import fcntl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.core import dates
-from tasks.core.files import read_json, write_json
+from tasks.core.files import read_record, write_json
 from tasks.core.settings import Settings
 
 REMOTE_DIR = Path(__file__).resolve().parents[2] / "remote"  # what runs on the pod, as files
@@ -168,19 +169,29 @@ def remember_run(paths: RunPaths) -> None:
     index.parent.mkdir(parents=True, exist_ok=True)
     with (index.parent / "runs.json.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        known = read_json(index) or {}
+        problems: list[str] = []
+        known = _index(index, problems)
+        if problems and index.exists():  # kept for a person to look at, never silently overwritten
+            index.replace(index.with_name(f"runs.json.unreadable-{int(time.time())}"))
         if known.get(paths.date) == str(paths.work_local):
             return
         known[paths.date] = str(paths.work_local)
         write_json(index, dict(sorted(known.items())))
 
 
+def _index(index: Path, problems: list[str] | None = None) -> dict[str, str]:
+    """The index's date -> folder entries that are both; a hand-edited or torn index reads as what
+    of it is usable (the runs it forgot are found again by their folders)."""
+    known = read_record(index, problems)
+    return {d: f for d, f in known.items() if isinstance(f, str) and dates.FORM.match(d)}
+
+
 def run_folders(settings: Settings) -> list[tuple[str, Path]]:
     """Every date's run folder, oldest date first: the index, plus folders of runs made before it
     existed (the work_local template globbed; their date from their summary or folder name)."""
-    found = {date: Path(folder) for date, folder in (read_json(runs_index(_cache_dir(settings))) or {}).items()}
+    found = {date: Path(folder) for date, folder in _index(runs_index(_cache_dir(settings))).items()}
     for folder in _legacy_folders(settings):
-        summary = read_json(folder / "run-summary.json") or {}
+        summary = read_record(folder / "run-summary.json")
         date = summary.get("date") or folder.name
         if dates.FORM.match(str(date)) and date not in found:
             found[date] = folder

@@ -8,6 +8,7 @@ lines came from which file, so every later message names the user's own file and
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import logging
 import shlex
@@ -77,6 +78,17 @@ def _hidden(path: Path, folder: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(folder).parts)
 
 
+MARK = "fullcycle-mark-undecodable"
+
+
+def _mark(error: UnicodeError) -> tuple[str, int]:
+    """A unit that is no character in the file's encoding becomes a byte that is no UTF-8 (0xff): its
+    line is then dropped as not_utf8 with the user's file:line, and the rest of the file is kept."""
+    return "\udcff", error.end  # type: ignore[attr-defined]
+
+
+codecs.register_error(MARK, _mark)
+
 BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xef\xbb\xbf", "utf-8-sig"),
         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 
@@ -97,9 +109,9 @@ def _chunks(path: Path, encoding: str | None, cr_only: bool):
             while chunk := fh.read(1 << 20):
                 yield chunk.replace(b"\r", b"\n") if cr_only else chunk
         return
-    with path.open("r", encoding=encoding, newline="") as fh:
+    with path.open("r", encoding=encoding, errors=MARK, newline="") as fh:
         while chunk := fh.read(1 << 18):
-            data = chunk.encode("utf-8")
+            data = chunk.encode("utf-8", "surrogateescape")  # a marked unit becomes one invalid UTF-8 byte
             yield data.replace(b"\r", b"\n") if cr_only else data
 
 
@@ -124,14 +136,10 @@ def _build_from_folder(folder: Path, out: Path, sources_out: Path | None) -> Non
             for note in notes:
                 log.info("dataset: %s: %s", path, note)
             lines, last = 0, b"\n"
-            try:
-                for chunk in _chunks(path, encoding, cr_only):
-                    dst.write(chunk)
-                    lines += chunk.count(b"\n")
-                    last = chunk[-1:]
-            except UnicodeDecodeError as exc:
-                raise DatasetError(f"{path}: starts with a {encoding} byte-order mark but is not valid {encoding} "
-                                   f"({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+            for chunk in _chunks(path, encoding, cr_only):
+                dst.write(chunk)
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
             if last != b"\n":
                 dst.write(b"\n")
                 lines += 1
@@ -173,11 +181,27 @@ def _build_from_callable(spec: str, date: str, out: Path) -> None:
         raise DatasetError(f"[dataset] callable {spec!r} cannot be loaded: {exc}") from None
     tmp = out.with_name(out.name + ".partial")
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    records = func(date=date, out=tmp)
-    if records is not None:  # the callable may return records instead of writing the file
-        with atomic_writer(tmp) as fh:
-            for record in records:
-                fh.write(orjson.dumps(record) + b"\n")
+    try:
+        records = func(date=date, out=tmp)
+        if records is not None:  # the callable may return records instead of writing the file
+            with atomic_writer(tmp) as fh:
+                for number, record in enumerate(records, 1):
+                    fh.write(_line(record, number))
+    except DatasetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code: its failure is named, not a traceback of ours
+        raise DatasetError(f"[dataset] callable {spec!r} raised {type(exc).__name__}: {exc}") from exc
     if not tmp.is_file():
         raise DatasetError(f"[dataset] callable {spec!r} neither wrote {tmp} nor returned records")
     tmp.replace(out)
+
+
+def _line(record: Any, number: int) -> bytes:
+    """One returned record as a JSONL line. What JSON cannot hold as it is (dates, sets, keys that are
+    not strings) is written as text; a record that cannot be written at all becomes a line the cleanup
+    names (invalid_json at its line), never a crash that loses the others."""
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
+    except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+        log.warning("dataset: record %d from the callable cannot be written as JSON (%s)", number, exc)
+        return f"<record {number}: not JSON: {type(exc).__name__}>\n".encode()

@@ -18,6 +18,7 @@ import orjson
 
 from tasks.core.errors import FullcycleError
 from tasks.core.files import atomic_writer
+from tasks.data.shapes import INVISIBLE, clean_record, cut, shown
 
 log = logging.getLogger("fullcycle")
 
@@ -37,8 +38,6 @@ class DatasetError(FullcycleError):
 # into one token on average, so a sample over max_seq_length * this many bytes cannot fit. The
 # exact check (tokens) happens in the trainer, on what passes this one.
 MAX_BYTES_PER_TOKEN = 32
-INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"
-_VANISH = str.maketrans("", "", INVISIBLE)
 
 ADVICE = {
     "invalid_json": "each line must be one JSON object; look for a line split in two or a trailing comma",
@@ -55,7 +54,11 @@ ADVICE = {
     "cr_line_endings": "the file ends its lines with CR only (old Mac style); save it with LF line endings",
     "lone_surrogate": ("a \\uD800-\\uDFFF escape without its pair (text cut in the middle of an emoji?) is no "
                        "character; fix or drop that escape"),
+    "too_deep": "the line nests arrays or objects more than 1024 deep; a sample is a flat object: flatten it",
+    "unreadable": ("the line could not be read (the detail says why); the rest of the file was kept; if the line "
+                   "looks right, please report it with that detail"),
 }
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -132,93 +135,21 @@ def _classify_unparsable(line: bytes) -> str:
     return "invalid_json"
 
 
-def _lenient(line: bytes) -> object:
-    """Python's parser accepts NaN and Infinity, which orjson (rightly) refuses: a value we do not
-    keep must not decide whether a record is kept."""
+def _lenient(line: bytes, refused: str) -> tuple[object, str | None]:
+    """Python's parser accepts NaN, Infinity and lone surrogates, which orjson (rightly) refuses: a
+    value we do not keep must not decide whether a record is kept. It is bounded as orjson is: a line
+    orjson found too deep is never parsed again, and whatever Python's parser throws (RecursionError
+    on deep nesting, ValueError on a number of 4,300 digits or more) is a reason, not an exception."""
     import json
 
-    return json.loads(line)
-
-
-def is_empty(text: str) -> bool:
-    """Only whitespace and invisible characters (zero-width space, BOM, soft hyphen): empty."""
-    return not text.translate(_VANISH).strip()
-
-
-def _turns(items: Any, role_key: str, text_key: str, roles: dict[str, str]) -> list[tuple[str, str]] | None:
-    if not isinstance(items, list) or not items:
-        return None
-    turns = []
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get(text_key), str):
-            return None
-        role = str(item.get(role_key, "")).lower()
-        turns.append((roles.get(role, role), item[text_key]))
-    return turns
-
-
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
-                  "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
-
-
-def _from_chat(turns: list[tuple[str, str]]) -> tuple[str, str, str] | None:
-    """One sample per conversation: the last assistant turn is the output, the user turn before it the
-    instruction; the system prompt and any earlier turns become the input, one 'role: text' per line."""
-    last = max((i for i, (role, _) in enumerate(turns) if role == "assistant"), default=-1)
-    user = max((i for i, (role, _) in enumerate(turns[:last]) if role == "user"), default=-1)
-    if last < 0 or user < 0:
-        return None
-    context = "\n".join(f"{role}: {text}" for role, text in turns[:user])
-    return turns[user][1], context, turns[last][1]
-
-
-def map_shape(obj: dict[str, Any]) -> tuple[tuple[Any, Any, Any] | None, str]:
-    """(instruction, input, output) from a well-known shape, and the shape's name; (None, reason)."""
-    lower = {k.lower(): v for k, v in obj.items() if isinstance(k, str)}
-    if "instruction" in lower or "output" in lower:
-        exact = "instruction" in obj or "output" in obj
-        return (lower.get("instruction"), lower.get("input"), lower.get("output")), \
-            "instruction" if exact else "instruction_other_case"
-    if "prompt" in lower and "completion" in lower:
-        return (lower["prompt"], "", lower["completion"]), "prompt_completion"
-    if "question" in lower and "answer" in lower:
-        return (lower["question"], lower.get("context", ""), lower["answer"]), "question_answer"
-    if "messages" in lower:
-        turns = _turns(lower["messages"], "role", "content", {})
-        chat = _from_chat(turns) if turns else None
-        return (chat, "messages") if chat else (None, "unknown_shape")
-    if "conversations" in lower:
-        turns = _turns(lower["conversations"], "from", "value", SHAREGPT_ROLES)
-        chat = _from_chat(turns) if turns else None
-        return (chat, "sharegpt") if chat else (None, "unknown_shape")
-    return None, "unknown_shape"
-
-
-def _clean_record(obj: object) -> tuple[dict[str, str] | None, str, str]:
-    """Return (record, shape, "") for a usable parsed line, else (None, reason, detail)."""
-    if not isinstance(obj, dict):
-        return None, "not_an_object", ""
-    fields, shape = map_shape(obj)
-    if fields is None:
-        keys = ", ".join(sorted(map(str, obj))[:6]) or "no fields"
-        return None, shape, f"fields: {keys}"
-    instruction, inp, output = ("" if v is None else v for v in fields)
-    if type(instruction) is not str or type(inp) is not str or type(output) is not str:
-        return None, "non_string_field", ""
-    if is_empty(instruction):
-        return None, "missing_instruction", ""
-    if is_empty(output):
-        return None, "missing_output", ""
-    return {"instruction": instruction, "input": inp, "output": output}, shape, ""
-
-
-def _cut(record: dict[str, str], limit: int) -> dict[str, str] | None:
-    """Shorten the output so the sample fits `limit` bytes; None when the prompt alone does not."""
-    room = limit - len(record["instruction"].encode()) - len(record["input"].encode())
-    if room <= 0:
-        return None
-    output = record["output"].encode()[:room].decode("utf-8", "ignore")
-    return None if is_empty(output) else {**record, "output": output}
+    if "depth" in refused or "recursion" in refused:
+        return None, "too_deep"
+    try:
+        return json.loads(line.decode("utf-8")), None
+    except RecursionError:
+        return None, "too_deep"
+    except Exception:  # noqa: BLE001 - any refusal of the lenient parser is a drop, never a crash
+        return None, "cr_line_endings" if line.count(b"\r") > 1 and b"\n" not in line.rstrip(b"\n") else "invalid_json"
 
 
 class _Dedup:
@@ -280,67 +211,68 @@ def clean(raw: Path, clean_out: Path, sources: Path | None = None, max_seq_lengt
         dedup = _Dedup(dst.write, stats)
         number = 0
         for number, line in enumerate(src, start=1):
-            if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            if len(line) > limit and too_long == "drop":  # never parsed: a 50 MB line costs no 50 MB string
-                stats.drop("too_long", number, f"{len(line)} bytes")
-                continue
-            try:
-                obj = loads(line)
-            except JSONDecodeError:
-                reason = _classify_unparsable(line)
-                if reason == "blank":
-                    stats.blank += 1
-                    stats.drop("blank", number)
-                    continue
-                if reason == "invalid_json":
-                    try:
-                        obj = _lenient(line)
-                    except ValueError:
-                        if line.count(b"\r") > 1 and b"\n" not in line.rstrip(b"\n"):
-                            reason = "cr_line_endings"
-                        stats.drop(reason, number)
-                        continue
-                else:
-                    stats.drop(reason, number)
-                    continue
-            # The common case inline (a dict of three strings); anything else takes the slow path.
-            if type(obj) is dict:
-                ins, inp, out = obj.get("instruction"), obj.get("input", ""), obj.get("output")
-                if inp is None:
-                    inp = ""
-                if not (type(ins) is str and type(inp) is str and type(out) is str):
-                    ins = None
-                else:
-                    ins_s, out_s = ins.strip(), out.strip()
-                    if not ins_s or not out_s or ins_s[0] in invisible or out_s[0] in invisible:
-                        ins = None
-            else:
-                ins = None
-            if ins is None:
-                record, shape, detail = _clean_record(obj)
-                if record is None:
-                    stats.drop(shape, number, detail)
-                    continue
-                ins, inp, out = record["instruction"], record["input"], record["output"]
-            else:
-                shape = "instruction"
-            if len(line) > limit:
-                fitted = _cut({"instruction": ins, "input": inp, "output": out}, limit) if too_long == "cut" else None
-                if fitted is None:
+            try:  # the last guard: whatever a line holds, it is kept or dropped with a reason, never fatal
+                if line.startswith(BOM):  # the file's first line, or files joined by a builder
+                    line = line[3:]
+                if len(line) > limit and too_long == "drop":  # never parsed: a 50 MB line costs no 50 MB string
                     stats.drop("too_long", number, f"{len(line)} bytes")
                     continue
-                stats.cut += 1
-                ins, inp, out = fitted["instruction"], fitted["input"], fitted["output"]
-            try:
-                encoded = dumps({"instruction": ins, "input": inp, "output": out}, option=OPT_APPEND_NEWLINE)
-            except TypeError:  # only a lone surrogate escape parses as JSON and is no UTF-8 text
-                stats.drop("lone_surrogate", number)
+                try:
+                    obj = loads(line)
+                except JSONDecodeError as refused:
+                    reason = _classify_unparsable(line)
+                    if reason == "blank":
+                        stats.blank += 1
+                        stats.drop("blank", number)
+                        continue
+                    if reason != "invalid_json":
+                        stats.drop(reason, number)
+                        continue
+                    obj, reason = _lenient(line, str(refused))
+                    if reason:
+                        stats.drop(reason, number)
+                        continue
+                # The common case inline (a dict of three strings); anything else takes the slow path.
+                if type(obj) is dict:
+                    ins, inp, out = obj.get("instruction"), obj.get("input", ""), obj.get("output")
+                    if inp is None:
+                        inp = ""
+                    if not (type(ins) is str and type(inp) is str and type(out) is str):
+                        ins = None
+                    else:
+                        ins_s, out_s = ins.strip(), out.strip()
+                        if not ins_s or not out_s or ins_s[0] in invisible or out_s[0] in invisible:
+                            ins = None
+                else:
+                    ins = None
+                if ins is None:
+                    record, shape, detail = clean_record(obj)
+                    if record is None:
+                        stats.drop(shape, number, detail)
+                        continue
+                    ins, inp, out = record["instruction"], record["input"], record["output"]
+                else:
+                    shape = "instruction"
+                if len(line) > limit:
+                    fitted = cut({"instruction": ins, "input": inp, "output": out}, limit) if too_long == "cut" else None
+                    if fitted is None:
+                        stats.drop("too_long", number, f"{len(line)} bytes")
+                        continue
+                    stats.cut += 1
+                    ins, inp, out = fitted["instruction"], fitted["input"], fitted["output"]
+                try:
+                    encoded = dumps({"instruction": ins, "input": inp, "output": out}, option=OPT_APPEND_NEWLINE)
+                except TypeError:  # only a lone surrogate escape parses as JSON and is no UTF-8 text
+                    stats.drop("lone_surrogate", number)
+                    continue
+                digest = blake2b(encoded, digest_size=8).digest()
+            except Exception as exc:  # noqa: BLE001 - no line of a person's data can stop the cleanup
+                stats.drop("unreadable", number, f"{type(exc).__name__}: {shown(exc, 80)}")
                 continue
             stats.shapes[shape] += 1
             dedup.buf += encoded
             dedup.ends.append(len(dedup.buf))
-            dedup.digests += blake2b(encoded, digest_size=8).digest()
+            dedup.digests += digest
             dedup.numbers.append(number)
             if len(dedup.ends) >= batch:
                 dedup.flush()

@@ -44,17 +44,16 @@ def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str
     return config
 
 
+MAX_PROMPT_CHARS = 2000  # a prompt answered side by side; longer lines are cut (and said so)
+
+
 def _prompts(settings: Settings, paths: RunPaths) -> list[str]:
     """The prompts answered side by side: the user's file, else the first held-out instructions."""
     e = settings.eval
     if e.prompts:
         source = Path(e.prompts).expanduser()
         source = source if source.is_absolute() else settings.project_root / source
-        try:
-            found = [line.strip() for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except OSError as exc:
-            raise ConfigError(f"[eval] prompts {source}: {exc}") from None
-        return found[: e.answers]
+        return prompts_file(source, e.answers)
     found = []
     if paths.heldout_file.exists():
         with paths.heldout_file.open("rb") as fh:
@@ -62,6 +61,34 @@ def _prompts(settings: Settings, paths: RunPaths) -> list[str]:
                 if len(found) >= e.answers:
                     break
                 found.append(json.loads(line)["instruction"])
+    return found
+
+
+def prompts_file(source: Path, wanted: int) -> list[str]:
+    """The first `wanted` prompts of a file, one per line, read as a stream (only those lines are read).
+    A line that is not UTF-8 is skipped and named (file:line), a byte-order mark dropped, a very long
+    line cut: a person's prompts file never stops the run, it only ever costs its bad lines."""
+    found: list[str] = []
+    try:
+        with source.open("rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                if len(found) >= wanted:
+                    break
+                try:
+                    text = raw.decode("utf-8").removeprefix("\ufeff").strip()
+                except UnicodeDecodeError as exc:
+                    log.warning("[eval] prompts %s:%d is not UTF-8 (%s at byte %d): skipped", source, number,
+                                exc.reason, exc.start)
+                    continue
+                if len(text) > MAX_PROMPT_CHARS:
+                    log.warning("[eval] prompts %s:%d is %d characters: cut to %d", source, number, len(text),
+                                MAX_PROMPT_CHARS)
+                    text = text[:MAX_PROMPT_CHARS]
+                if text:
+                    found.append(text)
+    except OSError as exc:
+        raise ConfigError(f"[eval] prompts {source}: {exc.strerror or exc}; fix the path in fullcycle.toml "
+                          f"or leave it empty to answer the first held-out instructions") from None
     return found
 
 

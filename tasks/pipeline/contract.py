@@ -43,7 +43,7 @@ def run_remote_training(opts: Mapping[str, Any], ctx: RunContext | None = None) 
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from tasks.core.files import read_json
+    from tasks.core.files import read_record
     from tasks.record import close_attempt
     from tasks.record import summary as run_summary
 
@@ -54,7 +54,7 @@ def run_remote_training(opts: Mapping[str, Any], ctx: RunContext | None = None) 
     finally:
         close_attempt(own)
     summary = run_summary.write(own.paths, own.provider_name, own.samples_used)
-    pod = read_json(own.paths.pod_file) or {}
+    pod = read_record(own.paths.pod_file)
     return {
         "pod_id": pod.get("pod_id"),
         "ssh_user": pod.get("ssh_user"),

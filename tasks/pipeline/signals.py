@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from tasks.context import RunContext
-from tasks.core.files import read_json
+from tasks.core.files import read_record
 from tasks.record.stage import SIGNAL_NAMES, close_attempt
 
 
@@ -49,7 +49,7 @@ def at_exit(ctx: RunContext) -> None:
     sys.stdout.flush()
     code = None
     if attempt.signal is not None or attempt.interrupted_stage:
-        pod = read_json(ctx.paths.pod_file) or {}
+        pod = read_record(ctx.paths.pod_file)
         name = SIGNAL_NAMES.get(attempt.signal, "an interrupt") if attempt.signal else "an interrupt"
         where = f"during {attempt.interrupted_stage}" if attempt.interrupted_stage else "between stages"
         if not pod or pod.get("terminated"):

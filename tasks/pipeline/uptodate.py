@@ -11,6 +11,8 @@ from typing import Any
 
 from tasks.catalog import lazy
 from tasks.context import RunContext
+from tasks.core.errors import FullcycleError
+from tasks.core.files import read_record
 
 
 class SamePod:
@@ -29,7 +31,12 @@ class SamePod:
     __str__ = __repr__
 
     def _pod_id(self) -> str | None:
-        pod = lazy("tasks.pod.lifecycle:load_pod")(self.ctx)
+        """The recorded pod's id; None also when pod.json cannot be read (the stage then runs, and its
+        record names the problem, instead of doit printing a traceback of this check)."""
+        try:
+            pod = lazy("tasks.pod.lifecycle:load_pod")(self.ctx)
+        except FullcycleError:
+            return None
         return pod.pod_id if pod else None
 
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
@@ -50,7 +57,12 @@ class Check:
     __str__ = __repr__
 
     def __call__(self) -> bool:
-        return self.predicate()
+        """False when the answer is an error a person can act on (an unreadable pod.json): the stage
+        then runs and says so in its record, instead of doit printing a traceback of the check."""
+        try:
+            return self.predicate()
+        except FullcycleError:
+            return False
 
 
 def pod_in_use(ctx: RunContext) -> Check:
@@ -78,3 +90,13 @@ def modelfile_current(ctx: RunContext) -> Check:
 def no_pods_to_watch(ctx: RunContext) -> Check:
     return Check("reaping is off, or the provider rents nothing",
                  lambda: ctx.settings.runpod.reap == "off" or not ctx.provider.rents_pods)
+
+
+def summary_readable(ctx: RunContext) -> Check:
+    """A summary a full disk truncated or a person edited is written again, whatever else is up to date."""
+    def readable() -> bool:
+        problems: list[str] = []
+        read_record(ctx.paths.summary_file, problems)
+        return not problems
+
+    return Check("run-summary.json reads back as the record this tool writes", readable)

@@ -10,7 +10,7 @@ from pathlib import Path
 from tasks.context import RunContext
 from tasks.core import logs
 from tasks.core.errors import TransportError
-from tasks.core.files import read_json
+from tasks.core.files import read_record
 from tasks.core.retry import GaveUp, Policy, retry
 from tasks.pod.lifecycle import connect_or_keep, vanished
 from tasks.providers.base import Pod
@@ -38,7 +38,7 @@ def download_adapter(ctx: RunContext) -> Path:
 
 
 def _download(ctx: RunContext, pod: Pod, conn: Connection) -> None:
-    record = read_json(ctx.paths.train_file) or {}
+    record = read_record(ctx.paths.train_file)
     if record.get("pod_id") != pod.pod_id or record.get("exit_code") != 0:
         raise TransportError(f"download: no successful training recorded for pod {pod.pod_id}; run `doit full_cycle --date {ctx.paths.date}`")
     target = ctx.paths.adapter_b64

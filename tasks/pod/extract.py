@@ -16,7 +16,7 @@ from typing import Any
 from tasks.context import RunContext
 from tasks.core import logs
 from tasks.core.errors import TransportError
-from tasks.core.files import read_json
+from tasks.core.files import read_record
 
 log = logging.getLogger(logs.LOGGER)
 
@@ -71,7 +71,7 @@ def _discard(ctx: RunContext, why: str) -> TransportError:
 def extract_adapter(ctx: RunContext) -> Path:
     """The extract_adapter stage: decode, verify against the pod's sha256 and unpack into
     FINAL_ADAPTER_DIR, atomically."""
-    record = read_json(ctx.paths.train_file) or {}
+    record = read_record(ctx.paths.train_file)
     final = ctx.paths.final_adapter_dir
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f".{final.name}.partial")

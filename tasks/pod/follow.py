@@ -18,7 +18,7 @@ from typing import Any
 from tasks.context import RunContext
 from tasks.core import logs
 from tasks.core.errors import TrainingError, TransportError
-from tasks.core.files import read_json, write_json
+from tasks.core.files import read_record, write_json
 from tasks.core.paths import PodNames
 from tasks.core.retry import Deadline
 from tasks.pod.lifecycle import connect_or_keep, vanished
@@ -216,4 +216,4 @@ def _python_info(encoded: str) -> dict[str, Any]:
 def _samples(ctx: RunContext) -> Any:
     if ctx.samples_used is not None:
         return ctx.samples_used
-    return (read_json(ctx.paths.clean_stats_file) or {}).get("samples_used", "?")
+    return (read_record(ctx.paths.clean_stats_file)).get("samples_used", "?")

@@ -16,7 +16,7 @@ from tasks.context import RunContext
 from tasks.core import logs
 from tasks.core.dates import now
 from tasks.core.errors import ProviderError
-from tasks.core.files import read_json
+from tasks.core.files import read_record
 from tasks.core.paths import RunPaths
 from tasks.pod import manifest
 from tasks.providers.base import Pod
@@ -38,7 +38,7 @@ def delivered(ctx: RunContext, pod: Pod | None = None) -> bool:
     """Whether the adapter trained on the recorded pod is already here, complete (base64 of the
     whole archive the pod reported). Only then may the pod be gone without loss."""
     pod = pod or load_pod(ctx)
-    train = read_json(ctx.paths.train_file) or {}
+    train = read_record(ctx.paths.train_file)
     if pod is None or train.get("pod_id") != pod.pod_id or train.get("exit_code") != 0:
         return False
     size = train.get("tar_bytes")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from tasks.core.files import atomic_writer, read_json, sha256_file
+from tasks.core.files import atomic_writer, read_record, sha256_file
 from tasks.core.paths import REMOTE_DIR, TRAIN_SCRIPT, TRAINER_PACKAGE, PodNames, RunPaths
 from tasks.core.settings import Settings
 
@@ -35,7 +35,7 @@ def inputs(settings: Settings, paths: RunPaths) -> dict[str, Path]:
         found[name] = REMOTE_DIR / name
     if settings.training.is_tiny:
         found[PodNames.BASE_MODEL_DIR] = paths.tiny_model_dir
-    previous = (read_json(paths.previous_file) or {}).get("adapter")
+    previous = (read_record(paths.previous_file)).get("adapter")
     if previous:
         found[PodNames.PREVIOUS_DIR] = Path(previous)
     return found

@@ -16,7 +16,7 @@ from tasks.context import RunContext
 from tasks.core import lock
 from tasks.core.paths import run_folders, run_paths
 from tasks.pod.lifecycle import record_terminated
-from tasks.providers.base import Pod
+from tasks.providers.base import Pod, UnreadablePod
 from tasks.record import summary
 
 log = logging.getLogger("fullcycle")
@@ -26,7 +26,11 @@ def _recorded(ctx: RunContext) -> dict[str, tuple[str, Path, bool]]:
     """pod id -> (its date, its run folder, whether that run is live)."""
     found = {}
     for date, folder in run_folders(ctx.settings):
-        pod = Pod.load(folder / "pod.json")
+        try:
+            pod = Pod.load(folder / "pod.json")
+        except UnreadablePod as exc:  # its pod, if any, is owned by no record: the survey shows it as stale
+            log.warning("reaper: %s", exc)
+            continue
         if pod:
             found[pod.pod_id] = (date, folder, lock.is_held(folder / ".lock", ctx.attempt.locks))
     return found
@@ -34,7 +38,10 @@ def _recorded(ctx: RunContext) -> dict[str, tuple[str, Path, bool]]:
 
 def _mark_reaped(ctx: RunContext, date: str, folder: Path, pod_id: str) -> None:
     """Record the termination in the run that rented the pod, and refresh that run's summary."""
-    pod = Pod.load(folder / "pod.json")
+    try:
+        pod = Pod.load(folder / "pod.json")
+    except UnreadablePod:
+        return
     if not pod or pod.pod_id != pod_id:
         return
     try:

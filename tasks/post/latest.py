@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from tasks.context import RunContext
+from tasks.core.files import section
 from tasks.core.paths import latest_link, run_paths
 from tasks.post.outcomes import record
 
@@ -22,8 +23,8 @@ def newest_successful_date(ctx: RunContext) -> str | None:
 
     dates = []
     for date, _folder, summary in summaries(ctx.settings):
-        promoted = (summary.get("eval") or {}).get("promoted") is not False
-        if summary.get("training_success") and promoted and Path(summary.get("adapter_path", "")).is_dir():
+        promoted = section(summary, "eval").get("promoted") is not False
+        if summary.get("training_success") is True and promoted and Path(str(summary.get("adapter_path") or "")).is_dir():
             dates.append(date)
     return max(dates) if dates else None
 

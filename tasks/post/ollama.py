@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.context import RunContext
-from tasks.core.files import read_json
+from tasks.core.files import read_record
 from tasks.post.outcomes import gguf_path, modelfile_path, record, skip, skipped
 
 log = logging.getLogger("fullcycle")
@@ -31,7 +31,7 @@ def _go_literal(text: str) -> str:
 def served_template(ctx: RunContext) -> tuple[str, str] | None:
     """The prompt exactly as the trainer rendered it (metrics.json's prompt_format: the tokenizer's
     own chat template, thinking off), as an Ollama TEMPLATE and its stop token."""
-    fmt = (read_json(ctx.paths.final_adapter_dir / "metrics.json") or {}).get("prompt_format")
+    fmt = (read_record(ctx.paths.final_adapter_dir / "metrics.json")).get("prompt_format")
     if not fmt or not fmt.get("eos"):
         return None
     template = (_go_literal(fmt["user_prefix"]) + "{{ .Prompt }}" + _go_literal(fmt["assistant_prefix"])
@@ -40,7 +40,7 @@ def served_template(ctx: RunContext) -> tuple[str, str] | None:
 
 
 def _modelfile_text(ctx: RunContext, source: str, adapter: bool) -> str:
-    base = (read_json(ctx.paths.final_adapter_dir / "base_model_config.json") or {}).get("model_type", "")
+    base = (read_record(ctx.paths.final_adapter_dir / "base_model_config.json")).get("model_type", "")
     template = LLAMA3 if base == "llama" else CHATML
     stop = "<|eot_id|>" if base == "llama" else "<|im_end|>"
     served = served_template(ctx)
@@ -96,7 +96,7 @@ def make_modelfile(ctx: RunContext) -> None:
     outcome: dict[str, Any] = {"path": str(modelfile_path(ctx)), "from": source, "ollama": "not on PATH",
                                "runtime": "Modelfile with ADAPTER (ollama not run)"}
     ollama = shutil.which("ollama")
-    promoted = (read_json(ctx.paths.eval_file) or {}).get("promoted") is not False
+    promoted = (read_record(ctx.paths.eval_file)).get("promoted") is not False
     if ollama and ctx.settings.post.ollama_create and not promoted:
         outcome["ollama"] = "not run: today's adapter was not promoted (held-out loss worse)"
     elif ollama and ctx.settings.post.ollama_create:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.context import RunContext
-from tasks.core.files import read_json, write_json
+from tasks.core.files import read_record, write_json
 
 log = logging.getLogger("fullcycle")
 
@@ -22,7 +22,7 @@ def modelfile_path(ctx: RunContext) -> Path:
 
 
 def record(ctx: RunContext, step: str, outcome: Any) -> None:
-    data = read_json(ctx.paths.post_steps_file) or {}
+    data = read_record(ctx.paths.post_steps_file)
     data[step] = outcome
     write_json(ctx.paths.post_steps_file, data)
 
@@ -35,4 +35,4 @@ def skip(ctx: RunContext, step: str, why: str) -> None:
 
 
 def skipped(ctx: RunContext, step: str) -> str | None:
-    return ((read_json(ctx.paths.post_steps_file) or {}).get(step) or {}).get("skipped")
+    return ((read_record(ctx.paths.post_steps_file)).get(step) or {}).get("skipped")

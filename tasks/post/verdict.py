@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from tasks.context import RunContext
-from tasks.core.files import read_json, write_json
+from tasks.core.files import read_record, write_json
 from tasks.core.paths import RunPaths
 from tasks.core.settings import Settings
 
@@ -33,13 +33,13 @@ def verdict(measured: dict[str, Any], tolerance: float) -> tuple[str | None, str
 
 def judge(settings: Settings, paths: RunPaths) -> dict[str, Any]:
     """The date's eval record (work_local/eval.json) from what the trainer measured; promoted or not."""
-    measured = read_json(paths.final_adapter_dir / "eval.json") or {}
+    measured = read_record(paths.final_adapter_dir / "eval.json")
     e = settings.eval
     record: dict[str, Any] = {k: measured.get(k) for k in (
         "heldout_samples", "heldout_tokens", "base_loss", "adapter_loss", "previous_loss", "previous_date",
         "seconds", "answers", "started_from")}
     if measured.get("skipped") or not measured:
-        why = (read_json(paths.clean_stats_file) or {}).get("eval_skipped")  # the dataset's reason says most
+        why = (read_record(paths.clean_stats_file)).get("eval_skipped")  # the dataset's reason says most
         record.update(verdict=None, why=why or measured.get("skipped") or "the trainer measured nothing",
                       heldout_samples=0 if why else record["heldout_samples"])
     else:

@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tasks.core.files import read_json, write_json
+from tasks.core.errors import ProviderError
+from tasks.core.files import read_record, write_json
 from tasks.transport.connection import Connection
+
+
+class UnreadablePod(ProviderError):
+    """pod.json is there and cannot be trusted: nothing may assume there is no pod."""
 
 
 @dataclass
@@ -51,10 +56,20 @@ class Pod:
 
     @classmethod
     def load(cls, path: Path) -> "Pod | None":
-        data = read_json(path)
+        """The recorded pod, or None when there is none. A pod.json that cannot be read is no reason to
+        forget a pod that may be billing: the error names the file and what to do."""
+        problems: list[str] = []
+        data = read_record(path, problems)
+        if problems:
+            raise UnreadablePod(f"{problems[0]}; a pod this date rented may still be running: `doit reap_pods` "
+                                f"(or the RunPod console) ends it, then delete {path.name} to rent anew")
         if not data:
             return None
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        missing = [name for name in ("provider", "pod_id", "name", "created_at") if not isinstance(data.get(name), str)]
+        if missing:
+            raise UnreadablePod(f"{path}: field {missing[0]!r} is missing or not text; fix the file, or end the pod "
+                                f"it names with `doit reap_pods` and delete the file")
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

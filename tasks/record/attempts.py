@@ -9,15 +9,19 @@ is skipped, never fatal: the record is read by the report and the page long afte
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from typing import Any
 
 import jsonlines
+import orjson
 
 from tasks.core.dates import now
 from tasks.core.dates import parse_stamp as _parse
 from tasks.core.logs import redact
 from tasks.core.paths import RunPaths
+
+log = logging.getLogger("fullcycle")
 
 
 def append_event(paths: RunPaths, attempt: str, event: str, **fields: Any) -> None:
@@ -31,21 +35,35 @@ def append_event(paths: RunPaths, attempt: str, event: str, **fields: Any) -> No
 
 
 def read_events(paths: RunPaths) -> list[dict[str, Any]]:
-    """Every event; a torn last line (the process died mid-write) is skipped, not fatal."""
-    if not paths.attempts_file.exists():
-        return []
+    """Every event; a torn last line (the process died mid-write), a line that is not JSON or not
+    UTF-8, or one hand-edited out of shape is skipped, never fatal."""
     events = []
-    with jsonlines.open(paths.attempts_file) as reader:
-        for item in reader.iter(skip_invalid=True):
-            if _well_formed(item):
-                events.append(item)
+    try:
+        with paths.attempts_file.open("rb") as fh:
+            for line in fh:
+                try:
+                    item = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if _well_formed(item):
+                    events.append(item)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        log.warning("record: %s is not readable (%s)", paths.attempts_file, exc)
     return events
 
 
 def _well_formed(item: Any) -> bool:
     """An event this module wrote: the fields every reader relies on are there, with their types."""
-    return (isinstance(item, dict) and isinstance(item.get("attempt"), str) and isinstance(item.get("event"), str)
-            and isinstance(item.get("at"), str))
+    if not (isinstance(item, dict) and isinstance(item.get("attempt"), str) and isinstance(item.get("event"), str)
+            and _parse(item.get("at")) is not None):
+        return False
+    if item["event"] == "stage":
+        return isinstance(item.get("stage"), str) and isinstance(item.get("status"), str)
+    if item["event"] == "pod_created":
+        return isinstance(item.get("pod"), dict) and isinstance(item["pod"].get("pod_id"), str)
+    return item.get("pod_id") is None or isinstance(item.get("pod_id"), str)
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -65,8 +83,7 @@ def pod_lives(events: list[dict[str, Any]], current_pod: dict[str, Any]) -> dict
     pods: dict[str, dict[str, Any]] = {}
     for e in events:
         if e["event"] == "pod_created":
-            pod = e.get("pod") or {}
-            pods[pod.get("pod_id")] = {**pod, "terminated_at": None}
+            pods[e["pod"].get("pod_id")] = {**e["pod"], "terminated_at": None}
         elif e["event"] == "pod_terminated" and e.get("pod_id") in pods:
             pods[e["pod_id"]]["terminated_at"] = pods[e["pod_id"]]["terminated_at"] or e["at"]
         elif e["event"] == "pod_billed" and e.get("pod_id") in pods:

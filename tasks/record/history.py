@@ -12,18 +12,27 @@ from pathlib import Path
 from typing import Any
 
 from tasks.context import RunContext
-from tasks.core.files import read_json
+from tasks.core.files import read_record, section
 from tasks.core.paths import run_folders
 from tasks.core.settings import Settings
 from tasks.record.summary import short
 
+UNREADABLE = "unreadable"  # the key a summary that could not be read is reported under
+
 
 def summaries(settings: Settings) -> list[tuple[str, Path, dict[str, Any]]]:
-    """(date, run folder, run-summary.json) of each run that has one, oldest date first."""
+    """(date, run folder, run-summary.json) of each run that has one, oldest date first. A summary
+    that is truncated or not the object this tool writes comes as {"unreadable": why, "date": ...}:
+    the report and the page name its file, and nothing takes it for a success."""
     found = []
     for date, folder in run_folders(settings):
-        summary = read_json(folder / "run-summary.json")
-        if summary:
+        path = folder / "run-summary.json"
+        problems: list[str] = []
+        summary = read_record(path, problems)
+        if problems:
+            summary = {UNREADABLE: f"{problems[0]}: `doit summarize --date {date}` writes it again from the "
+                                   f"date's records", "date": date}
+        if summary or path.is_file():
             found.append((date, folder, summary))
     return found
 
@@ -35,8 +44,8 @@ def previous_adapter(settings: Settings, date: str, base_model: str) -> tuple[st
     for when, _folder, summary in summaries(settings):
         if when >= date or summary.get("base_model") != base_model or not summary.get("training_success"):
             continue
-        promoted = (summary.get("eval") or {}).get("promoted")
-        adapter = Path(summary.get("adapter_path") or "")
+        promoted = section(summary, "eval").get("promoted")
+        adapter = Path(str(summary.get("adapter_path") or ""))
         if promoted is not False and (adapter / "adapter_model.safetensors").is_file():
             found = (when, adapter)
     return found
@@ -62,27 +71,37 @@ def _loss(value: Any) -> str:
 def _verdict(judged: dict[str, Any]) -> str:
     if not judged.get("verdict"):
         return "-"
-    return judged["verdict"] + ("" if judged.get("promoted") else " (kept, not promoted)")
+    return str(judged["verdict"]) + ("" if judged.get("promoted") else " (kept, not promoted)")
+
+
+def _result(summary: dict[str, Any], folder: Path) -> str:
+    if summary.get(UNREADABLE):
+        return "unreadable (below)"
+    return "succeeded" if summary.get("success") is True else f"failed: {short(summary.get('error'), 70)}"
+
+
+def _attempts(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    listed = summary.get("attempts")
+    return [a for a in listed if isinstance(a, dict)] if isinstance(listed, list) else []
 
 
 def rows(ctx: RunContext) -> list[dict[str, Any]]:
     found = []
     for date, folder, summary in summaries(ctx.settings):
-        training = summary.get("training") or {}
-        totals = summary.get("totals") or {}
-        loss = training.get("final_loss")
+        training, totals = section(summary, "training"), section(summary, "totals")
+        samples = summary.get("samples_used")
         found.append({
             "date": date,
-            "attempts": len(summary.get("attempts") or []),
-            "samples": summary.get("samples_used") if summary.get("samples_used") is not None else "-",
-            "final loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
-            "eval loss": _loss((summary.get("eval") or {}).get("adapter_loss")),
-            "verdict": _verdict(summary.get("eval") or {}),
+            "attempts": len(_attempts(summary)),
+            "samples": samples if isinstance(samples, int) else "-",
+            "final loss": _loss(training.get("final_loss")),
+            "eval loss": _loss(section(summary, "eval").get("adapter_loss")),
+            "verdict": _verdict(section(summary, "eval")),
             "train min": _minutes(training.get("seconds")),
             "pod min": _minutes(totals.get("pod_seconds", summary.get("billed_seconds"))),
             "cost $": _money(totals.get("cost_usd", summary.get("cost_usd"))),
             "billed $": _money(totals.get("cost_usd_billed")),
-            "result": "succeeded" if summary.get("success") else f"failed: {short(summary.get('error'), 70)}",
+            "result": _result(summary, folder),
             "_folder": folder, "_summary": summary,
         })
     return found
@@ -90,11 +109,11 @@ def rows(ctx: RunContext) -> list[dict[str, Any]]:
 
 def _attempt_lines(summary: dict[str, Any]) -> list[str]:
     lines = []
-    for n, a in enumerate(summary.get("attempts") or [], 1):
+    for n, a in enumerate(_attempts(summary), 1):
         pod = f"pod {a['pod_id']} ({a.get('gpu') or '?'}, {a.get('cloud_type') or '-'})" if a.get("pod_id") else "no pod"
         error = f" — {short(a['error'], 90)}" if a.get("error") else ""
-        lines.append(f"    attempt {n}: {a['started_at']} {a['outcome']} at {a.get('stage_reached') or '-'}; {pod}, "
-                     f"{_minutes(a.get('pod_seconds'))} pod min, ${_money(a.get('cost_usd'))}{error}")
+        lines.append(f"    attempt {n}: {a.get('started_at')} {a.get('outcome')} at {a.get('stage_reached') or '-'}; "
+                     f"{pod}, {_minutes(a.get('pod_seconds'))} pod min, ${_money(a.get('cost_usd'))}{error}")
     return lines
 
 
@@ -103,15 +122,18 @@ def table(found: list[dict[str, Any]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths))]
     for r in found:
         lines.append("  ".join(str(r[c]).ljust(w) for c, w in zip(COLUMNS, widths)))
+        if r["_summary"].get(UNREADABLE):
+            lines.append(f"    unreadable: {r['_summary'][UNREADABLE]}")
         lines += _attempt_lines(r["_summary"])
     return "\n".join(lines)
 
 
 def plot_loss(summary: dict[str, Any], out: Path) -> Path | None:
     """loss.png in the run folder: loss per optimizer step, readable at a glance."""
-    metrics = read_json(Path(summary.get("adapter_path", "")) / "metrics.json") or {}
-    steps = metrics.get("steps") or []
-    if not steps:
+    metrics = read_record(Path(str(summary.get("adapter_path") or "")) / "metrics.json")
+    steps = [s for s in metrics.get("steps") or [] if isinstance(s, dict)
+             and isinstance(s.get("step"), (int, float)) and isinstance(s.get("loss"), (int, float))]
+    if not steps or not isinstance(metrics.get("steps"), list):
         return None
     import matplotlib
 

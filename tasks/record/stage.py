@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from tasks.context import RunContext
 from tasks.core import lock, logs
 from tasks.core.errors import FullcycleError
-from tasks.core.files import read_json, write_json
+from tasks.core.files import read_record, section, write_json
 from tasks.core.logs import redact
 from tasks.core.paths import RunPaths, remember_run
 from tasks.record import summary
@@ -37,16 +37,16 @@ def _iso(ts: float) -> str:
 def record_stage(paths: RunPaths, name: str, status: str, started: float, ended: float,
                  error: str | None = None, ssh_sessions: int = 0) -> None:
     """Record one stage's latest outcome; the latest outcome of a stage replaces the older one."""
-    data = read_json(paths.stages_file) or {"stages": {}}
-    data["stages"].pop(name, None)  # keep the file in execution order
-    data["stages"][name] = {
+    stages = section(read_record(paths.stages_file), "stages")  # an unreadable one is named and started afresh
+    stages.pop(name, None)  # keep the file in execution order
+    stages[name] = {
         "status": status,
         "started_at": _iso(started),
         "seconds": round(ended - started, 3),
         "error": redact(error) if error else None,
         "ssh_sessions": ssh_sessions,
     }
-    write_json(paths.stages_file, data)
+    write_json(paths.stages_file, {"stages": stages})
 
 
 def write_summary(ctx: RunContext) -> None:
@@ -60,9 +60,9 @@ def write_summary(ctx: RunContext) -> None:
 def _attempt_outcome(ctx: RunContext) -> str:
     if ctx.attempt.signal is not None or ctx.attempt.interrupted_stage:
         return "interrupted"
-    stages = (read_json(ctx.paths.stages_file) or {}).get("stages", {})
+    stages = section(read_record(ctx.paths.stages_file), "stages")
     mine = [s for s in ctx.attempt.stages_run if s in stages]
-    return "failed" if any(stages[s]["status"] != "ok" for s in mine) else "ok"
+    return "failed" if any(section(stages, s).get("status") != "ok" for s in mine) else "ok"
 
 
 def close_attempt(ctx: RunContext) -> None:

@@ -20,7 +20,7 @@ from tasks import catalog
 from tasks.context import RunContext
 from tasks.core.dates import now
 from tasks.core.dates import parse_stamp as _parse
-from tasks.core.files import read_json, write_json
+from tasks.core.files import read_record, section, write_json
 from tasks.core.logs import redact
 from tasks.core.paths import PodNames, RunPaths
 from tasks.record.attempts import attempts, cost_at, pod_lives, read_events, seconds_between, totals
@@ -38,8 +38,8 @@ def _upload_verification(paths: RunPaths) -> str | None:
     """The sha256sum line of config.json, from the upload or, failing that, the adapter's copy."""
     for source in (paths.upload_ok, paths.final_adapter_dir / "upload.ok"):
         try:
-            lines = [line for line in source.read_text().splitlines() if line.strip()]
-        except FileNotFoundError:
+            lines = [line for line in source.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
             continue
         found = next((line for line in lines if line.strip().partition("  ")[2] == PodNames.CONFIG), None)
         if found:
@@ -47,10 +47,10 @@ def _upload_verification(paths: RunPaths) -> str | None:
     return None
 
 
-def _warnings(paths: RunPaths, stats: dict[str, Any], post: dict[str, Any], judged: dict[str, Any]) -> list[str]:
+def _warnings(paths: RunPaths, stats: dict[str, Any], post: dict[str, Any], judged: dict[str, Any],
+              check: dict[str, Any], problems: list[str]) -> list[str]:
     """What a person should know although the run succeeded: nothing here failed it."""
-    found = []
-    check = read_json(paths.model_check_file) or {}
+    found = [f"record: {problem}" for problem in problems]
     for note in (check.get("warning"), check.get("gguf")):
         if note:
             found.append(f"model check: {note}")
@@ -99,27 +99,35 @@ def _versions(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _incomplete(stages: dict[str, Any]) -> str:
-    missing = [s for s in catalog.NEEDED if stages.get(s, {}).get("status") != "ok"]
+    missing = [s for s in catalog.NEEDED if section(stages, s).get("status") != "ok"]
     return (f"incomplete: no verified adapter yet; stages not done: {', '.join(missing) or 'none'} "
             f"(run `doit full_cycle`)")
 
 
 def build(paths: RunPaths, provider: str, samples_used: int | None = None, live: bool = True) -> dict[str, Any]:
-    stages = (read_json(paths.stages_file) or {}).get("stages", {})
-    config = read_json(paths.config_file) or {}
-    stats = read_json(paths.clean_stats_file) or {}
-    pod = read_json(paths.pod_file) or {}
-    train = read_json(paths.train_file) or {}
-    metrics = read_json(paths.final_adapter_dir / "metrics.json") or {}
-    post = read_json(paths.post_steps_file) or {}
-    judged = read_json(paths.eval_file)
+    """The summary from the date's files; a file truncated or hand-edited is named in `warnings`
+    and read as empty: the summary of a broken record is still a summary."""
+    problems: list[str] = []
+
+    def read(path: Path) -> dict[str, Any]:
+        return read_record(path, problems)
+
+    stages = section(read(paths.stages_file), "stages")
+    config = read(paths.config_file)
+    stats = read(paths.clean_stats_file)
+    pod = read(paths.pod_file)
+    train = read(paths.train_file)
+    metrics = read(paths.final_adapter_dir / "metrics.json")
+    post = read(paths.post_steps_file)
+    check = read(paths.model_check_file)
+    judged = read(paths.eval_file) or None
     events = read_events(paths)
     pods = pod_lives(events, pod)
     history = attempts(events, pods, live)
     latest = history[-1] if history else None
 
-    adapter_ok = (paths.final_adapter_dir / "adapter_config.json").is_file() and stages.get(
-        "extract_adapter", {}).get("status") == "ok"
+    adapter_ok = (paths.final_adapter_dir / "adapter_config.json").is_file() and section(
+        stages, "extract_adapter").get("status") == "ok"
     training_success = train.get("exit_code") == 0 and adapter_ok
     # The latest attempt's failure, if it failed; else, when there is no adapter, what is missing.
     error = latest["error"] if latest and latest["outcome"] in ("failed", "interrupted", "died") else None
@@ -144,7 +152,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         # Beyond the seed: what an auditor needs to explain the run.
         "success": success,
         "error": error,
-        "warnings": _warnings(paths, stats, post, judged or {}),
+        "warnings": _warnings(paths, stats, post, judged or {}, check, problems),
         "outcome": latest["outcome"] if latest else None,
         "provider": provider,
         "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "created_at", "ready_at",
@@ -154,8 +162,9 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         "billed_seconds": round(billed, 1) if billed is not None else None,
         "cost_usd": cost_at(billed, pod.get("cost_per_hr")) if billed is not None else None,
         "cost_usd_billed": pod.get("cost_usd_billed"),
-        "gpu_choice": read_json(paths.gpu_choice_file),
-        "ssh_sessions": sum(s.get("ssh_sessions", 0) for s in stages.values()),
+        "gpu_choice": read(paths.gpu_choice_file) or None,
+        "ssh_sessions": sum(s["ssh_sessions"] for s in stages.values()
+                            if isinstance(s, dict) and isinstance(s.get("ssh_sessions"), int)),
         "attempts": history,
         "totals": totals(pods, pod),
         "training": {
@@ -200,9 +209,10 @@ def write(paths: RunPaths, provider: str, samples_used: int | None = None, live:
 
 
 
-def read(path: Path) -> dict[str, Any]:
-    """A run-summary.json as it is on disk; {} when there is none yet."""
-    return read_json(path) or {}
+def read(path: Path, problems: list[str] | None = None) -> dict[str, Any]:
+    """A run-summary.json as it is on disk; {} when there is none yet, or when it is not readable
+    (named in `problems` and the log)."""
+    return read_record(path, problems)
 
 
 def summarize(ctx: RunContext) -> None:

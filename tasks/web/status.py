@@ -13,13 +13,13 @@ from typing import Any
 
 from tasks.catalog import BY_NAME, SHOWN
 from tasks.core import dates, lock
-from tasks.core.files import read_json
+from tasks.core.files import read_record, section
 from tasks.core.logs import redact
 from tasks.core.paths import RunPaths, run_folders, run_paths
 from tasks.core.settings import Settings
 from tasks.record import summary as run_summary
 from tasks.record.attempts import read_events
-from tasks.record.history import summaries
+from tasks.record.history import UNREADABLE, summaries
 
 HELP = {name: BY_NAME[name].help for name in SHOWN}
 
@@ -148,34 +148,45 @@ def running_dates(settings: Settings) -> list[str]:
 
 
 def _dropped(summary: dict[str, Any]) -> dict[str, Any] | None:
-    reasons = (summary.get("dataset") or {}).get("dropped")
+    reasons = section(summary, "dataset").get("dropped")
     if not isinstance(reasons, dict):
         return None
     return {"total": sum(v for v in reasons.values() if isinstance(v, int)), "reasons": reasons}
 
 
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _minutes(seconds: Any) -> float | None:
+    return round(seconds / 60, 2) if _number(seconds) is not None else None
+
+
 def history(settings: Settings) -> list[dict[str, Any]]:
-    """One row per date, newest first, with its attempts and its loss curve."""
+    """One row per date, newest first, with its attempts and its loss curve. A summary that is not
+    readable, or was hand-edited into other shapes, is a row that names the problem."""
     rows = []
     for date, folder, summary in reversed(summaries(settings)):
-        training = summary.get("training") or {}
-        totals = summary.get("totals") or {}
-        metrics = read_json(Path(summary.get("adapter_path") or folder) / "metrics.json") or {}
+        training, totals = section(summary, "training"), section(summary, "totals")
+        metrics = read_record(Path(str(summary.get("adapter_path") or folder)) / "metrics.json")
+        steps = metrics.get("steps") if isinstance(metrics.get("steps"), list) else []
+        attempts = summary.get("attempts") if isinstance(summary.get("attempts"), list) else []
         rows.append({
             "date": date,
-            "success": summary.get("success"),
-            "error": summary.get("error"),
+            "success": summary.get("success") is True,
+            "error": summary.get(UNREADABLE) or summary.get("error"),
             "samples": summary.get("samples_used"),
             "dropped": _dropped(summary),
-            "final_loss": training.get("final_loss"),
-            "train_minutes": round(training["seconds"] / 60, 2) if isinstance(training.get("seconds"), (int, float)) else None,
-            "pod_minutes": round(totals.get("pod_seconds", 0) / 60, 2) if totals else None,
-            "cost_usd": totals.get("cost_usd"),
-            "cost_usd_billed": totals.get("cost_usd_billed"),
+            "final_loss": _number(training.get("final_loss")),
+            "train_minutes": _minutes(training.get("seconds")),
+            "pod_minutes": _minutes(totals.get("pod_seconds")),
+            "cost_usd": _number(totals.get("cost_usd")),
+            "cost_usd_billed": _number(totals.get("cost_usd_billed")),
             "attempts": [{k: a.get(k) for k in ("started_at", "outcome", "stage_reached", "error", "pod_id", "gpu",
-                                                "pod_seconds", "cost_usd")} for a in summary.get("attempts") or []],
-            "loss": [[s["step"], s["loss"]] for s in metrics.get("steps") or [] if "loss" in s],
-            "eval": summary.get("eval"),
+                                                "pod_seconds", "cost_usd")} for a in attempts if isinstance(a, dict)],
+            "loss": [[s["step"], s["loss"]] for s in steps if isinstance(s, dict) and _number(s.get("step")) is not None
+                     and _number(s.get("loss")) is not None],
+            "eval": section(summary, "eval") or None,
         })
     return rows
 
@@ -184,7 +195,7 @@ def summary_text(settings: Settings, date: str) -> bytes | None:
     """The date's run-summary.json as it is on disk (already free of secrets), or None."""
     path = paths_for(settings, date).summary_file
     try:
-        return redact(path.read_text(encoding="utf-8")).encode()
+        return redact(path.read_text(encoding="utf-8", errors="replace")).encode()
     except FileNotFoundError:
         return None
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tasks.data.builders import build_raw
-from tasks.data.cleaning import clean, map_shape
+from tasks.data.cleaning import DatasetError, clean
+from tasks.data.shapes import map_shape
 from tests.helpers import make_project
 
 GOOD = {"instruction": "Say hi", "input": "", "output": "hi"}
@@ -176,3 +177,47 @@ def test_python_callable_builder(tmp_path):
     proj.env["PYTHONPATH"] += f":{tmp_path}"
     proj.doit("clean_dataset", check=True)
     assert json.loads((proj.work / "unsloth_dataset.jsonl").read_text())["output"] == proj.date
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_a_unit_that_is_no_character_costs_its_line_not_the_file(tmp_path, encoding):
+    """A UTF-16 file with a lone surrogate on line 2 (an editor cut an emoji in half): that line is
+    named as the user's file:line, the lines around it are kept."""
+    good = _lines(GOOD, {"instruction": "after", "output": "kept"}).decode().splitlines(keepends=True)
+    data = good[0].encode(encoding) + b""
+    bad = '{"instruction": "bad", "output": "x"}\n'.encode(encoding.replace("utf-16", "utf-16-le")
+                                                            .replace("utf-32", "utf-32-le"))
+    broken = bad[:12] + (b"\x00\xd8" if encoding == "utf-16" else b"\x00\xd8\x00\x00") + bad[12:]  # a lone high surrogate
+    data += broken + good[1].encode(encoding)[2 if encoding == "utf-16" else 4:]
+    stats, rows, _ = _build_and_clean(tmp_path, {"wide.jsonl": data})
+    assert [r["instruction"] for r in rows] == ["Say hi", "after"]
+    assert stats.dropped == {"not_utf8": 1} and stats.examples["not_utf8"][0].endswith("wide.jsonl:2")
+
+
+def test_records_a_callable_returns_are_written_whatever_they_hold(tmp_path, monkeypatch):
+    module = tmp_path / "mybuilder.py"
+    module.write_text("import datetime as dt\n"
+                      "def build(date, out):\n"
+                      "    yield {'instruction': 'when', 'output': 'now', 'at': dt.date(2026, 1, 1)}\n"
+                      "    yield {'instruction': 'keys', 'output': 'ok', 1: 'a number key'}\n"
+                      "    loop = {'instruction': 'loop', 'output': 'x'}\n"
+                      "    loop['self'] = loop\n"
+                      "    yield loop\n"
+                      "    yield {'instruction': 'last', 'output': 'kept'}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = Folder()
+    settings.builder, settings.callable = "python", "mybuilder:build"
+    build_raw(settings, "2026-11-01", tmp_path / "raw.jsonl", tmp_path)
+    stats = clean(tmp_path / "raw.jsonl", tmp_path / "clean.jsonl")
+    assert stats.kept == 3 and stats.dropped == {"invalid_json": 1}  # the date became text; the loop is named
+    assert stats.examples["invalid_json"] == [f"{tmp_path / 'raw.jsonl'}:3"]
+
+
+def test_a_callable_that_raises_is_named(tmp_path, monkeypatch):
+    module = tmp_path / "failing.py"
+    module.write_text("def build(date, out):\n    yield {'instruction': 'a', 'output': 'b'}\n    raise KeyError('x')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = Folder()
+    settings.builder, settings.callable = "python", "failing:build"
+    with pytest.raises(DatasetError, match="failing:build' raised KeyError"):
+        build_raw(settings, "2026-11-01", tmp_path / "raw.jsonl", tmp_path)
