@@ -24,8 +24,7 @@ def test_the_trainer_package_travels_and_each_of_its_files_is_a_file_dep(tmp_pat
     assert not any("__pycache__" in p.parts or p.suffix == ".pyc" for p in deps)
 
 
-def test_a_changed_trainer_file_changes_what_was_uploaded(tmp_path, monkeypatch):
-    ctx = _ctx(tmp_path, monkeypatch)
+def test_a_changed_trainer_file_changes_what_was_uploaded(tmp_path):
     package = tmp_path / "trainer"
     package.mkdir()
     (package / "fit.py").write_text("STEP = 1\n")
