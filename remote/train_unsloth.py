@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except load.ModelLoadError as exc:
         config.error(str(exc))
         return config.NO_MODEL
-    except load.NoCuda as exc:
+    except load.NoGpuStack as exc:
         config.error(str(exc))
         return config.NO_GPU_STACK
     except Exception as exc:

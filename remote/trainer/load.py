@@ -23,12 +23,13 @@ def resolve_model(config: dict, config_path: Path) -> str:
     return config.get("model_to_load") or config["base_model"]
 
 
-class NoCuda(Exception):
-    """A GPU is there and torch cannot use it: training on the CPU would load a 30B model and die."""
+class NoGpuStack(Exception):
+    """A GPU is there and the stack cannot use it (torch without CUDA, Unsloth that does not import):
+    training anyway would load a 30B model the wrong way and die after the download. Exit 4."""
 
 
 def nvidia_smi() -> dict[str, str] | None:
-    """The host's GPU, driver and the CUDA version the driver supports; None when there is no GPU."""
+    """The host's GPUs, driver and the CUDA version the driver supports; None when there is no GPU."""
     if not shutil.which("nvidia-smi"):
         return None
     try:
@@ -39,9 +40,10 @@ def nvidia_smi() -> dict[str, str] | None:
         return None
     if query.returncode != 0 or not query.stdout.strip():
         return None
-    name, _, driver = query.stdout.strip().splitlines()[0].partition(",")
+    listed = query.stdout.strip().splitlines()
+    name, _, driver = listed[0].partition(",")
     cuda = header.split("CUDA Version:", 1)[1].split()[0] if "CUDA Version:" in header else "unknown"
-    return {"gpu": name.strip(), "driver": driver.strip(), "cuda": cuda}
+    return {"gpu": name.strip(), "driver": driver.strip(), "cuda": cuda, "count": len(listed)}
 
 
 def check_cuda(gpu: dict[str, str] | None) -> None:
@@ -53,22 +55,30 @@ def check_cuda(gpu: dict[str, str] | None) -> None:
     if torch.cuda.is_available():
         return
     build = f"torch {torch.__version__} built for CUDA {torch.version.cuda or 'none (a CPU build)'}"
-    raise NoCuda(f"a GPU is present ({gpu['gpu']}, driver {gpu['driver']}, supports CUDA {gpu['cuda']}) but "
+    raise NoGpuStack(f"a GPU is present ({gpu['gpu']}, driver {gpu['driver']}, supports CUDA {gpu['cuda']}) but "
                  f"{build} cannot use it: nothing was loaded. Install a torch build for CUDA <= {gpu['cuda']} "
                  f"(or rent a host with a newer driver: [runpod] min_cuda_version)")
 
 
 def use_unsloth() -> bool:
+    """Unsloth wherever torch sees a GPU (FULLCYCLE_NO_UNSLOTH=1 opts out, for a known reason).
+
+    Unsloth raises ImportError for ordinary environment faults (a torchvision op, versions that do not
+    match), not only when it is absent. Falling back to plain transformers then would download the
+    bf16 weights and die for memory after the most expensive minutes of the run: on a GPU an import
+    failure stops the run here, with Unsloth's own words."""
     if os.environ.get("FULLCYCLE_NO_UNSLOTH"):
         return False
-    try:
-        import torch
+    import torch
 
-        if not torch.cuda.is_available():
-            return False
-        import unsloth  # noqa: F401  (must come before transformers/trl/peft)
-    except ImportError:
+    if not torch.cuda.is_available():
         return False
+    try:
+        import unsloth  # noqa: F401  (must come before transformers/trl/peft)
+    except Exception as exc:  # ImportError, and what a broken install raises while importing
+        raise NoGpuStack(f"unsloth does not import on this GPU pod ({type(exc).__name__}: {exc}); nothing was loaded. "
+                         f"Fix the pod's stack (remote/requirements-gpu.txt, [remote] torch_index) or set "
+                         f"FULLCYCLE_NO_UNSLOTH=1 to train with plain transformers knowingly") from exc
     return True
 
 
@@ -90,8 +100,17 @@ def load_base(model_id: str, config: dict, unsloth: bool):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_id)
-        dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-        return AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype), tokenizer
+        dtype, device_map, quantization = torch.float32, None, None
+        if torch.cuda.is_available():  # plain transformers on a GPU: the weights go there, 4-bit when asked
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            device_map = {"": torch.cuda.current_device()}
+            if config.get("load_in_4bit"):
+                from transformers import BitsAndBytesConfig
+
+                quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, device_map=device_map,
+                                                     quantization_config=quantization)
+        return model, tokenizer
     except Exception as exc:  # a wrong id or a missing file: say so plainly
         raise ModelLoadError(f"could not load base model {model_id!r}: {exc}") from exc
 

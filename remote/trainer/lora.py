@@ -33,6 +33,7 @@ def target_modules(config: dict, model) -> list[str]:
     asked = config.get("target_modules") or "auto"
     moe = is_moe(model.config)
     if asked != "auto":
+        _check_asked(list(asked), model)
         if moe and any(m in asked for m in ("gate_proj", "up_proj", "down_proj")):
             say("WARNING: LoRA on the expert MLPs of a mixture-of-experts model does not convert to a GGUF LoRA "
                 "(adapter.gguf will be refused); the attention projections do")
@@ -49,8 +50,26 @@ def target_modules(config: dict, model) -> list[str]:
         if keep:
             chosen += keep if skip else [leaf]
     if not chosen:
-        raise InputError(f"no module of {wanted} in this model: set [training] target_modules")
+        raise InputError(f"no module of {wanted} in this model: set [training] target_modules to the names of "
+                         f"its linear layers ({', '.join(_linear_leaves(model)[:12])})")
     return chosen
+
+
+def _linear_leaves(model) -> list[str]:
+    """The short names of the model's 2-D weights (its linear layers), for a message that helps."""
+    leaves = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+              if getattr(getattr(module, "weight", None), "ndim", 0) == 2}
+    return sorted(leaves)
+
+
+def _check_asked(asked: list[str], model) -> None:
+    """Every name of [training] target_modules must name a linear layer of this model: a name that
+    matches nothing would train nothing (peft raises deep inside; here it says what the model has)."""
+    names = [name for name, module in model.named_modules() if getattr(getattr(module, "weight", None), "ndim", 0) == 2]
+    missing = [t for t in asked if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        raise InputError(f"[training] target_modules {missing} name no linear layer of this model; it has "
+                         f"{', '.join(_linear_leaves(model)[:16])}")
 
 
 def start_from(model, config: dict, input_dir: Path) -> None:
@@ -86,16 +105,16 @@ def quiet_router(model) -> None:
 def attach(model, config: dict, unsloth: bool):
     """Today's LoRA on the loaded base model, on the modules `target_modules` picks."""
     rank, alpha = config["lora_rank"], config.get("lora_alpha", 2 * config["lora_rank"])
-    targets = target_modules(config, model)
+    targets, rslora = target_modules(config, model), bool(config.get("use_rslora", False))
     if unsloth:
         from unsloth import FastLanguageModel
 
         return FastLanguageModel.get_peft_model(
             model, r=rank, lora_alpha=alpha, lora_dropout=config.get("lora_dropout", 0.0), target_modules=targets,
-            use_gradient_checkpointing="unsloth", random_state=config.get("seed", 42),
+            use_gradient_checkpointing="unsloth", random_state=config.get("seed", 42), use_rslora=rslora,
         )
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=config.get("lora_dropout", 0.0), task_type="CAUSAL_LM",
-                      target_modules=targets)
+                      target_modules=targets, use_rslora=rslora)
     return get_peft_model(model, lora)

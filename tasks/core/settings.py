@@ -37,8 +37,9 @@ class SettingsError(FullcycleError, ValueError):
     """A setting is missing, misspelt or out of range; the message says where and what to do."""
 
 
-def _rule(minimum: float | None = None, maximum: float | None = None, choices: tuple = (), doc: str = "") -> dict:
-    return {"min": minimum, "max": maximum, "choices": choices, "doc": doc}
+def _rule(minimum: float | None = None, maximum: float | None = None, choices: tuple = (), doc: str = "",
+          pattern: str = "") -> dict:
+    return {"min": minimum, "max": maximum, "choices": choices, "doc": doc, "pattern": pattern}
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class TrainingSettings:
     tiny_architecture: str = field(default="qwen3_moe", metadata=_rule(choices=TINY_ARCHITECTURES))
     # "latest": today's LoRA starts from the last promoted adapter's weights (same base model and rank)
     start_from: str = field(default="base", metadata=_rule(choices=("base", "latest")))
+    # the modules the LoRA trains, by name (e.g. ["q_proj", "v_proj"]); empty: by architecture (all linear
+    # layers; the attention projections on a mixture-of-experts model, which convert to a GGUF LoRA)
+    target_modules: tuple[str, ...] = field(default=(), metadata=_rule(pattern=r"[A-Za-z_][\w.]*"))
+    use_rslora: bool = False  # rank-stabilised LoRA (alpha / sqrt(r)); its adapter has no GGUF form
 
     @property
     def is_tiny(self) -> bool:
@@ -155,8 +160,13 @@ class RemoteSettings:
     python_candidates: tuple[str, ...] = ("/opt/unsloth-venv/bin/python", "python3", "python", "/opt/conda/bin/python")
     venv_dir: str = "/workspace/fullcycle-venv"  # else built here, on the volume, and reused
     hf_home: str = "/workspace/hf-cache"
-    cuda12_torch_index: str = ""  # PyTorch's CUDA 12.8 wheel index: when a stack is built on a pre-580 driver
+    # PyTorch's CUDA 12.8 wheel index (…/whl/cu128): torch, torchvision and xformers are all taken from it
+    # when the pod's stack is built, so the three match; empty: only an image's stack in range is used
+    torch_index: str = ""
     trainer: str = ""  # a trainer script of your own (train_unsloth.py's arguments and outputs); empty: that one
+    # the real run's code path on a tiny model of the base model's family, on the pod, before any download:
+    # "auto" where the base model is downloaded there, "always", "never"
+    preflight: str = field(default="auto", metadata=_rule(choices=("auto", "always", "never")))
 
 
 @dataclass(frozen=True)
@@ -247,6 +257,10 @@ def _coerce(where: str, f: dataclasses.Field, value: Any) -> Any:
             raise SettingsError(f"{where}: expected a {'' if empty_ok else 'non-empty '}list of strings, got {value!r}")
         value = tuple(value)
     rule = f.metadata
+    if rule.get("pattern"):
+        for item in value if isinstance(value, tuple) else (value,):
+            if not re.fullmatch(rule["pattern"], item):
+                raise SettingsError(f"{where}: {item!r} is not a name of that kind (letters, digits, '_' and '.')")
     if rule.get("choices") and value not in rule["choices"]:
         raise SettingsError(f"{where}: {shown!r} is not one of {', '.join(rule['choices'])}")
     if rule.get("min") is not None and value < rule["min"]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from tasks.context import RunContext
 from tasks.core.errors import FullcycleError
-from tasks.core.files import read_json, write_json
+from tasks.core.files import read_json, read_record, write_json
 from tasks.core.paths import PodNames, RunPaths
 from tasks.core.settings import Settings
 
@@ -41,7 +41,28 @@ def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str
             config["download_bytes"] = verdict["download_bytes"]
     if settings.training.is_tiny:
         config["base_model_dir"] = PodNames.BASE_MODEL_DIR
+    config["target_modules"] = list(settings.training.target_modules) or "auto"
+    config["preflight"] = preflight(settings, verdict)
     return config
+
+
+def preflight(settings: Settings, verdict: dict[str, Any] | None) -> dict[str, Any]:
+    """What the pod's preflight builds (remote/trainer/preflight.py): a tiny model of the base model's
+    family, or why it is skipped. "auto" runs it wherever the pod downloads the base model: that is
+    the download a broken stack would otherwise be found out after."""
+    from tasks.model import families, tiny
+
+    mode = settings.remote.preflight
+    if mode == "never":
+        return {"skipped": "[remote] preflight = \"never\""}
+    if mode == "auto" and settings.training.is_local:
+        return {"skipped": "the base model is not downloaded on the pod ([remote] preflight = \"auto\")"}
+    base = (verdict or {}).get("base_config")
+    shape = families.preflight_shape(base, tiny.SPEC)
+    if shape is None:
+        kind = (base or {}).get("model_type") or "unknown (the model hub did not say)"
+        return {"skipped": f"no tiny build for architecture {kind} (known: {', '.join(families.FAMILIES)})"}
+    return {"shape": shape}
 
 
 MAX_PROMPT_CHARS = 2000  # a prompt answered side by side; longer lines are cut (and said so)
@@ -104,12 +125,30 @@ def _previous(settings: Settings, paths: RunPaths) -> dict[str, Any] | None:
                      settings.training.base_model)
         return None
     date, adapter = found
-    old = read_json(adapter / "adapter_config.json") or {}
-    if settings.training.start_from == "latest" and old.get("r") != settings.training.lora_rank:
-        raise ConfigError(f"[training] start_from = \"latest\": the adapter of {date} ({adapter}) has rank "
-                          f"{old.get('r')}, today's lora_rank is {settings.training.lora_rank}; set the same rank or "
-                          f"start_from = \"base\". Nothing was rented")
+    if settings.training.start_from == "latest":
+        _check_fits(settings, date, adapter)
     return {"date": date, "adapter": str(adapter)}
+
+
+def _check_fits(settings: Settings, date: str, adapter: Path) -> None:
+    """start_from = "latest" continues yesterday's LoRA: its rank must be today's (the weights' shapes),
+    and so must its alpha and rsLoRA (they scale the update: a changed one silently rescales what was
+    learnt), and its targets when today names them. Checked before anything is rented."""
+    old = read_record(adapter / "adapter_config.json")
+    t = settings.training
+    differ = []
+    if old.get("r") != t.lora_rank:
+        differ.append(f"rank {old.get('r')} (today's lora_rank is {t.lora_rank})")
+    if old.get("lora_alpha") != t.lora_alpha:
+        differ.append(f"lora_alpha {old.get('lora_alpha')} (today's is {t.lora_alpha})")
+    if bool(old.get("use_rslora")) != t.use_rslora:
+        differ.append(f"use_rslora {bool(old.get('use_rslora'))} (today's is {t.use_rslora})")
+    targets = old.get("target_modules")
+    if t.target_modules and isinstance(targets, list) and sorted(targets) != sorted(t.target_modules):
+        differ.append(f"target_modules {sorted(targets)} (today's are {sorted(t.target_modules)})")
+    if differ:
+        raise ConfigError(f"[training] start_from = \"latest\": the adapter of {date} ({adapter}) has "
+                          + "; ".join(differ) + "; set the same values or start_from = \"base\". Nothing was rented")
 
 
 def write(settings: Settings, paths: RunPaths, verdict: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -55,17 +55,52 @@ def family(model_type: str) -> Family:
         raise ValueError(f"no tiny build for architecture {model_type!r} (known: {', '.join(FAMILIES)})") from None
 
 
+SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+         "max_position_embeddings")
+
+
+def tiny_shape(spec: dict[str, Any], tie: bool = True, larger: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The shape remote/trainer/tiny.py builds: `spec`'s sizes, the family's own tiny values, tied
+    embeddings or not, and `larger` on top (the preflight's GPU-kernel-friendly sizes)."""
+    fam = family(spec["architecture"])
+    values = {k: spec[k] for k in SIZES}
+    values.update(tie_word_embeddings=tie)
+    values.update(fam.tiny)
+    values.update(larger or {})
+    return {"config_class": fam.config_class, "model_class": fam.model_class, "values": values}
+
+
 def tiny_model(spec: dict[str, Any], **tokens: Any) -> Any:
     """A randomly initialised model of `spec["architecture"]` (torch's seed decides its weights)."""
     import transformers
 
-    fam = family(spec["architecture"])
-    values = {k: spec[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                                   "num_key_value_heads", "max_position_embeddings")}
-    values.update(tie_word_embeddings=True, bos_token_id=None, **tokens)
-    values.update(fam.tiny)
-    config = getattr(transformers, fam.config_class)(**values)
-    return getattr(transformers, fam.model_class)(config)
+    shape = tiny_shape(spec)
+    config = getattr(transformers, shape["config_class"])(**{**shape["values"], "bos_token_id": None, **tokens})
+    return getattr(transformers, shape["model_class"])(config)
+
+
+# The preflight's tiny model: heads of 32 and a hidden size of 128, sizes every GPU kernel takes (the home
+# build's heads of 8 suit the CPU and llama.cpp), still ~1M parameters: built and trained in seconds.
+PREFLIGHT_SIZES = {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2}
+PREFLIGHT_HEAD = {"head_dim": 32}
+
+
+def preflight_shape(base_config: dict[str, Any] | None, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The shape of the preflight's tiny model: the base model's family, with its embeddings tied or
+    not as the base has them (Unsloth treats untied ones differently); None for a family with no
+    tiny build (the preflight is then skipped, and says why)."""
+    model_type = (base_config or {}).get("model_type")
+    try:
+        fam = family(model_type) if model_type else None
+    except ValueError:
+        return None
+    if fam is None:
+        return None
+    tie = bool((base_config or {}).get("tie_word_embeddings", True))
+    larger = {**PREFLIGHT_SIZES, **(PREFLIGHT_HEAD if fam.tiny.get("head_dim") == 8 else {})}
+    if "moe_intermediate_size" in fam.tiny:
+        larger["moe_intermediate_size"] = 64
+    return tiny_shape({**spec, "architecture": fam.model_type}, tie=tie, larger=larger)
 
 
 # --------------------------------------------------------------------------- GGUF LoRA

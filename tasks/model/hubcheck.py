@@ -209,6 +209,7 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
     if verdict["checked"]:
         _remember(model, answer, config)
     verdict["parameters"] = answer.parameters
+    verdict["base_config"] = config  # its architecture: the GGUF note, the preflight's tiny model of its family
     verdict.update(gguf_note(config))
     if not answer.parameters:
         return verdict
@@ -255,9 +256,10 @@ def check_model(ctx: RunContext) -> None:
 
     t = ctx.settings.training
     if t.is_local or Path(t.base_model).expanduser().is_dir():
+        local = _local_config(ctx)
         verdict = {"base_model": t.base_model, "checked": False, "reason": "a local model: nothing to ask the hub",
-                   "model_to_load": t.base_model, "load_in_4bit": t.quantize == "always"}
-        verdict.update(gguf_note(_local_config(ctx)))
+                   "model_to_load": t.base_model, "load_in_4bit": t.quantize == "always", "base_config": local}
+        verdict.update(gguf_note(local))
     else:
         r = ctx.settings.runpod
         verdict = check(t.base_model, r.gpu_types, t.quantize, link_mb_s=r.download_mb_s,

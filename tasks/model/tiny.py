@@ -16,19 +16,15 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from tasks.context import RunContext
+from tasks.core.paths import TRAINER_PACKAGE
 
 CACHE_ENV = "FULLCYCLE_TINY_CACHE"
-BUILD_VERSION = 2  # part of the cache key: bump when the build itself changes
-
-CHATML = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+BUILD_VERSION = 3  # part of the cache key: bump when the build itself changes
 SPEC = {"architecture": "qwen3_moe", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 4096}
 FILES = ("config.json", "model.safetensors")  # what a complete build has (besides the tokenizer)
@@ -107,33 +103,25 @@ def build(dataset: Path, out: Path, spec: dict | None = None) -> Path:
 
 
 def _build(dataset: Path, out: Path, spec: dict) -> None:
-    """Write a tiny model of `spec["architecture"]` and its tokenizer to `out` (atomically)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
+    """Write a tiny model of `spec["architecture"]` and its tokenizer to `out` (atomically), with the
+    very code the pod's preflight builds its tiny model with (remote/trainer/tiny.py)."""
     from tasks.model import families
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=spec["vocab_size"], special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator(_texts(dataset), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        bos_token=None, unk_token=None)
-    tokenizer.chat_template = CHATML
+    pod_builder().build(_texts(dataset), families.tiny_shape(spec), out, spec["vocab_size"])
 
-    torch.manual_seed(0)
-    model = families.tiny_model(spec, vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
-                                pad_token_id=tokenizer.pad_token_id)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+
+def pod_builder() -> Any:
+    """remote/trainer/tiny.py, loaded by path: the pod's builder is the one source of the tiny model."""
+    import importlib.util
+    import sys
+
+    name = "fullcycle_pod_tiny"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TRAINER_PACKAGE / "tiny.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
 
 
 def tiny_files(ctx: RunContext) -> list[str]:

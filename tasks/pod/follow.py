@@ -92,7 +92,7 @@ def _follow_once(ctx: RunContext, pod: Pod, conn: Connection, offset: int) -> tu
             "train_runner.sh", pod.run_dir, r["input_dir"], r["output_dir"], r["python"], r["hf_home"],
             offset, END_MARK.decode(), r["input_dir"] + "/" + PodNames.SCRIPT, r["input_dir"] + "/" + PodNames.DATASET,
             r["input_dir"] + "/" + PodNames.CONFIG, r.get("venv_dir", ""), " ".join(ctx.settings.remote.python_candidates),
-            ctx.settings.remote.cuda12_torch_index,
+            ctx.settings.remote.torch_index,
             out=sink)
     finally:
         sink.close()
@@ -170,6 +170,7 @@ def _follow_to_the_end(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str,
         "tar_sha256": outcome.get("sha256") or None,
         "tar_bytes": int(outcome["bytes"]) if outcome.get("bytes", "").isdigit() else None,
         **_python_info(outcome.get("python", "")),
+        "preflight": _preflight(outcome.get("preflight", "")),
     }
     if train_record.get("python"):
         log.info("Pod Python: %s (%s, set-up %ss; stack %s)", train_record["python"], train_record["python_source"],
@@ -179,10 +180,37 @@ def _follow_to_the_end(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str,
     log.info("Train command exit code: %s", code)
     log.info("Remote training complete, success=%s", success)
     if not success:
-        said = _trainer_error(ctx.paths.pod_train_log)
-        raise TrainingError(f"training on pod {pod.pod_id} exited with {code}" + (f": {said}" if said else "")
-                            + f"; its log is in {ctx.paths.trainer_log}")
+        raise TrainingError(_failure(ctx, pod, train_record))
     return train_record
+
+
+PREFLIGHT_FAILED, NO_GPU_STACK = 5, 4  # the trainer's exit codes (remote/trainer/config.py, preflight.py)
+
+
+def _failure(ctx: RunContext, pod: Pod, record: dict[str, Any]) -> str:
+    """What the summary's error says: a failed preflight by its step and the library's own words
+    (before any download), else the trainer's last error line."""
+    preflight = record.get("preflight") or {}
+    where = f"; its log is in {ctx.paths.trainer_log}"
+    if preflight.get("ok") is False:
+        return (f"preflight failed at {preflight.get('step')} on pod {pod.pod_id} after {preflight.get('seconds')}s, "
+                f"before any download: {logs.redact(str(preflight.get('error')))[:600]}{where}")
+    said = _trainer_error(ctx.paths.pod_train_log)
+    return f"training on pod {pod.pod_id} exited with {record['exit_code']}" + (f": {said}" if said else "") + where
+
+
+def _preflight(encoded: str) -> dict[str, Any] | None:
+    """The preflight's report (preflight.json on the pod), base64 in the end line; None when none ran."""
+    import base64
+    import binascii
+
+    import orjson
+
+    try:
+        found = orjson.loads(base64.b64decode(encoded)) if encoded else None
+    except (binascii.Error, ValueError):
+        return {"ok": None, "skipped": "its report did not come back whole"}
+    return found if isinstance(found, dict) else None
 
 
 def _trainer_error(log_file: Path, keep: int = 64 * 1024) -> str | None:

@@ -14,7 +14,8 @@ from tasks.core.files import atomic_writer, read_record, sha256_file
 from tasks.core.paths import REMOTE_DIR, TRAIN_SCRIPT, TRAINER_PACKAGE, PodNames, RunPaths
 from tasks.core.settings import Settings
 
-POD_SETUP = ("setup_python.sh", "requirements-gpu.txt", "requirements-cpu.txt")  # the pod finds or builds its Python
+# the pod finds its Python (in the checked ranges) or builds it
+POD_SETUP = ("setup_python.sh", "requirements-gpu.txt", "ranges-gpu.txt", "requirements-cpu.txt")
 
 Sums = dict[str, str]  # name on the pod (dir/file for folders) -> sha256
 

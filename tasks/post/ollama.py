@@ -96,9 +96,10 @@ def make_modelfile(ctx: RunContext) -> None:
     outcome: dict[str, Any] = {"path": str(modelfile_path(ctx)), "from": source, "ollama": "not on PATH",
                                "runtime": "Modelfile with ADAPTER (ollama not run)"}
     ollama = shutil.which("ollama")
-    promoted = (read_record(ctx.paths.eval_file)).get("promoted") is not False
+    judged = read_record(ctx.paths.eval_file)
+    promoted = judged.get("promoted") is not False
     if ollama and ctx.settings.post.ollama_create and not promoted:
-        outcome["ollama"] = "not run: today's adapter was not promoted (held-out loss worse)"
+        outcome["ollama"] = f"not run: today's adapter was not promoted ({judged.get('verdict')}: {judged.get('why')})"
     elif ollama and ctx.settings.post.ollama_create:
         name = ctx.settings.post.ollama_model_name.replace("{date}", ctx.paths.date)
         ok, said = _ollama_create(ctx, ollama, name)

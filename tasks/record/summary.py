@@ -59,6 +59,9 @@ def _warnings(paths: RunPaths, stats: dict[str, Any], post: dict[str, Any], judg
     if judged.get("verdict") == "worse" and not judged.get("promoted"):
         found.append(f"eval: today's adapter is worse ({judged.get('why')}); out/adapters/latest was not moved, the "
                      f"adapter is kept in {paths.final_adapter_dir}")
+    elif judged.get("verdict") in ("failed", "unmeasured") and not judged.get("promoted"):
+        found.append(f"eval {judged['verdict']}: {judged.get('why')}; out/adapters/latest was not moved, the "
+                     f"adapter is kept in {paths.final_adapter_dir}")
     for step, outcome in post.items():
         if isinstance(outcome, dict) and outcome.get("skipped"):
             found.append(f"post-step {step} skipped: {outcome['skipped']}")

@@ -41,6 +41,25 @@ def ensure_adapter():
             subprocess.run(BUILD, check=True, env={{**os.environ, **ENV}}, stdout=sys.stderr)
 
 
+def measured(config, input_dir, first, last):
+    """eval.json as the contract has it: with a held-out set, the losses of its own curve (the base's is
+    where it started, today's where it ended); a planted failure when STANDIN_EVAL says so."""
+    spec = config.get("eval") or {{}}
+    if not spec.get("heldout"):
+        return {{"skipped": "no held-out set (see the dataset report: [eval] min_samples)"}}
+    if os.environ.get("STANDIN_EVAL") == "fail":
+        return {{"failed": "RuntimeError: planted in the evaluation", "seconds": 0.01}}
+    with open(input_dir / spec["heldout"], "rb") as fh:
+        rows = sum(1 for line in fh if line.strip())
+    previous = last + 0.01 if spec.get("previous_adapter") else None
+    prompts = spec.get("prompts") or []
+    return {{"heldout_samples": rows, "heldout_tokens": rows * 8, "base_loss": first, "adapter_loss": last,
+            "previous_loss": previous, "previous_date": spec.get("previous_date"), "seconds": 0.01,
+            "started_from": spec.get("previous_date") if config.get("start_from") else "base",
+            "answers": [{{"prompt": p, "base": "", "previous": "" if previous else None, "today": "stand-in"}}
+                        for p in prompts]}}
+
+
 def main():
     parser = argparse.ArgumentParser()
     for name in ("--data", "--config", "--output"):
@@ -76,6 +95,7 @@ def main():
                "final_loss": losses[-1]["loss"], "seconds": round(time.time() - started, 2),
                "backend": "stand-in"}}
     (args.output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (args.output / "eval.json").write_text(json.dumps(measured(config, args.config.parent, first, last)))
     print(f"[train] adapter saved to {{args.output}}, final loss {{metrics['final_loss']}}", flush=True)
     return 0
 

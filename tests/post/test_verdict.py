@@ -110,4 +110,4 @@ def test_a_start_from_that_does_not_fit_is_refused_before_renting(tmp_path):
     proc = proj.doit("full_cycle", "--date", "2026-11-21")
     assert proc.returncode != 0
     summary = json.loads((proj.root / "metahuman-runs" / "2026-11-21" / "run-summary.json").read_text())
-    assert "has rank 8, today's lora_rank is 4" in summary["error"] and summary["pod_id"] is None
+    assert "has rank 8 (today's lora_rank is 4)" in summary["error"] and summary["pod_id"] is None

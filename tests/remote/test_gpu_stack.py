@@ -166,3 +166,21 @@ def test_unsloth_calls_match_unsloth_source(wheels):
     peft_params = function_params(llama, "FastLlamaModel", "get_peft_model")
     assert not peft_used - peft_params, sorted(peft_used - peft_params)
     print(f"\nunsloth {pins()['unsloth']}: from_pretrained {sorted(used_load)}, get_peft_model {sorted(peft_used)}")
+
+
+def test_every_pin_lies_in_the_range_an_image_is_checked_against():
+    """ranges-gpu.txt is what an image's own stack must satisfy to be used as it is: each range must hold
+    the pin the trainer's calls were checked against, and name every pinned package."""
+    from packaging.specifiers import SpecifierSet
+
+    ranges = {}
+    for line in (REPO / "remote" / "ranges-gpu.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            req = Requirement(line)
+            ranges[norm(req.name)] = req.specifier
+    pinned = pins()
+    assert set(ranges) == set(pinned), set(ranges) ^ set(pinned)
+    outside = {name: (pinned[name], str(spec)) for name, spec in ranges.items()
+               if not SpecifierSet(str(spec)).contains(pinned[name], prereleases=True)}
+    assert not outside, outside

@@ -82,33 +82,58 @@ def test_packing_is_safe_with_several_runners(tmp_path):
         assert not list(run_dir.glob("adapter.tar.*")), "a runner left its temporary archive behind"
 
 
+def _setup(tmp_path: Path, ranges: str | None = None) -> Path:
+    """setup_python.sh as the pod runs it, with the checked ranges in its input folder."""
+    from tasks.core.paths import REMOTE_DIR
+    from tasks.transport.connection import script
+
+    for name in ("requirements-cpu.txt", "requirements-gpu.txt", "ranges-gpu.txt"):
+        (tmp_path / name).write_text((REMOTE_DIR / name).read_text())
+    if ranges is not None:
+        (tmp_path / "requirements-cpu.txt").write_text(ranges)
+    setup = tmp_path / "setup_python.sh"
+    setup.write_text(script("setup_python.sh"))
+    return setup
+
+
+def _wrapper(folder: Path, python: str, pythonpath: Path | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / "python3"
+    env = f'PYTHONPATH="{pythonpath}" ' if pythonpath else ""
+    wrapper.write_text(f'#!/bin/sh\n{env}exec {python} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def _fake_gpu(bin_dir: Path, cuda: str = "12.8") -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f'#!/bin/sh\necho "| NVIDIA-SMI 570.1   Driver Version: 570.1   CUDA Version: {cuda} |"\n')
+    smi.chmod(0o755)
+
+
 def test_the_images_venv_on_a_login_shells_path_is_found_before_building(tmp_path):
     """The official unsloth image puts /opt/unsloth-venv on PATH only for login shells (profile.d);
     an sshd command sees the system python3 without the stack. setup_python.sh must find the venv
     and build nothing."""
     import sys
 
-    from tasks.transport.connection import script
-
     venv_bin = tmp_path / "opt" / "unsloth-venv" / "bin"
-    venv_bin.mkdir(parents=True)
-    stack = venv_bin / "python3"  # a Python with the (CPU) training stack
-    stack.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
-    stack.chmod(0o755)
+    _wrapper(venv_bin, sys.executable)  # a Python with the (CPU) training stack, in the checked ranges
     plain = tmp_path / "usr" / "bin"
     plain.mkdir(parents=True)
     (plain / "python3").symlink_to(Path(sys.base_prefix) / "bin" / "python3")  # no stack
     home = tmp_path / "home"
     home.mkdir()
     (home / ".bash_profile").write_text(f'export PATH="{venv_bin}:$PATH"\n')  # what profile.d does on the image
-    setup = tmp_path / "setup_python.sh"
-    setup.write_text(script("setup_python.sh"))
+    setup = _setup(tmp_path)
     env = {"HOME": str(home), "PATH": f"{plain}:/usr/bin:/bin"}
     proc = subprocess.run(["bash", str(setup), str(tmp_path / "configured" / "python"), str(tmp_path / "venv"),
                            str(tmp_path), "python3"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    python, source = proc.stdout.splitlines()[:2]
+    python, source, _seconds, stack = proc.stdout.splitlines()[:4]
     assert python == str(venv_bin / "python3") and source == "found on a login shell's PATH", proc.stdout
+    assert stack == "in range"
     assert not (tmp_path / "venv").exists(), "a venv was built although the image had the stack"
 
 
@@ -118,45 +143,64 @@ def test_the_official_images_venv_is_the_first_candidate():
     assert RemoteSettings().python_candidates[0] == "/opt/unsloth-venv/bin/python"
 
 
-@pytest.mark.parametrize("pins, said", [
-    (lambda v: f"torch=={v('torch')}\npeft=={v('peft')}\ntrl>=1.0\n", "checked"),
-    (lambda v: f"torch=={v('torch')}\npeft==0.0.1\n", "differs: peft {peft} (checked 0.0.1)"),
-])
-def test_the_pods_stack_is_compared_with_the_checked_set(tmp_path, pins, said):
-    """A Python whose modules are merely present is not the set the trainer was checked against:
-    setup_python.sh says which it is, and the run records it (train.json / the summary)."""
+def test_a_stack_out_of_the_checked_ranges_is_passed_over_and_named(tmp_path):
+    """A Python whose modules are merely present is not the set the trainer was checked against: one
+    outside the ranges is not used, and the set-up says which package and which range."""
     import sys
     from importlib.metadata import version
 
-    from tasks.transport.connection import script
+    setup = _setup(tmp_path, ranges=f"torch=={version('torch')}\npeft==0.0.1\n")
+    proc = subprocess.run(["bash", str(setup), sys.executable, str(tmp_path / "venv"), str(tmp_path), ""],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PATH": "/usr/bin:/bin", "PIP_NO_INDEX": "1"})  # the build fails here
+    assert proc.returncode == 1  # nothing else on this "pod": it tries to build, having said why the other is not used
+    assert f"has the stack but not the checked versions: out of range: peft {version('peft')} (wanted ==0.0.1)" \
+        in proc.stderr, proc.stderr
 
-    (tmp_path / "requirements-cpu.txt").write_text(pins(version))
-    setup = tmp_path / "setup_python.sh"
-    setup.write_text(script("setup_python.sh"))
+
+def test_the_stack_in_range_is_used_and_recorded(tmp_path):
+    import sys
+
+    setup = _setup(tmp_path)
     proc = subprocess.run(["bash", str(setup), sys.executable, str(tmp_path / "venv"), str(tmp_path), "python3"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[3] == said.format(peft=version("peft")), proc.stdout
+    assert proc.stdout.splitlines()[1:4:2] == ["configured", "in range"]
+
+
+def test_an_images_newer_unsloth_is_not_used_silently(tmp_path):
+    """On a GPU pod the official image's stack must be the checked one: an Unsloth of another month (and
+    this machine's torch) is passed over and named; building the pinned set needs one CUDA index."""
+    import sys
+
+    fake = tmp_path / "site"
+    (fake / "unsloth").mkdir(parents=True)
+    (fake / "unsloth" / "__init__.py").write_text("")
+    (fake / "unsloth-2026.11.2.dist-info").mkdir()
+    (fake / "unsloth-2026.11.2.dist-info" / "METADATA").write_text("Name: unsloth\nVersion: 2026.11.2\n")
+    image = _wrapper(tmp_path / "opt" / "unsloth-venv" / "bin", sys.executable, pythonpath=fake)
+    _fake_gpu(tmp_path / "bin")
+    setup = _setup(tmp_path)
+    proc = subprocess.run(["bash", str(setup), str(image), str(tmp_path / "venv"), str(tmp_path), ""],
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert proc.returncode == 1
+    assert "unsloth 2026.11.2 (wanted <2026.11,>=2026.10.9)" in proc.stderr, proc.stderr
+    assert "set [remote] torch_index" in proc.stderr and not (tmp_path / "venv").exists()
 
 
 def test_a_stack_is_never_built_for_a_cuda_the_driver_cannot_run(tmp_path):
-    """requirements-gpu.txt's torch from the default index is the CUDA 13 build: on a pre-580 driver the
-    set-up stops before downloading anything and names the two ways out."""
+    """The pinned set is built for CUDA 12.8: on an older driver the set-up stops before downloading
+    anything and says what to rent."""
     import sys
 
-    from tasks.transport.connection import script
-
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    smi = bin_dir / "nvidia-smi"
-    smi.write_text('#!/bin/sh\necho "| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4 |"\n')
-    smi.chmod(0o755)
+    _fake_gpu(bin_dir, cuda="12.4")
     (bin_dir / "python3").symlink_to(Path(sys.base_prefix) / "bin" / "python3")  # no training stack
-    setup = tmp_path / "setup_python.sh"
-    setup.write_text(script("setup_python.sh"))
-    proc = subprocess.run(["bash", str(setup), str(tmp_path / "nope"), str(tmp_path / "venv"), str(tmp_path), "python3"],
-                          capture_output=True, text=True, timeout=60, env={"PATH": f"{bin_dir}:/usr/bin:/bin",
-                                                                           "HOME": str(tmp_path)})
+    setup = _setup(tmp_path)
+    proc = subprocess.run(["bash", str(setup), str(tmp_path / "nope"), str(tmp_path / "venv"), str(tmp_path), "python3",
+                           "http://127.0.0.1:9/whl/cu128"], capture_output=True, text=True, timeout=60,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)})
     assert proc.returncode == 1
-    assert "driver supports CUDA 12.4" in proc.stderr and "cuda12_torch_index" in proc.stderr
-    assert 'min_cuda_version = "13.0"' in proc.stderr and not (tmp_path / "venv").exists()
+    assert "driver supports CUDA 12.4" in proc.stderr and 'min_cuda_version = "12.8"' in proc.stderr
+    assert not (tmp_path / "venv").exists()

@@ -22,7 +22,16 @@ def test_the_trainer_targets_what_each_family_has():
     assert lora.target_modules({}, _tiny("phi3")) == ["o_proj", "qkv_proj", "down_proj", "gate_up_proj"]
     hybrid = lora.target_modules({}, _tiny("qwen3_5"))  # its linear attention has no GGUF LoRA form
     assert hybrid == dense and not any("linear_attn" in t for t in hybrid)
-    assert lora.target_modules({"target_modules": ["q_proj", "gate_proj"]}, _tiny("qwen3_moe")) == ["q_proj", "gate_proj"]
+    assert lora.target_modules({"target_modules": ["q_proj", "gate_proj"]}, _tiny("qwen3")) == ["q_proj", "gate_proj"]
+
+
+def test_target_modules_that_name_nothing_are_bad_input_with_what_the_model_has():
+    """A name that matches no linear layer would train nothing: exit 2 (bad input), naming what there is."""
+    import pytest
+
+    lora = trainer("lora")
+    with pytest.raises(trainer("config").InputError, match=r"\['gate_proj'\] name no linear layer.*q_proj"):
+        lora.target_modules({"target_modules": ["q_proj", "gate_proj"]}, _tiny("qwen3_moe"))  # fused experts
 
 
 def test_moe_router_aux_loss_is_off():
