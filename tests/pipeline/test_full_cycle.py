@@ -119,3 +119,27 @@ def test_changing_learning_rate_reruns_config_and_everything_after(project):
         assert ran(out, stage), stage
     assert json.loads((project.work / "config.json").read_text())["learning_rate"] == 0.001
     assert project.summary["config"]["learning_rate"] == 0.001 and project.summary["success"] is True
+
+
+@pytest.mark.slow  # the preflight trains a tiny model for real
+def test_the_preflight_runs_on_the_pod_before_the_trainer(tmp_path):
+    proj = make_project(tmp_path / "proj", remote={"preflight": "always"})
+    proj.doit("full_cycle", check=True)
+    pod_log = (proj.work / "pod-train.log").read_text()
+    assert "preflight passed" in pod_log and "backend stand-in" in pod_log
+    assert pod_log.index("preflight passed") < pod_log.index("backend stand-in")
+    preflight = proj.summary["preflight"]
+    assert preflight["ok"] is True and preflight["family"] == "Qwen3MoeForCausalLM" and preflight["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_a_failed_preflight_ends_the_run_before_the_trainer_and_says_where(tmp_path):
+    proj = make_project(tmp_path / "proj", remote={"preflight": "always"}, training={"target_modules": ["no_such_proj"]})
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0
+    summary = proj.summary
+    assert summary["error"].startswith("train: preflight failed at lora"), summary["error"]
+    assert "no_such_proj" in summary["error"] and "before any download" in summary["error"]
+    assert summary["preflight"]["ok"] is False and summary["terminated"] is True
+    assert summary["billed_seconds"] is not None and summary["cost_usd"] is not None
+    assert "backend stand-in" not in (proj.work / "pod-train.log").read_text()

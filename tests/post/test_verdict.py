@@ -111,3 +111,44 @@ def test_a_start_from_that_does_not_fit_is_refused_before_renting(tmp_path):
     assert proc.returncode != 0
     summary = json.loads((proj.root / "metahuman-runs" / "2026-11-21" / "run-summary.json").read_text())
     assert "has rank 8 (today's lora_rank is 4)" in summary["error"] and summary["pod_id"] is None
+
+
+def _latest(proj) -> str:
+    return os.readlink(proj.root / "out" / "adapters" / "latest")
+
+
+def test_a_failed_evaluation_is_never_promoted(tmp_path):
+    """The stand-in plants a failure in its measurement on the second day: the run succeeds (the adapter
+    is home), the verdict says failed, and latest stays on the first day's adapter."""
+    proj = make_project(tmp_path / "proj", eval=EVAL)
+    proj.doit("full_cycle", "--date", "2026-11-20", check=True)
+    assert _latest(proj).endswith("2026-11-20")
+    proj.env["STANDIN_EVAL"] = "fail"
+    proj.doit("full_cycle", "--date", "2026-11-21", check=True)
+    summary = json.loads((proj.root / "metahuman-runs" / "2026-11-21" / "run-summary.json").read_text())
+    assert summary["success"] is True and summary["eval"]["verdict"] == "failed"
+    assert summary["eval"]["promoted"] is False and "planted in the evaluation" in summary["eval"]["why"]
+    assert any(w.startswith("eval failed:") for w in summary["warnings"])
+    assert _latest(proj).endswith("2026-11-20")
+
+
+@pytest.mark.slow
+def test_an_exception_planted_in_the_real_evaluation_keeps_latest(tmp_path, base):
+    """The real trainer, its measurement made to raise: the adapter comes home, unmeasured, unpromoted."""
+    from tests.helpers import REMOTE
+
+    planted = tmp_path / "planted_trainer.py"
+    planted.write_text(
+        "import runpy, sys\nfrom pathlib import Path\n"
+        "sys.path.insert(0, str(Path(__file__).resolve().parent))\n"
+        "from trainer import measure\n"
+        "def boom(*args, **kwargs):\n    raise RuntimeError('planted in the evaluation')\n"
+        "measure._losses_and_answers = boom\n"
+        f"runpy.run_path({str(REMOTE / 'train_unsloth.py')!r}, run_name='__main__')\n")
+    proj = make_project(tmp_path / "proj", real_training=True, eval=EVAL, training={"base_model": str(base)},
+                        remote={"trainer": str(planted)})
+    proj.doit("full_cycle", check=True)
+    summary = proj.summary
+    assert summary["training_success"] is True and summary["eval"]["verdict"] == "failed"
+    assert "RuntimeError: planted in the evaluation" in summary["eval"]["why"] and summary["eval"]["promoted"] is False
+    assert not (proj.root / "out" / "adapters" / "latest").exists()

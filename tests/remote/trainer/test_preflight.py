@@ -1,0 +1,71 @@
+"""The preflight (remote/trainer/preflight.py), for real on the CPU: the run's code path on a tiny model
+of the base model's family (plain PEFT here; Unsloth wherever CUDA is), and what it says when a step fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tasks.model import families, tiny
+from tests.helpers import EXAMPLES, REMOTE
+
+
+def _inputs(tmp_path, arch: str = "qwen3_moe", tie: bool = False, **settings) -> tuple:
+    rows = b"".join(p.read_bytes() for p in sorted(EXAMPLES.glob("*.jsonl")))
+    from tasks.data.cleaning import clean
+
+    (tmp_path / "raw.jsonl").write_bytes(rows)
+    clean(tmp_path / "raw.jsonl", tmp_path / "data.jsonl")
+    shape = families.preflight_shape({"model_type": arch, "tie_word_embeddings": tie}, tiny.SPEC)
+    config = {"base_model": "Qwen/Qwen3-30B-A3B", "lora_rank": 8, "lora_alpha": 16, "num_train_epochs": 1,
+              "learning_rate": 1e-3, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1,
+              "max_seq_length": 2048, "target_modules": "auto", "preflight": {"shape": shape}, **settings}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path / "data.jsonl", tmp_path / "config.json"
+
+
+def _preflight(tmp_path, data, config, env=None) -> tuple[subprocess.CompletedProcess, dict]:
+    report = tmp_path / "preflight.json"
+    proc = subprocess.run([sys.executable, "-m", "trainer.preflight", "--data", str(data), "--config", str(config),
+                           "--output", str(tmp_path / "work"), "--report", str(report)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REMOTE), "HF_HUB_OFFLINE": "1", **(env or {})})
+    return proc, json.loads(report.read_text())
+
+
+@pytest.mark.slow
+def test_the_preflight_drives_the_runs_code_path_on_the_base_models_family(tmp_path):
+    data, config = _inputs(tmp_path)
+    started = time.monotonic()
+    proc, report = _preflight(tmp_path, data, config)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert report["ok"] is True and report["family"] == "Qwen3MoeForCausalLM"
+    assert list(report["steps"]) == ["stack", "build", "load", "lora", "start_from", "data", "fit", "measure", "save"]
+    assert all(isinstance(report["measured"][k], float) for k in ("base_loss", "adapter_loss", "previous_loss"))
+    assert "preflight passed" in proc.stdout and not (tmp_path / "work").exists()
+    print(f"\npreflight on the CPU: {report['seconds']}s inside, {seconds:.1f}s with imports; steps {report['steps']}")
+
+
+@pytest.mark.slow
+def test_a_failing_step_is_named_with_the_librarys_own_words(tmp_path):
+    data, config = _inputs(tmp_path, target_modules=["q_proj", "no_such_proj"])
+    proc, report = _preflight(tmp_path, data, config)
+    assert proc.returncode == 5, proc.stderr[-2000:]
+    assert report["ok"] is False and report["step"] == "lora" and "no_such_proj" in report["error"]
+    assert "[train] ERROR: preflight failed at lora" in proc.stderr
+
+
+def test_no_shape_skips_it_and_says_why(tmp_path):
+    (tmp_path / "data.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    (tmp_path / "config.json").write_text(json.dumps({
+        "base_model": "x/y", "lora_rank": 8, "num_train_epochs": 1, "learning_rate": 1e-3,
+        "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1, "max_seq_length": 64,
+        "preflight": {"skipped": "no tiny build for architecture mamba"}}))
+    proc, report = _preflight(tmp_path, tmp_path / "data.jsonl", tmp_path / "config.json")
+    assert proc.returncode == 0 and report == {"ok": None, "skipped": "no tiny build for architecture mamba"}
