@@ -18,7 +18,7 @@ from tests.doubles import standin
 REPO = Path(__file__).resolve().parent.parent
 DODO = REPO / "dodo.py"
 REMOTE = REPO / "remote"
-EXAMPLES = REPO / "examples" / "notes"
+EXAMPLES = REPO / "tests" / "data" / "notes"  # the tests' own notes (the shipped examples are the demo's)
 DATE = "2026-11-27"
 
 
@@ -83,11 +83,17 @@ def make_project(root: Path, *, source: Path = EXAMPLES, date: str = DATE, extra
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
     config = write_settings(root, base)
+    return Project(root=root, env=project_env(config, date, extra_env), date=date)
+
+
+def project_env(config: Path, date: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment `doit` runs with for a project: its settings file and date, this repository on
+    PYTHONPATH, none of this machine's own FULLCYCLE_/RUNPOD_ settings but the tests' shared caches."""
     kept = {tinymodel.CACHE_ENV, "FULLCYCLE_MODEL_CHECKS"}  # the tests' shared caches (conftest.py)
     env = {k: v for k, v in os.environ.items() if k in kept or not k.startswith(("FULLCYCLE_", "RUNPOD_"))}
     env.update({"FULLCYCLE_CONFIG": str(config), "FULLCYCLE_DATE": date, "PYTHONPATH": str(REPO)})
-    env.update(extra_env or {})
-    return Project(root=root, env=env, date=date)
+    env.update(extra or {})
+    return env
 
 
 def ran(output: str, task: str) -> bool:

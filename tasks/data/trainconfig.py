@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -11,7 +12,7 @@ from tasks.context import RunContext
 from tasks.core.errors import FullcycleError
 from tasks.core.files import read_json, read_record, write_json
 from tasks.core.paths import PodNames, RunPaths
-from tasks.core.settings import Settings
+from tasks.core.settings import Settings, TrainingSettings
 
 log = logging.getLogger("fullcycle")
 
@@ -31,8 +32,28 @@ class ConfigError(FullcycleError):
     pass
 
 
+# What the built-in tiny model needs to learn visibly in a few seconds: a random two-layer model moves
+# only at a learning rate no real base model would survive. A training setting left at its default
+# takes these for base_model = "tiny" alone; config.json and the summary record which (tiny_defaults).
+TINY_DEFAULTS = {"learning_rate": 0.02, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+                 "lora_rank": 16, "lora_alpha": 32}
+
+
+def training(settings: Settings) -> tuple[TrainingSettings, dict[str, Any]]:
+    """The training settings this run uses, and the tiny model's defaults applied to them (if any)."""
+    t = settings.training
+    if not t.is_tiny:
+        return t, {}
+    defaults = TrainingSettings()
+    applied = {k: v for k, v in TINY_DEFAULTS.items() if getattr(t, k) == getattr(defaults, k)}
+    return dataclasses.replace(t, **applied), applied
+
+
 def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str, Any]:
-    config = settings.training_config()
+    used, applied = training(settings)
+    config = dataclasses.asdict(used)
+    if applied:
+        config["tiny_defaults"] = applied
     config["too_long"] = settings.dataset.too_long  # the trainer's exact (token) check follows it
     if verdict:  # the model check may load a 4-bit build where the bf16 weights cannot fit
         config["model_to_load"] = verdict.get("model_to_load") or config["base_model"]
@@ -135,7 +156,7 @@ def _check_fits(settings: Settings, date: str, adapter: Path) -> None:
     and so must its alpha and rsLoRA (they scale the update: a changed one silently rescales what was
     learnt), and its targets when today names them. Checked before anything is rented."""
     old = read_record(adapter / "adapter_config.json")
-    t = settings.training
+    t = training(settings)[0]
     differ = []
     if old.get("r") != t.lora_rank:
         differ.append(f"rank {old.get('r')} (today's lora_rank is {t.lora_rank})")

@@ -56,7 +56,7 @@ def family(model_type: str) -> Family:
 
 
 SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-         "max_position_embeddings")
+         "max_position_embeddings", "initializer_range")
 
 
 def tiny_shape(spec: dict[str, Any], tie: bool = True, larger: dict[str, Any] | None = None) -> dict[str, Any]:

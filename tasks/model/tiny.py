@@ -26,7 +26,8 @@ from tasks.core.paths import TRAINER_PACKAGE
 CACHE_ENV = "FULLCYCLE_TINY_CACHE"
 BUILD_VERSION = 3  # part of the cache key: bump when the build itself changes
 SPEC = {"architecture": "qwen3_moe", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 4096}
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 4096,
+        "initializer_range": 0.2}  # embeddings large enough for the LoRA to move the logits in a few steps
 FILES = ("config.json", "model.safetensors")  # what a complete build has (besides the tokenizer)
 
 log = logging.getLogger("fullcycle")

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples" / "notes"
+EXAMPLES = REPO / "tests" / "data" / "notes"  # the tests' own notes (the shipped examples are the demo's)
 SHARED_ENV = "FULLCYCLE_TEST_SHARED"
 STEP_SECONDS = 0.005  # a stand-in step: 400 steps take 2 s, enough to interrupt a run mid-training
 

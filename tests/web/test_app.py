@@ -347,8 +347,13 @@ def test_history_shows_the_eval_trend_and_the_answers_side_by_side(tmp_path, ser
     page.click('nav .tab[data-tab="history"]')
     page.wait_for_selector(f'#history tr.history-row[data-date="{days[1]}"]')
     assert page.get_attribute("#trend", "data-points") == "2"
-    points = page.get_attribute("#trend svg.loss polyline", "points").split()
+    points = page.get_attribute("#trend svg.loss polyline.curve", "points").split()
     assert len(points) == 2
+    # the base model's held-out loss is the trend's reference line, drawn above today's (a loss that fell)
+    assert page.get_attribute("#trend", "data-reference") == "2"
+    reference = page.get_attribute("#trend svg.loss polyline.reference", "points").split()
+    assert len(reference) == 2 and float(reference[1].split(",")[1]) < float(points[1].split(",")[1])
+    assert "base model" in page.inner_text("#trend")
     assert "6.1700 better" in page.inner_text(f'#history tr.history-row[data-date="{days[1]}"]')
     shot(page, tmp_path, "12-eval-trend")
     # the newest date opens with its details

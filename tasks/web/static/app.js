@@ -172,7 +172,7 @@ setInterval(() => { if (current && current.phase === "running") renderStages(cur
 
 // ------------------------------------------------------------------ History tab
 
-function lossCurve(points, what = "training loss", unit = "step", label = (x) => x) {
+function lossCurve(points, what = "training loss", unit = "step", label = (x) => x, reference = []) {
   const NS = "http://www.w3.org/2000/svg";
   const W = 520, H = 180, PAD = 36;
   const svg = document.createElementNS(NS, "svg");
@@ -181,7 +181,8 @@ function lossCurve(points, what = "training loss", unit = "step", label = (x) =>
   svg.setAttribute("role", "img");
   if (!points.length) { svg.setAttribute("aria-label", "no loss recorded"); return svg; }
   const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  const all = ys.concat(reference.map((p) => p[1]));  // the reference (the base model's loss) shares the scale
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(...all), Math.max(...all)];
   const sx = (x) => PAD + (x1 === x0 ? 0.5 : (x - x0) / (x1 - x0)) * (W - 2 * PAD);
   const sy = (y) => H - PAD + (y1 === y0 ? -0.5 : -(y - y0) / (y1 - y0)) * (H - 2 * PAD);
   const add = (tag, attrs, text) => {
@@ -192,7 +193,15 @@ function lossCurve(points, what = "training loss", unit = "step", label = (x) =>
   };
   add("line", {x1: PAD, y1: H - PAD, x2: W - PAD, y2: H - PAD, class: "axis"});
   add("line", {x1: PAD, y1: PAD, x2: PAD, y2: H - PAD, class: "axis"});
+  if (reference.length) {
+    const line = reference.length > 1 ? reference : [[x0, reference[0][1]], [x1, reference[0][1]]];
+    const ends = x0 === x1 ? [[PAD, sy(line[0][1])], [W - PAD, sy(line[0][1])]] : line.map((p) => [sx(p[0]), sy(p[1])]);
+    add("polyline", {points: ends.map((p) => p.join(",")).join(" "), class: "reference"});
+    add("text", {x: W - PAD, y: ends[ends.length - 1][1] - 4, "text-anchor": "end", class: "reference-label"},
+      "base model");
+  }
   add("polyline", {points: points.map((p) => `${sx(p[0])},${sy(p[1])}`).join(" "), class: "curve"});
+  for (const p of points.length < 30 ? points : []) add("circle", {cx: sx(p[0]), cy: sy(p[1]), r: 3, class: "point"});
   add("text", {x: 4, y: PAD + 4}, y1.toFixed(3));
   add("text", {x: 4, y: H - PAD}, y0.toFixed(3));
   add("text", {x: PAD, y: H - 8}, `${unit} ${label(x0)}`);
@@ -239,9 +248,12 @@ function evalBox(judged) {
 function trend(rows) {
   const dated = rows.filter((r) => r.eval && typeof r.eval.adapter_loss === "number").reverse();
   const points = dated.map((r, i) => [i, r.eval.adapter_loss]);
+  const base = dated.flatMap((r, i) => (typeof r.eval.base_loss === "number" ? [[i, r.eval.base_loss]] : []));
   const box = $("trend");
-  box.replaceChildren(points.length ? lossCurve(points, "held-out loss per date", "date", (i) => dated[i].date) : "");
+  box.replaceChildren(points.length
+    ? lossCurve(points, "held-out loss per date", "date", (i) => dated[i].date, base) : "");
   box.dataset.points = String(points.length);
+  box.dataset.reference = String(base.length);
 }
 
 const openDates = new Set();
