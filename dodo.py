@@ -198,6 +198,12 @@ def task_reap_pods():
             "actions": [(commands.reap, [CTX, True])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
 
 
+def task_gpu_check():
+    return {"basename": "gpu_check", "doc": "Rent the cheapest available GPU, run only the preflight on the configured "
+                                           "stack, terminate: run once before the first real day",
+            "actions": [(commands.gpu_check, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
+
+
 def task_report():
     return {"basename": "report", "doc": "Print the run history (attempts, loss, minutes, cost) and draw loss.png per run",
             "actions": [(commands.report, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}

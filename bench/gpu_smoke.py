@@ -57,7 +57,7 @@ def main() -> int:
         raw.write_bytes(b"".join(p.read_bytes() for p in sorted((REPO / "examples" / "notes").glob("*.jsonl"))))
         cleaning.clean(raw, folder / "clean.jsonl")
         heldout.split(folder / "clean.jsonl", folder / "heldout.jsonl", EvalSettings(fraction=0.1, min_samples=4))
-        model = tiny.build(folder / "clean.jsonl", folder / "base_model", {"architecture": "qwen3_moe"})
+        tiny.build(folder / "clean.jsonl", folder / "base_model", {"architecture": "qwen3_moe", "tie_word_embeddings": False})
         phases["tiny_model_s"] = round(time.time() - started, 2)
         shape = families.preflight_shape({"model_type": "qwen3_moe", "tie_word_embeddings": False}, tiny.SPEC)
         config = {"base_model": "tiny-qwen3-moe", "base_model_dir": "base_model", "lora_rank": 8, "lora_alpha": 16,

@@ -21,7 +21,7 @@ script=$8 dataset=$9 config=${10} venv_dir=${11} candidates=${12} torch_index=${
 mkdir -p "$run_dir" && cd "$run_dir" || exit 97
 state=$(trainer_state "$run_dir")
 if [ "$state" = none ] || [ "$state" = lost ]; then
-  rm -f train.outcome train.pid train.exit adapter.tar adapter.tar.*.tmp preflight.json
+  rm -f train.outcome train.pid train.exit adapter.tar adapter.tar.*.tmp preflight.json preflight.only
   touch train.log
   # shellcheck disable=SC2016 # expanded by the detached bash, from its own arguments
   setsid nohup bash -c '
@@ -34,7 +34,9 @@ if [ "$state" = none ] || [ "$state" = lost ]; then
       PYTHONPATH="$9" "$py" -m trainer.preflight --data "$5" --config "$6" --output preflight-work \
         --report preflight.json >>train.log 2>&1
       code=$?
-      if [ "$code" = 0 ]; then
+      if [ "$code" = 0 ] && [ -e preflight.only ]; then
+        mkdir -p "$1"  # `doit gpu_check`: the preflight was the whole run
+      elif [ "$code" = 0 ]; then
         "$py" "$4" --data "$5" --config "$6" --output "$1" >>train.log 2>&1
         code=$?
       fi

@@ -52,6 +52,7 @@ class RunContext:
     inputs_prepared: bool = False  # run_remote_training: the caller made dataset and config itself
     owns_process: bool = True  # doit's own process: signal handlers and the exit code are ours
     attempt: Attempt = field(default_factory=Attempt)
+    pod_name: str = ""  # empty: <name_prefix>-<date>; `doit gpu_check` names its pods apart
 
     @classmethod
     def load(cls, default_dir: str = ".", date: str | None = None) -> "RunContext":
@@ -68,7 +69,7 @@ class RunContext:
         stage asks for `ctx.provider` and never names a provider module)."""
         from tasks import providers
 
-        return providers.get(self.settings, self.paths, self.attempt)
+        return providers.get(self.settings, self.paths, self.attempt, self.pod_name)
 
     def prepared(self, path: Path) -> bool:
         """run_remote_training(): the caller made this file itself (seed §4); never overwrite it."""

@@ -155,6 +155,9 @@ def test_each_package_names_its_entry_points(package):
 
     module = importlib.import_module(package)
     assert module.__all__, f"{package}.__init__ names no entry point"
+    folder = Path(module.__file__).parent
+    shadowed = [n for n in module.__all__ if (folder / f"{n}.py").exists()]
+    assert not shadowed, f"{package}: entry points named as a module of it (one of them has the wrong name): {shadowed}"
     for name in module.__all__:
         assert callable(getattr(module, name)) or isinstance(getattr(module, name), type), f"{package}.{name}"
 

@@ -154,7 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         config.error(f"preflight failed at {report['step']}: {report['error']}")
     args.report.write_text(json.dumps(report, indent=2))
     shutil.rmtree(args.output, ignore_errors=True)
+    if code == config.TRAINED and _only(args.config):  # `doit gpu_check`: nothing is trained after it
+        (args.report.parent / "preflight.only").touch()
     return code
+
+
+def _only(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text()).get("preflight_only"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 if __name__ == "__main__":

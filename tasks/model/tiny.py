@@ -108,7 +108,8 @@ def _build(dataset: Path, out: Path, spec: dict) -> None:
     very code the pod's preflight builds its tiny model with (remote/trainer/tiny.py)."""
     from tasks.model import families
 
-    pod_builder().build(_texts(dataset), families.tiny_shape(spec), out, spec["vocab_size"])
+    shape = families.tiny_shape(spec, tie=spec.get("tie_word_embeddings", True))
+    pod_builder().build(_texts(dataset), shape, out, spec["vocab_size"])
 
 
 def pod_builder() -> Any:

@@ -35,6 +35,20 @@ def check_stale_pods(ctx: RunContext) -> Any:
     return reap(ctx, ctx.settings.runpod.reap == "terminate")
 
 
+def gpu_check(ctx: RunContext) -> Any:
+    """Rent the cheapest GPU, run only the preflight there, terminate: the first day's stack, checked."""
+    from doit.exceptions import TaskFailed
+
+    from tasks.pod.gpu_check import check_gpu as check
+
+    record = check(ctx)
+    if record.get("terminate_error"):
+        return TaskFailed(f"the pod could not be terminated: {record['terminate_error']}")
+    if not record["ok"]:
+        return TaskFailed(f"gpu_check failed: {record.get('error')}")
+    return None
+
+
 def report(ctx: RunContext) -> None:
     from tasks.record import history
 

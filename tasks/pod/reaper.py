@@ -15,6 +15,7 @@ from typing import Any
 from tasks.context import RunContext
 from tasks.core import lock
 from tasks.core.paths import run_folders, run_paths
+from tasks.pod.gpu_check import checks_folder
 from tasks.pod.lifecycle import record_terminated
 from tasks.providers.base import Pod, UnreadablePod
 from tasks.record import summary
@@ -25,7 +26,8 @@ log = logging.getLogger("fullcycle")
 def _recorded(ctx: RunContext) -> dict[str, tuple[str, Path, bool]]:
     """pod id -> (its date, its run folder, whether that run is live)."""
     found = {}
-    for date, folder in run_folders(ctx.settings):
+    checks = sorted(p for p in checks_folder(ctx.paths.cache_dir).glob("*") if p.is_dir())
+    for date, folder in [*run_folders(ctx.settings), *((None, check) for check in checks)]:
         try:
             pod = Pod.load(folder / "pod.json")
         except UnreadablePod as exc:  # its pod, if any, is owned by no record: the survey shows it as stale
@@ -73,7 +75,7 @@ def survey(ctx: RunContext) -> list[dict[str, Any]]:
 def _end(ctx: RunContext, row: dict[str, Any]) -> None:
     provider = ctx.provider
     provider.terminate(Pod(provider=provider.name, pod_id=row["pod_id"], name=row["name"] or "", created_at=""))
-    if row["run_folder"]:
+    if row["run_folder"] and row["date"]:
         _mark_reaped(ctx, row["date"], Path(row["run_folder"]), row["pod_id"])
 
 

@@ -19,12 +19,12 @@ if TYPE_CHECKING:
 __all__ = ["Pod", "Provider", "get"]
 
 
-def get(settings: Settings, paths: RunPaths, attempt: "Attempt") -> Provider:
+def get(settings: Settings, paths: RunPaths, attempt: "Attempt", pod_name: str = "") -> Provider:
     """The configured provider; imported lazily so `doit list` never loads requests or sh."""
     if settings.project.provider == "runpod":
         from tasks.providers.runpod import RunpodProvider
 
-        return RunpodProvider(settings, paths, attempt)
+        return RunpodProvider(settings, paths, attempt, pod_name)
     from tasks.providers.local import LocalProvider
 
     return LocalProvider(settings, paths, attempt)

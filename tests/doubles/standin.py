@@ -42,8 +42,8 @@ def ensure_adapter():
 
 
 def measured(config, input_dir, first, last):
-    """eval.json as the contract has it: with a held-out set, the losses of its own curve (the base's is
-    where it started, today's where it ended); a planted failure when STANDIN_EVAL says so."""
+    """eval.json as the contract has it: with a held-out set, losses that say it learnt (the base's a
+    nat above the curve, today's its lowest point); a planted failure when STANDIN_EVAL says so."""
     spec = config.get("eval") or {{}}
     if not spec.get("heldout"):
         return {{"skipped": "no held-out set (see the dataset report: [eval] min_samples)"}}
@@ -51,9 +51,10 @@ def measured(config, input_dir, first, last):
         return {{"failed": "RuntimeError: planted in the evaluation", "seconds": 0.01}}
     with open(input_dir / spec["heldout"], "rb") as fh:
         rows = sum(1 for line in fh if line.strip())
-    previous = last + 0.01 if spec.get("previous_adapter") else None
+    base, today = max(first, last) + 1.0, min(first, last)
+    previous = today + 0.01 if spec.get("previous_adapter") else None
     prompts = spec.get("prompts") or []
-    return {{"heldout_samples": rows, "heldout_tokens": rows * 8, "base_loss": first, "adapter_loss": last,
+    return {{"heldout_samples": rows, "heldout_tokens": rows * 8, "base_loss": base, "adapter_loss": today,
             "previous_loss": previous, "previous_date": spec.get("previous_date"), "seconds": 0.01,
             "started_from": spec.get("previous_date") if config.get("start_from") else "base",
             "answers": [{{"prompt": p, "base": "", "previous": "" if previous else None, "today": "stand-in"}}

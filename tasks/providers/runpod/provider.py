@@ -61,8 +61,9 @@ class RunpodProvider:
     name = "runpod"
     rents_pods = True  # whether a crashed run can leave something billing
 
-    def __init__(self, settings: Settings, paths: RunPaths, attempt: "Attempt") -> None:
+    def __init__(self, settings: Settings, paths: RunPaths, attempt: "Attempt", pod_name: str = "") -> None:
         self.settings, self.paths, self.attempt = settings, paths, attempt
+        self.pod_name = pod_name or f"{settings.runpod.name_prefix}-{paths.date}"  # how the reaper knows ours
         self.s = settings.runpod
         self._api = None
         self.data_center: str | None = None
@@ -87,7 +88,7 @@ class RunpodProvider:
 
     def _request(self, gpu: str, cloud: str, public_key: str) -> CreateRequest:
         return CreateRequest(
-            name=f"{self.s.name_prefix}-{self.paths.date}", gpu_type=gpu, cloud_type=cloud,
+            name=self.pod_name, gpu_type=gpu, cloud_type=cloud,
             gpu_count=self.s.gpu_count, template_id=self.s.template_id, image_name=self.s.image_name,
             min_vcpu_count=self.s.min_vcpu_count, min_memory_gb=self.s.min_memory_gb, volume_gb=self.s.volume_gb,
             container_disk_gb=self.s.container_disk_gb, public_key=public_key,
