@@ -5,8 +5,8 @@ the date's lock, the log (with secrets scrubbed), the settings and the run's pat
 from tasks.core.errors import FullcycleError
 from tasks.core.files import read_json, write_json
 from tasks.core.paths import RunPaths, run_paths
-from tasks.core.retry import Policy, retry
+from tasks.core.retry import Policy
 from tasks.core.settings import Settings, SettingsError, load
 
-__all__ = ["FullcycleError", "Policy", "RunPaths", "Settings", "SettingsError", "load", "read_json", "retry",
-           "run_paths", "write_json"]
+__all__ = ["FullcycleError", "Policy", "RunPaths", "Settings", "SettingsError", "load", "read_json", "run_paths",
+           "write_json"]
