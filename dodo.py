@@ -17,7 +17,7 @@ from doit.tools import config_changed
 from tasks import catalog
 from tasks.context import RunContext
 from tasks.core.settings import SettingsError
-from tasks.model.tiny import tiny_files
+from tasks.model.tiny import BASE_MODEL, tiny_files
 from tasks.pipeline import commands, uptodate
 from tasks.pipeline.actions import Reporter, doit_action, teardown_action
 
@@ -120,7 +120,8 @@ def task_write_config():
 
 def task_build_tiny_model():
     return _stage("build_tiny_model", task_dep=["clean_dataset"], targets=tiny_files(CTX),
-                  uptodate=[config_changed(repr((CTX.settings.training.is_tiny, CTX.settings.training.tiny_architecture)))])
+                  uptodate=[config_changed(repr((CTX.settings.training.is_tiny, CTX.settings.training.tiny_architecture,
+                                                 BASE_MODEL)))])
 
 
 def task_create_pod():
