@@ -21,3 +21,28 @@ def test_the_allocator_setting_comes_before_torch():
         names = {a.name.split(".")[0] for n in top for a in n.names} | {(getattr(n, "module", "") or "").split(".")[0]
                                                                          for n in top}
         assert not names & {"torch", "transformers", "trl", "peft", "unsloth", "datasets"}, (step.name, names)
+
+
+def test_a_target_module_the_model_lacks_is_bad_input_not_a_failed_load(tmp_path):
+    """Exit 2 (bad input: change the setting), not 3 (the base model could not be loaded)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tasks.data.cleaning import clean
+    from tasks.model import tiny
+    from tests.helpers import EXAMPLES
+
+    (tmp_path / "raw.jsonl").write_bytes(b"".join(p.read_bytes() for p in sorted(EXAMPLES.glob("*.jsonl"))))
+    clean(tmp_path / "raw.jsonl", tmp_path / "data.jsonl")
+    model = tiny.build(tmp_path / "data.jsonl", tmp_path / "model")
+    (tmp_path / "config.json").write_text(json.dumps({
+        "base_model": "tiny", "base_model_dir": str(model), "lora_rank": 8, "num_train_epochs": 1,
+        "learning_rate": 1e-3, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1,
+        "max_seq_length": 256, "target_modules": ["q_proj", "nope_proj"]}))
+    proc = subprocess.run([sys.executable, str(ENTRY), "--data", str(tmp_path / "data.jsonl"), "--config",
+                           str(tmp_path / "config.json"), "--output", str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "FULLCYCLE_NO_UNSLOTH": "1"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "[train] ERROR: [training] target_modules ['nope_proj'] name no linear layer" in proc.stderr

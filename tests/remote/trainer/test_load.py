@@ -50,3 +50,44 @@ def test_a_long_download_reports_its_progress(tmp_path, monkeypatch, capsys):
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "downloading the base model" in ln]
     assert lines and all("GB of 0.0 GB" in ln and "MB/s" in ln and "\r" not in ln for ln in lines)
     assert any("min left" in ln for ln in lines)  # a rate was measured: the time left is estimated
+
+
+def test_an_unsloth_that_does_not_import_on_a_gpu_stops_the_run_with_its_words(tmp_path, monkeypatch):
+    """Unsloth raises ImportError for environment faults (a torchvision op, mismatched versions): on a
+    GPU that is never a reason to train with plain transformers (a bf16 download, then out of memory)."""
+    import torch
+
+    fake = tmp_path / "site" / "unsloth"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('operator torchvision::nms does not exist')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "unsloth", raising=False)
+    monkeypatch.delenv("FULLCYCLE_NO_UNSLOTH", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    load = trainer("load")
+    import pytest
+
+    with pytest.raises(load.NoGpuStack, match="torchvision::nms does not exist"):
+        load.use_unsloth()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # no GPU: the CPU path, as before
+    assert load.use_unsloth() is False
+
+
+def test_the_measurement_takes_the_device_the_logits_come_from():
+    """Unsloth may offload untied input embeddings to host RAM: inputs go where the output layer is."""
+    import torch
+
+    measure = trainer("measure")
+
+    class Offloaded(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(4, 2, device="meta")  # the first parameter: somewhere else
+            self.head = torch.nn.Linear(2, 4)
+
+        def get_output_embeddings(self):
+            return self.head
+
+    assert measure.compute_device(Offloaded()) == torch.device("cpu")
+    source = "".join(p.read_text() for p in (REMOTE / "trainer").glob("*.py"))
+    assert "next(model.parameters()).device" not in source
