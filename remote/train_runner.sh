@@ -1,18 +1,20 @@
 # shellcheck shell=bash
 # Runs on the pod: start the training once, detached, follow its log, pack the adapter when done.
 # The detached run: find or build the Python (setup_python.sh), the preflight (the run's code path on a
-# tiny model of the base's family, before any download: python -m trainer.preflight), then the trainer.
+# tiny model of the base's family, before any download: python -m trainer.preflight), the base model's
+# download (python -m trainer.download: timed, never hung), then the trainer.
 #
 #   train_runner.sh RUN_DIR INPUT_DIR OUTPUT_DIR PYTHON HF_HOME OFFSET END_MARK SCRIPT DATASET CONFIG
 #                   VENV_DIR "PYTHON_CANDIDATE..." TORCH_INDEX
 #
 # The Python is found or built first (INPUT_DIR/setup_python.sh), inside the detached run, so a
 # long bootstrap survives a dropped connection too and its progress is in the followed log. A failed
-# preflight (exit 5) or a stack that cannot run (exit 4) ends the run before the trainer starts.
+# preflight (exit 5), a stack that cannot run (exit 4) or a failed download (exit 6) ends the run before
+# the trainer starts.
 # The trainer runs under setsid+nohup with its log, pid and exit code in RUN_DIR, so a dropped ssh
 # connection (or a killed orchestrator) only stops the following: running this again re-attaches
 # from byte OFFSET of the log and never starts a second trainer. The last line printed is
-#   END_MARK exit=<code> sha256=<archive sha> bytes=<archive size> python=<b64> preflight=<b64> end
+#   END_MARK exit=<code> sha256=<archive sha> bytes=<archive size> python=<b64> preflight=<b64> download=<b64> end
 # and the same line is kept in RUN_DIR/train.outcome for a gateway that loses stdout.
 set -u
 run_dir=$1 input_dir=$2 output_dir=$3 python=$4 hf_home=$5 offset=$6 end_mark=$7
@@ -21,7 +23,8 @@ script=$8 dataset=$9 config=${10} venv_dir=${11} candidates=${12} torch_index=${
 mkdir -p "$run_dir" && cd "$run_dir" || exit 97
 state=$(trainer_state "$run_dir")
 if [ "$state" = none ] || [ "$state" = lost ]; then
-  rm -f train.outcome train.pid train.exit adapter.tar adapter.tar.*.tmp preflight.json preflight.only
+  rm -f train.outcome train.pid train.exit adapter.tar adapter.tar.*.tmp preflight.json preflight.only \
+    download.json
   touch train.log
   # shellcheck disable=SC2016 # expanded by the detached bash, from its own arguments
   setsid nohup bash -c '
@@ -37,7 +40,12 @@ if [ "$state" = none ] || [ "$state" = lost ]; then
       if [ "$code" = 0 ] && [ -e preflight.only ]; then
         mkdir -p "$1"  # `doit gpu_check`: the preflight was the whole run
       elif [ "$code" = 0 ]; then
-        "$py" "$4" --data "$5" --config "$6" --output "$1" >>train.log 2>&1
+        PYTHONPATH="$9" "$py" -m trainer.download --config "$6" --report download.json >>train.log 2>&1
+        code=$?
+      fi
+      if [ "$code" = 0 ] && [ ! -e preflight.only ]; then
+        FULLCYCLE_DOWNLOAD_REPORT="$PWD/download.json" "$py" "$4" --data "$5" --config "$6" --output "$1" \
+          >>train.log 2>&1
         code=$?
       fi
     else
@@ -75,6 +83,6 @@ if [ "$code" = 0 ]; then
   fi
 fi
 line="$end_mark exit=$code sha256=$sha bytes=$size python=$(base64 -w0 python.info 2>/dev/null)"
-line="$line preflight=$(base64 -w0 preflight.json 2>/dev/null) end"
+line="$line preflight=$(base64 -w0 preflight.json 2>/dev/null) download=$(base64 -w0 download.json 2>/dev/null) end"
 [ "$code" = lost ] || echo "$line" >train.outcome
 printf '%s\n' "$line"

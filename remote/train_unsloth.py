@@ -34,17 +34,20 @@ def run(args: argparse.Namespace) -> int:
     config.say(f"{samples} samples, base model {settings['base_model']}, backend "
                f"{'unsloth' if unsloth else 'transformers+peft+trl'}"
                + (f", GPU {gpu['gpu']} (driver {gpu['driver']}, CUDA {gpu['cuda']})" if gpu else ""))
-    model, tokenizer, model_id, load_seconds = load.base_model(settings, args.config, unsloth)
-    lora.quiet_router(model)
-    model = lora.attach(model, settings, unsloth)
+    loaded = load.base_model(settings, args.config, unsloth)
+    lora.quiet_router(loaded.model)
+    model, tokenizer = lora.attach(loaded.model, settings, unsloth), loaded.tokenizer
     lora.start_from(model, settings, args.config.parent)
     rows = data.load_training_set(args.data, tokenizer, settings)
     losses, train_seconds = fit.train(model, tokenizer, rows, settings, args.output)
-    save.adapter(model, tokenizer, model_id, args.output)  # before the evaluation: it never costs the adapter
+    saving = time.time()
+    save.adapter(model, tokenizer, loaded.model_id, args.output)  # before the evaluation: it never costs the adapter
+    phases = {"model_load": loaded.seconds, "training": train_seconds, "save": round(time.time() - saving, 2)}
     measured = measure.measure(model, tokenizer, settings, args.config.parent, unsloth)
     measured["train_seconds"] = train_seconds
-    metrics = save.metrics(settings, gpu, tokenizer, samples, losses, round(time.time() - started, 2), load_seconds,
-                           unsloth, config.versions())
+    phases["evaluation"] = measured.get("seconds", 0.0)
+    metrics = save.metrics(settings, gpu, tokenizer, samples, losses, round(time.time() - started, 2), loaded, unsloth,
+                           config.versions(), phases)
     save.results(args.output, measured, metrics)
     config.say(f"adapter saved to {args.output} in {metrics['seconds']}s, final loss {metrics['final_loss']}")
     return config.TRAINED

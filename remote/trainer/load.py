@@ -1,26 +1,47 @@
 """Loading the base model: the GPU and torch checked first (nothing is loaded where torch cannot use
-the GPU), Unsloth where CUDA and Unsloth are, else transformers + peft; the download's progress
-reported while it runs."""
+the GPU), Unsloth where CUDA is, else transformers + peft; a pre-quantized MoE build by its exact
+name, its bf16 weights once if it will not load. The download itself is a step of its own
+(remote/trainer/download.py): what is timed here is the load."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trainer.config import InputError, say
 
 
-def resolve_model(config: dict, config_path: Path) -> str:
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    model_id: str
+    seconds: float
+    moe_build: dict | None = None  # a pre-quantized build that would not load, and what was loaded instead
+
+
+def resolve_model(config: dict, config_path: Path) -> tuple[str, bool]:
+    """The model to load and whether by its exact name (a pre-quantized MoE build: Unsloth would map
+    it back to the bf16 weights). The download step may have fetched the fallback instead: it says so."""
     if config.get("base_model_dir"):
         path = (config_path.parent / config["base_model_dir"]).resolve()
         if not (path / "config.json").is_file():
             raise InputError(f"base_model_dir {path} has no config.json")
-        return str(path)
-    return config.get("model_to_load") or config["base_model"]
+        return str(path), False
+    asked = config.get("model_to_load") or config["base_model"]
+    try:
+        fetched = json.loads(Path(os.environ.get("FULLCYCLE_DOWNLOAD_REPORT", "")).read_text()).get("repo")
+    except (OSError, ValueError, AttributeError):
+        fetched = None
+    if fetched and fetched != asked and fetched == config.get("fallback_model"):
+        return fetched, False
+    return asked, bool(config.get("exact_model_name"))
 
 
 class NoGpuStack(Exception):
@@ -86,15 +107,15 @@ class ModelLoadError(Exception):
     """The base model could not be loaded (a wrong id, a missing file, a failed download): exit 3."""
 
 
-def load_base(model_id: str, config: dict, unsloth: bool):
-    """The base model and its tokenizer, without the LoRA (tasks/trainer/lora.py attaches it)."""
+def load_base(model_id: str, config: dict, unsloth: bool, exact: bool = False):
+    """The base model and its tokenizer, without the LoRA (remote/trainer/lora.py attaches it)."""
     try:
         if unsloth:
             from unsloth import FastLanguageModel
 
             return FastLanguageModel.from_pretrained(
                 model_name=model_id, max_seq_length=config["max_seq_length"], dtype=None,
-                load_in_4bit=bool(config.get("load_in_4bit", False)),
+                load_in_4bit=bool(config.get("load_in_4bit", False)), use_exact_model_name=exact,
             )
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,59 +136,31 @@ def load_base(model_id: str, config: dict, unsloth: bool):
         raise ModelLoadError(f"could not load base model {model_id!r}: {exc}") from exc
 
 
-def base_model(config: dict, config_path: Path, unsloth: bool):
-    """Load the base model, reporting the download's progress while a hub model downloads."""
-    model_id = resolve_model(config, config_path)
-    loading = time.time()
-    progress = DownloadProgress(config) if not Path(model_id).is_dir() else None
+def base_model(config: dict, config_path: Path, unsloth: bool) -> Loaded:
+    """Load the base model (downloaded already by the download step). A pre-quantized MoE build that
+    fails to load falls back, once, to its bf16 weights quantized while loading; the record says so."""
+    model_id, exact = resolve_model(config, config_path)
+    loading, moe_build = time.time(), None
     try:
-        model, tokenizer = load_base(model_id, config, unsloth)
-    finally:
-        if progress:
-            progress.stop()
+        model, tokenizer = load_base(model_id, config, unsloth, exact)
+    except ModelLoadError as exc:
+        if not (exact and config.get("fallback_model")):
+            raise
+        fallback = config["fallback_model"]
+        say(f"WARNING: the pre-quantized build {model_id} did not load ({exc.__cause__ or exc}); "
+            f"loading {fallback} instead, quantized while loading (once)")
+        from trainer import download
+
+        try:
+            fetched = download.fetch(fallback, int(config.get("fallback_bytes") or 0),
+                                     float(config.get("download_stall_s") or 120))
+        except download.DownloadFailed as failed:
+            raise ModelLoadError(f"{exc}; and its fallback {fallback}: {failed}") from failed
+        moe_build = {"asked": model_id, "used": fallback, "why": str(exc.__cause__ or exc)[:400], "download": fetched}
+        model_id, loading = fallback, time.time()
+        model, tokenizer = load_base(model_id, config, unsloth, False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     seconds = round(time.time() - loading, 2)
-    say(f"base model loaded (downloaded if not cached) in {seconds}s")
-    return model, tokenizer, model_id, seconds
-
-
-class DownloadProgress:
-    """While the base model downloads, say how far it is every PROGRESS_S: the hub's progress bars
-    redraw with carriage returns, which a line follower never shows, so a long download looked hung."""
-
-    def __init__(self, config: dict, every: float | None = None) -> None:
-        self.expected = int(config.get("download_bytes") or 0)
-        self.every = every or float(os.environ.get("FULLCYCLE_PROGRESS_S", "30"))
-        self.root = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
-        self.done = threading.Event()
-        self.start = self._size()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _size(self) -> int:
-        total = 0
-        for folder, _, files in os.walk(self.root):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(folder, name)).st_size
-                except OSError:
-                    pass
-        return total
-
-    def _run(self) -> None:
-        started, last = time.time(), self.start
-        while not self.done.wait(self.every):
-            now = self._size()
-            got, rate = now - self.start, (now - last) / self.every
-            last = now
-            line = f"downloading the base model: {got / 1e9:.2f} GB"
-            if self.expected:
-                left = max(self.expected - got, 0)
-                eta = f", ~{left / rate / 60:.0f} min left" if rate > 0 else ""
-                line += f" of {self.expected / 1e9:.1f} GB{eta}"
-            say(f"{line} ({rate / 1e6:.1f} MB/s, {time.time() - started:.0f}s)")
-
-    def stop(self) -> None:
-        self.done.set()
-        self.thread.join(timeout=5)
+    say(f"base model {model_id} loaded in {seconds}s")
+    return Loaded(model, tokenizer, model_id, seconds, moe_build)

@@ -79,6 +79,21 @@ def _tiny_settings(settings: dict) -> dict:
                      "prompts": ["Say hello."], "max_new_tokens": 4}}
 
 
+def _prequantized(model, tokenizer, settings: dict, work: Path, unsloth: bool) -> str:
+    """Whether this stack loads a pre-quantized 4-bit MoE checkpoint by its exact name (unsloth-zoo says
+    it does since July 2026; unverified): the tiny model, 4-bit already, saved and loaded back so. A
+    failure here is no failed preflight: the download step then fetches the bf16 weights instead."""
+    if not unsloth:
+        return "not tried: a 4-bit checkpoint needs CUDA, bitsandbytes and Unsloth"
+    try:
+        model.save_pretrained(work / "prequantized")
+        tokenizer.save_pretrained(work / "prequantized")
+        load.load_base(str(work / "prequantized"), {**settings, "load_in_4bit": True}, unsloth, exact=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the stack says is the answer
+        return f"failed: {type(exc).__name__}: {str(exc)[:300]}"
+    return "ok"
+
+
 def run(args: argparse.Namespace) -> dict:
     settings = config.load_config(args.config)
     spec = settings.get("preflight")
@@ -107,6 +122,8 @@ def run(args: argparse.Namespace) -> dict:
         model, tokenizer = load.load_base(str(work / "model"), tiny_settings, unsloth)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+    if settings.get("moe_build") == "prequantized":  # which build the download step fetches
+        report["prequantized"] = _prequantized(model, tokenizer, tiny_settings, work, unsloth)
     with steps.step("lora"):
         lora.quiet_router(model)
         model = lora.attach(model, tiny_settings, unsloth)

@@ -27,8 +27,8 @@ def results(output: Path, measured: dict, metrics: dict) -> None:
 
 
 def metrics(config: dict, gpu: dict | None, tokenizer, samples: int, losses: list[dict], seconds: float,
-            load_seconds: float, unsloth: bool, versions: dict) -> dict:
-    """metrics.json: loss per step, the time it took, and what ran (GPU, backend, versions)."""
+            loaded, unsloth: bool, versions: dict, phases: dict) -> dict:
+    """metrics.json: loss per step, the seconds of each phase, and what ran (GPU, backend, versions)."""
     import torch
 
     from trainer.data import prompt_format
@@ -41,7 +41,10 @@ def metrics(config: dict, gpu: dict | None, tokenizer, samples: int, losses: lis
         "steps": losses,
         "final_loss": losses[-1]["loss"] if losses else None,
         "seconds": seconds,
-        "model_load_seconds": load_seconds,
+        "model_load_seconds": loaded.seconds,
+        "model_loaded": loaded.model_id,
+        "moe_build": loaded.moe_build,  # a pre-quantized build that would not load, and what was loaded instead
+        "phases": phases,  # model_load, training, save, evaluation: the trainer's part of the bill
         "backend": "unsloth" if unsloth else "transformers+peft+trl",
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3) if torch.cuda.is_available() else None,

@@ -92,6 +92,10 @@ class TrainingSettings:
     # layers; the attention projections on a mixture-of-experts model, which convert to a GGUF LoRA)
     target_modules: tuple[str, ...] = field(default=(), metadata=_rule(pattern=r"[A-Za-z_][\w.]*"))
     use_rslora: bool = False  # rank-stabilised LoRA (alpha / sqrt(r)); its adapter has no GGUF form
+    # a mixture-of-experts base loaded in 4-bit: "auto" loads its published pre-quantized build by its exact
+    # name (~17 GB for Qwen3-30B-A3B), its bf16 weights once if that will not load; "bf16" always downloads
+    # the bf16 weights and quantizes them while loading (~61 GB)
+    moe_build: str = field(default="auto", metadata=_rule(choices=("auto", "bf16")))
 
     @property
     def is_tiny(self) -> bool:
@@ -141,6 +145,7 @@ class RunpodSettings:
     gateway_port: int = field(default=22, metadata=_rule(1, 65535))
     network_volume_id: str = ""  # a network volume for /workspace: the venv and HF_HOME persist across runs
     download_mb_s: float = field(default=100, metadata=_rule(1, 100_000))  # the pod's link, for download estimates
+    download_stall_s: float = field(default=120, metadata=_rule(5, 3600))  # no byte for this long: retried once, then failed
     min_cuda_version: str = field(default="12.8", metadata=_rule(choices=("", "12.4", "12.6", "12.8", "12.9", "13.0",
                                                                           "13.1", "13.2")))  # the image's torch needs 12.8
     data_center_id: str = ""  # its data center (looked up from the volume when empty)

@@ -58,8 +58,10 @@ def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str
     if verdict:  # the model check may load a 4-bit build where the bf16 weights cannot fit
         config["model_to_load"] = verdict.get("model_to_load") or config["base_model"]
         config["load_in_4bit"] = bool(verdict.get("load_in_4bit"))
-        if verdict.get("download_bytes"):  # the trainer reports the download's progress against it
-            config["download_bytes"] = verdict["download_bytes"]
+        for key in ("download_bytes", "exact_model_name", "fallback_model", "fallback_bytes", "moe_build"):
+            if verdict.get(key):  # the download step and the trainer follow the check's choice of build
+                config[key] = verdict[key]
+    config["download_stall_s"] = settings.runpod.download_stall_s
     if settings.training.is_tiny:
         config["base_model_dir"] = PodNames.BASE_MODEL_DIR
     config["target_modules"] = list(settings.training.target_modules) or "auto"

@@ -48,6 +48,7 @@ class HubAnswer:
     gated: bool = False
     private: bool = False
     parameters: int | None = None
+    storage: int | None = None  # bytes the repository holds (what downloading it costs)
     detail: str = ""
 
 
@@ -84,7 +85,9 @@ def ask_hub(model: str, endpoint: str | None = None, timeout: float = 10.0) -> H
         return HubAnswer(None, detail=f"HTTP {resp.status_code}")
     info = resp.json()
     total = (info.get("safetensors") or {}).get("total")
-    return HubAnswer(True, gated=bool(info.get("gated")), parameters=int(total) if total else None)
+    storage = info.get("usedStorage")
+    return HubAnswer(True, gated=bool(info.get("gated")), parameters=int(total) if total else None,
+                     storage=int(storage) if isinstance(storage, (int, float)) else None)
 
 
 def hub_config(model: str, endpoint: str | None = None, timeout: float = 10.0) -> dict[str, Any] | None:
@@ -162,7 +165,9 @@ def download(verdict: dict[str, Any], link_mb_s: float, volume: bool) -> None:
     if not parameters:
         return
     quantized_build = verdict.get("model_to_load") != verdict.get("base_model")
-    size = parameters * (BYTES_PER_PARAM["4bit"] if quantized_build else BYTES_PER_PARAM["bf16"])
+    size = verdict.get("build_bytes") or parameters * (BYTES_PER_PARAM["4bit"] if quantized_build else BYTES_PER_PARAM["bf16"])
+    if verdict.get("fallback_model"):  # the bf16 weights, downloaded once if the pre-quantized build will not load
+        verdict["fallback_bytes"] = int(parameters * BYTES_PER_PARAM["bf16"])
     minutes = size / (link_mb_s * 1e6) / 60
     verdict.update(download_bytes=int(size), download_gb=round(size / 1e9, 1),
                    download_minutes=round(minutes, 1), download_link_mb_s=link_mb_s)
@@ -174,8 +179,24 @@ def download(verdict: dict[str, Any], link_mb_s: float, volume: bool) -> None:
         log.warning("%s", verdict["download_advice"])
 
 
+def _moe_build(model: str, moe_build: str, endpoint: str | None) -> dict[str, Any]:
+    """Which build of a mixture-of-experts model to download for a 4-bit load. Unsloth maps the
+    pre-quantized build back to the bf16 weights (its BAD_MAPPINGS: "HF loads MoEs too slowly") and
+    quantizes while loading, ~61 GB for Qwen3-30B-A3B every day; loaded by its exact name the published
+    4-bit build is ~17 GB. "auto" takes it where it is published; the pod falls back to bf16 once if
+    it will not load (the preflight tells which)."""
+    if moe_build != "auto":
+        return {"model_to_load": model, "moe_build": "bf16 ([training] moe_build = \"bf16\")"}
+    build = four_bit_build(model)
+    found = ask_hub(build, endpoint)
+    if not found.exists:
+        return {"model_to_load": model, "moe_build": f"bf16 (no published 4-bit build {build}: {found.detail or 'none'})"}
+    return {"model_to_load": build, "exact_model_name": True, "fallback_model": model, "moe_build": "prequantized",
+            "build_bytes": found.storage}
+
+
 def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str | None = None,
-          link_mb_s: float = DOWNLOAD_MB_S, volume: bool = False) -> dict[str, Any]:
+          link_mb_s: float = DOWNLOAD_MB_S, volume: bool = False, moe_build: str = "auto") -> dict[str, Any]:
     """The verdict, as model-check.json holds it; raises ModelCheckError for a model we must refuse."""
     answer = ask_hub(model, endpoint)
     verdict: dict[str, Any] = {"base_model": model, "checked": answer.exists is not None,
@@ -219,13 +240,12 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
     if not fits and judged and quantize == "auto":
         four = [g for g in judged if GPU_MEMORY_GB[g] >= needed_gb(answer.parameters, "4bit")]
         if four:
-            # Unsloth maps a mixture-of-experts model's pre-quantized build back to the bf16 weights (its
-            # BAD_MAPPINGS: those load slowly) and quantizes while loading: say what really downloads.
-            build = model if is_moe(config) else four_bit_build(model)
+            chosen = _moe_build(model, moe_build, endpoint) if is_moe(config) else {"model_to_load": four_bit_build(model)}
+            build = chosen["model_to_load"]
             how = "quantized to 4-bit while loading" if build == model else f"from its 4-bit build {build}"
             log.info("%s needs ~%.0f GB in bf16, more than %s: loading it %s (~%.0f GB of GPU memory)", model,
                      needed_gb(answer.parameters, "bf16"), ", ".join(judged), how, needed_gb(answer.parameters, "4bit"))
-            verdict.update(model_to_load=build, load_in_4bit=True)
+            verdict.update(chosen, load_in_4bit=True)
             precision, fits = "4bit", four
     verdict["needed_gb"] = round(needed_gb(answer.parameters, precision), 1)
     verdict["precision"] = precision
@@ -263,7 +283,7 @@ def check_model(ctx: RunContext) -> None:
     else:
         r = ctx.settings.runpod
         verdict = check(t.base_model, r.gpu_types, t.quantize, link_mb_s=r.download_mb_s,
-                        volume=bool(r.network_volume_id))
+                        volume=bool(r.network_volume_id), moe_build=t.moe_build)
         log.info("Base model %s: %s", t.base_model,
                  f"~{verdict['needed_gb']} GB in {verdict['precision']}, loading {verdict['model_to_load']}"
                  if verdict.get("needed_gb") else ("exists on the hub" if verdict["checked"] else "not checked"))

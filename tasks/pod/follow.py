@@ -170,7 +170,8 @@ def _follow_to_the_end(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str,
         "tar_sha256": outcome.get("sha256") or None,
         "tar_bytes": int(outcome["bytes"]) if outcome.get("bytes", "").isdigit() else None,
         **_python_info(outcome.get("python", "")),
-        "preflight": _preflight(outcome.get("preflight", "")),
+        "preflight": _report(outcome.get("preflight", "")),
+        "download": _report(outcome.get("download", "")),
     }
     if train_record.get("python"):
         log.info("Pod Python: %s (%s, set-up %ss; stack %s)", train_record["python"], train_record["python_source"],
@@ -184,7 +185,7 @@ def _follow_to_the_end(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str,
     return train_record
 
 
-PREFLIGHT_FAILED, NO_GPU_STACK = 5, 4  # the trainer's exit codes (remote/trainer/config.py, preflight.py)
+PREFLIGHT_FAILED, NO_GPU_STACK, DOWNLOAD_FAILED = 5, 4, 6  # the pod's exit codes (remote/trainer/*.py)
 
 
 def _failure(ctx: RunContext, pod: Pod, record: dict[str, Any]) -> str:
@@ -195,12 +196,17 @@ def _failure(ctx: RunContext, pod: Pod, record: dict[str, Any]) -> str:
     if preflight.get("ok") is False:
         return (f"preflight failed at {preflight.get('step')} on pod {pod.pod_id} after {preflight.get('seconds')}s, "
                 f"before any download: {logs.redact(str(preflight.get('error')))[:600]}{where}")
+    download = record.get("download") or {}
+    if download.get("ok") is False:
+        return (f"the base model's download failed on pod {pod.pod_id}: {logs.redact(str(download.get('error')))[:600]}"
+                f"; the pod is terminated rather than left billing{where}")
     said = _trainer_error(ctx.paths.pod_train_log)
     return f"training on pod {pod.pod_id} exited with {record['exit_code']}" + (f": {said}" if said else "") + where
 
 
-def _preflight(encoded: str) -> dict[str, Any] | None:
-    """The preflight's report (preflight.json on the pod), base64 in the end line; None when none ran."""
+def _report(encoded: str) -> dict[str, Any] | None:
+    """A step's report on the pod (preflight.json, download.json), base64 in the end line; None when
+    the step did not run."""
     import base64
     import binascii
 

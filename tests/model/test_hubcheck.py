@@ -43,15 +43,26 @@ def test_a_bf16_load_that_fits_no_gpu_is_refused_with_the_cheaper_choices(hub):
     assert "bigger GPU" in message and "Nothing was rented" in message
 
 
-def test_auto_loads_in_4bit_where_bf16_cannot_fit_and_says_what_downloads(hub):
-    """Unsloth maps a MoE's pre-quantized build back to its bf16 weights and quantizes while loading:
-    the pod downloads ~61 GB, not ~17, and the verdict says so (with the time and the advice)."""
+def test_auto_loads_a_moe_from_its_published_4bit_build_by_its_exact_name(hub):
+    """Unsloth maps a MoE's pre-quantized build back to its bf16 weights (~61 GB) unless asked for the
+    exact name; where the 4-bit build is published the pod downloads ~17 GB, with bf16 as the fallback."""
     verdict = check("Qwen/Qwen3-30B-A3B", GPUS, "auto")
-    assert verdict["model_to_load"] == "Qwen/Qwen3-30B-A3B" and verdict["load_in_4bit"] is True
+    assert verdict["model_to_load"] == "unsloth/Qwen3-30B-A3B-bnb-4bit" and verdict["load_in_4bit"] is True
+    assert verdict["exact_model_name"] is True and verdict["moe_build"] == "prequantized"
+    assert verdict["fallback_model"] == "Qwen/Qwen3-30B-A3B" and verdict["fallback_bytes"] == 61_064_245_248
     assert verdict["gpu_types"] == ["NVIDIA GeForce RTX 5090", "NVIDIA GeForce RTX 4090", "NVIDIA RTX A6000"]
+    assert verdict["download_gb"] == 17.5 and verdict["download_minutes"] == 2.9
+    assert "download_advice" not in verdict  # under the size where a volume pays
+
+
+def test_a_moe_in_bf16_build_says_what_downloads(hub):
+    """Asked for the bf16 weights (or without a published build) the pod downloads ~61 GB and quantizes
+    while loading: the verdict says so, with the time and the advice."""
+    verdict = check("Qwen/Qwen3-30B-A3B", GPUS, "auto", moe_build="bf16")
+    assert verdict["model_to_load"] == "Qwen/Qwen3-30B-A3B" and verdict["load_in_4bit"] is True
     assert verdict["download_gb"] == 61.1 and verdict["download_minutes"] == 10.2
     assert "network volume" in verdict["download_advice"]
-    with_volume = check("Qwen/Qwen3-30B-A3B", GPUS, "auto", volume=True)
+    with_volume = check("Qwen/Qwen3-30B-A3B", GPUS, "auto", volume=True, moe_build="bf16")
     assert "download_advice" not in with_volume and with_volume["download_gb"] == 61.1
 
 
@@ -119,6 +130,8 @@ def test_the_4bit_choice_reaches_the_trainers_config(tmp_path, sshd, fake_api):
         proj.env["HF_ENDPOINT"] = double.url
         proj.doit("write_config", check=True)
     config = json.loads((proj.work / "config.json").read_text())
-    assert config["model_to_load"] == "Qwen/Qwen3-30B-A3B" and config["load_in_4bit"] is True
-    assert config["download_bytes"] == 61_064_245_248  # the trainer reports its download against it
+    assert config["model_to_load"] == "unsloth/Qwen3-30B-A3B-bnb-4bit" and config["load_in_4bit"] is True
+    assert config["exact_model_name"] is True and config["moe_build"] == "prequantized"
+    assert config["fallback_model"] == "Qwen/Qwen3-30B-A3B" and config["fallback_bytes"] == 61_064_245_248
+    assert config["download_bytes"] == 17_474_000_000  # the trainer reports its download against it
     assert fake_api.ops("create") == 0

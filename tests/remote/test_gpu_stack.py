@@ -141,7 +141,8 @@ def test_sft_trainer_keywords_exist_in_both_sets(wheels):
 
 
 def test_from_pretrained_keywords_exist_in_both_sets(wheels):
-    used = trainer_keywords("from_pretrained") - {"model_name", "max_seq_length", "load_in_4bit"}  # Unsloth's
+    unsloths = {"model_name", "max_seq_length", "load_in_4bit", "use_exact_model_name"}
+    used = trainer_keywords("from_pretrained") - unsloths
     text = zipfile.ZipFile(wheels["transformers"]).read("transformers/modeling_utils.py").decode()
     for keyword in used:  # transformers 5 takes most loading options through **kwargs, popped by name
         assert f'"{keyword}"' in text or f"{keyword}:" in text or f"{keyword}=" in text, keyword
@@ -157,8 +158,8 @@ def test_unsloth_calls_match_unsloth_source(wheels):
     with zipfile.ZipFile(whl) as z:
         loader = ast.parse(z.read("unsloth/models/loader.py").decode())
     load_params = function_params(loader, "FastLanguageModel", "from_pretrained")
-    used_load = {"model_name", "max_seq_length", "dtype", "load_in_4bit"}
-    assert used_load <= trainer_keywords("from_pretrained") | used_load
+    used_load = {"model_name", "max_seq_length", "dtype", "load_in_4bit", "use_exact_model_name"}
+    assert used_load <= trainer_keywords("from_pretrained")
     assert not used_load - load_params, sorted(used_load - load_params)
     peft_used = trainer_keywords("get_peft_model") - {"task_type"}
     with zipfile.ZipFile(whl) as z:

@@ -3,6 +3,8 @@ come before torch set before anything imports it."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import REMOTE
 
 ENTRY = REMOTE / "train_unsloth.py"
@@ -23,6 +25,7 @@ def test_the_allocator_setting_comes_before_torch():
         assert not names & {"torch", "transformers", "trl", "peft", "unsloth", "datasets"}, (step.name, names)
 
 
+@pytest.mark.slow  # loads torch and a model: seconds the fast tier keeps for others
 def test_a_target_module_the_model_lacks_is_bad_input_not_a_failed_load(tmp_path):
     """Exit 2 (bad input: change the setting), not 3 (the base model could not be loaded)."""
     import json

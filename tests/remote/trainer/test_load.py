@@ -37,21 +37,6 @@ def test_a_gpu_torch_cannot_use_stops_before_loading_anything(tmp_path):
     assert time.monotonic() - started < 120
 
 
-def test_a_long_download_reports_its_progress(tmp_path, monkeypatch, capsys):
-    """The hub's progress bars redraw with carriage returns, which a followed log never shows: the
-    trainer says how far the base model's download is, at a steady pace, in whole lines."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    progress = trainer("load").DownloadProgress({"download_bytes": 4_000_000}, every=0.2)
-    blob = tmp_path / "hub" / "models--x" / "blobs" / "part"
-    blob.parent.mkdir(parents=True)
-    blob.write_bytes(b"\0" * 1_000_000)
-    time.sleep(0.5)
-    progress.stop()
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if "downloading the base model" in ln]
-    assert lines and all("GB of 0.0 GB" in ln and "MB/s" in ln and "\r" not in ln for ln in lines)
-    assert any("min left" in ln for ln in lines)  # a rate was measured: the time left is estimated
-
-
 def test_an_unsloth_that_does_not_import_on_a_gpu_stops_the_run_with_its_words(tmp_path, monkeypatch):
     """Unsloth raises ImportError for environment faults (a torchvision op, mismatched versions): on a
     GPU that is never a reason to train with plain transformers (a bf16 download, then out of memory)."""

@@ -1,0 +1,82 @@
+"""The base model's download on the pod (remote/trainer/download.py), against the hub double: timed,
+measured, nothing the second time, and never hung: a stall is retried once, then the step fails with
+what it got."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.doubles.hub import HubDouble
+from tests.helpers import REMOTE, trainer
+
+
+@pytest.fixture
+def hub():
+    with HubDouble() as double:
+        yield double
+
+
+def _download(tmp_path, hub, config: dict, home) -> tuple[subprocess.CompletedProcess, dict]:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    proc = subprocess.run([sys.executable, "-m", "trainer.download", "--config", str(tmp_path / "config.json"),
+                           "--report", str(tmp_path / "download.json")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(home),
+                                            "PYTHONPATH": str(REMOTE), "FULLCYCLE_PROGRESS_S": "0.2"})
+    return proc, json.loads((tmp_path / "download.json").read_text())
+
+
+MODEL = {"base_model": "tests/small-moe", "model_to_load": "tests/small-moe", "download_bytes": 390_000,
+         "download_stall_s": 2}
+
+
+def test_a_download_is_measured_and_the_second_downloads_nothing(tmp_path, hub):
+    home = tmp_path / "hf"
+    proc, report = _download(tmp_path, hub, MODEL, home)
+    assert proc.returncode == 0 and report["ok"] is True, proc.stderr
+    assert report["bytes"] >= 384_000 and report["seconds"] > 0 and report["tries"] == 1
+    assert "base model downloaded: 3" in proc.stdout and "\r" not in proc.stdout
+    proc, again = _download(tmp_path, hub, MODEL, home)  # the volume kept it: nothing comes down
+    assert proc.returncode == 0 and again["bytes"] == 0 and "already cached" in proc.stdout
+
+
+def test_a_stalled_download_is_retried_once_then_fails_with_what_it_got(tmp_path, hub):
+    hub.faults.stall_after, hub.faults.stall_for = 50_000, 20
+    started = time.monotonic()
+    proc, report = _download(tmp_path, hub, MODEL, tmp_path / "hf")
+    seconds = time.monotonic() - started
+    assert proc.returncode == 6 and report["ok"] is False
+    assert "stalled 2 times (no byte for 2s each time); got " in report["error"]
+    assert report["error"].endswith("of ~390.0 KB") or "of ~390.0 KB" in report["error"]
+    assert proc.stdout.count("stalled: no byte for 2s") == 2 and "[train] ERROR:" in proc.stderr
+    assert seconds < 2 * 2 + 6, seconds  # the stall limit twice, plus starting two downloads
+
+
+def test_nothing_is_downloaded_for_a_model_that_travels(tmp_path, hub):
+    proc, report = _download(tmp_path, hub, {"base_model": "tiny", "base_model_dir": "base_model"}, tmp_path / "hf")
+    assert proc.returncode == 0 and report["skipped"] and hub.faults.downloads == []
+
+
+def test_a_prequantized_build_the_preflight_could_not_load_is_not_downloaded():
+    plan = trainer("download").plan
+    config = {"base_model": "Qwen/Qwen3-30B-A3B", "model_to_load": "unsloth/Qwen3-30B-A3B-bnb-4bit",
+              "exact_model_name": True, "fallback_model": "Qwen/Qwen3-30B-A3B"}
+    assert plan(config, {"prequantized": "ok"}) == ("unsloth/Qwen3-30B-A3B-bnb-4bit", None)
+    repo, why = plan(config, {"prequantized": "failed: ValueError: cannot load 4-bit experts"})
+    assert repo == "Qwen/Qwen3-30B-A3B" and "cannot load 4-bit experts" in why
+
+
+def test_the_fast_path_needs_the_memory_for_it(monkeypatch):
+    download = trainer("download")
+    monkeypatch.setattr(download, "memory_gb", lambda: 12.0)
+    seen = {}
+    monkeypatch.setattr(download, "_once", lambda repo, progress, env: seen.update(env) or True)
+    report = download.fetch("x/y", 0, 5)
+    assert report["fast_path"] is False and "HF_XET_HIGH_PERFORMANCE" not in seen
+    monkeypatch.setattr(download, "memory_gb", lambda: 64.0)
+    assert download.fetch("x/y", 0, 5)["fast_path"] is True and seen["HF_XET_HIGH_PERFORMANCE"] == "1"
