@@ -1,10 +1,8 @@
 #!/usr/bin/env python3
 """LoRA training on the pod: Unsloth on CUDA when it is installed, transformers + peft + trl otherwise.
 
-Reads the uploaded dataset ({instruction, input, output} per line) and config.json, trains, and saves
-the adapter, the tokenizer, the base model's config.json, eval.json and metrics.json into the output
-folder. The steps live in the trainer/ package beside this file; exit codes in trainer/config.py.
-It runs standalone on the pod: it imports nothing from the orchestrator.
+Dataset ({instruction, input, output} lines) and config.json in; adapter, tokenizer, base config, eval.json
+and metrics.json out. Steps in trainer/ beside it, exit codes in trainer/config.py; nothing of the orchestrator.
 """
 
 from __future__ import annotations
@@ -16,15 +14,18 @@ import time
 import traceback
 from pathlib import Path
 
+PROCESS_STARTED = time.time()  # the imports below are part of the bill: "trainer_start" in the phases
+
 # Read by torch's CUDA allocator when torch loads: set before anything imports torch.
 os.environ.setdefault("PYTORCH_ALLOC_CONF", "expandable_segments:True")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the trainer package travels beside this script
 
 from trainer import config, data, fit, load, lora, measure, save  # noqa: E402
+from trainer.clock import Clock  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> int:
-    started = time.time()
+    clock = Clock(PROCESS_STARTED)
     config.quiet()
     settings = config.load_config(args.config)
     samples = config.check_rows(args.data)
@@ -34,20 +35,23 @@ def run(args: argparse.Namespace) -> int:
     config.say(f"{samples} samples, base model {settings['base_model']}, backend "
                f"{'unsloth' if unsloth else 'transformers+peft+trl'}"
                + (f", GPU {gpu['gpu']} (driver {gpu['driver']}, CUDA {gpu['cuda']})" if gpu else ""))
+    clock.lap("trainer_start")
     loaded = load.base_model(settings, args.config, unsloth)
+    clock.lap("model_load")
     lora.quiet_router(loaded.model)
     model, tokenizer = lora.attach(loaded.model, settings, unsloth), loaded.tokenizer
     lora.start_from(model, settings, args.config.parent)
     rows = data.load_training_set(args.data, tokenizer, settings)
+    clock.lap("data_prep")
     losses, train_seconds = fit.train(model, tokenizer, rows, settings, args.output)
-    saving = time.time()
+    clock.lap("training")
     save.adapter(model, tokenizer, loaded.model_id, args.output)  # before the evaluation: it never costs the adapter
-    phases = {"model_load": loaded.seconds, "training": train_seconds, "save": round(time.time() - saving, 2)}
+    clock.lap("save")
     measured = measure.measure(model, tokenizer, settings, args.config.parent, unsloth)
     measured["train_seconds"] = train_seconds
-    phases["evaluation"] = measured.get("seconds", 0.0)
-    metrics = save.metrics(settings, gpu, tokenizer, samples, losses, round(time.time() - started, 2), loaded, unsloth,
-                           config.versions(), phases)
+    clock.lap("evaluation")
+    metrics = save.metrics(settings, gpu, tokenizer, samples, losses, round(time.time() - PROCESS_STARTED, 2), loaded,
+                           unsloth, config.versions(), clock.phases)
     save.results(args.output, measured, metrics)
     config.say(f"adapter saved to {args.output} in {metrics['seconds']}s, final loss {metrics['final_loss']}")
     return config.TRAINED
@@ -61,15 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except config.InputError as exc:
+    except (config.InputError, load.ModelLoadError, load.NoGpuStack) as exc:  # said in one line, with its code
         config.error(str(exc))
-        return config.BAD_INPUT
-    except load.ModelLoadError as exc:
-        config.error(str(exc))
-        return config.NO_MODEL
-    except load.NoGpuStack as exc:
-        config.error(str(exc))
-        return config.NO_GPU_STACK
+        codes = ((config.InputError, config.BAD_INPUT), (load.ModelLoadError, config.NO_MODEL),
+                 (load.NoGpuStack, config.NO_GPU_STACK))
+        return next(code for kind, code in codes if isinstance(exc, kind))
     except Exception as exc:
         traceback.print_exc()
         config.error(f"training failed: {type(exc).__name__}: {exc}")

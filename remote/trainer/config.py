@@ -45,6 +45,8 @@ def load_config(path: Path) -> dict:
     missing = [k for k in REQUIRED if k not in config]
     if missing:
         raise InputError(f"config {path}: missing {', '.join(missing)}")
+    if config.get("hf_endpoint"):  # the hub (or mirror) the orchestrator asked: downloads come from there too
+        os.environ.setdefault("HF_ENDPOINT", str(config["hf_endpoint"]))
     return config
 
 

@@ -29,7 +29,9 @@ FILES = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja",
 
 
 class DownloadFailed(Exception):
-    pass
+    def __init__(self, message: str, got: int = 0) -> None:
+        super().__init__(message)
+        self.got = got  # the bytes that did arrive, for the record
 
 
 def size(count: float) -> str:
@@ -146,7 +148,8 @@ def fetch(repo: str, expected: int, stall_s: float, every: float | None = None) 
             f"({size(progress.got())} so far); " + ("trying once more" if attempt < TRIES else "giving up"))
     else:
         raise DownloadFailed(f"the download of {repo} stalled {TRIES} times (no byte for {stall_s:.0f}s each time); "
-                             f"got {size(progress.got())}" + (f" of ~{size(expected)}" if expected else ""))
+                             f"got {size(progress.got())}" + (f" of ~{size(expected)}" if expected else ""),
+                             progress.got())
     seconds = time.monotonic() - progress.started
     got = progress.got()
     report.update(ok=True, bytes=got, seconds=round(seconds, 2), mb_s=round(got / seconds / 1e6, 1) if seconds else None)
@@ -175,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preflight", type=Path, default=Path("preflight.json"))
     args = parser.parse_args(argv)
     config = json.loads(args.config.read_text())
+    if config.get("hf_endpoint"):
+        os.environ.setdefault("HF_ENDPOINT", str(config["hf_endpoint"]))
     try:
         preflight = json.loads(args.preflight.read_text())
     except (OSError, ValueError):
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             report, code = fetch(repo, expected, float(config.get("download_stall_s") or 120)), 0
             report["instead"] = why
         except DownloadFailed as exc:
-            report, code = {"ok": False, "repo": repo, "error": str(exc)}, DOWNLOAD_FAILED
+            report, code = {"ok": False, "repo": repo, "error": str(exc), "bytes": exc.got}, DOWNLOAD_FAILED
             print(f"[train] ERROR: {exc}", file=sys.stderr, flush=True)
     args.report.write_text(json.dumps(report, indent=2))
     return code

@@ -44,7 +44,7 @@ def metrics(config: dict, gpu: dict | None, tokenizer, samples: int, losses: lis
         "model_load_seconds": loaded.seconds,
         "model_loaded": loaded.model_id,
         "moe_build": loaded.moe_build,  # a pre-quantized build that would not load, and what was loaded instead
-        "phases": phases,  # model_load, training, save, evaluation: the trainer's part of the bill
+        "phases": phases,  # trainer_start, model_load, data_prep, training, save, evaluation: its part of the bill
         "backend": "unsloth" if unsloth else "transformers+peft+trl",
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3) if torch.cuda.is_available() else None,

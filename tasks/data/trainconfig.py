@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str
             if verdict.get(key):  # the download step and the trainer follow the check's choice of build
                 config[key] = verdict[key]
     config["download_stall_s"] = settings.runpod.download_stall_s
+    if os.environ.get("HF_ENDPOINT"):  # a hub mirror asked here is the pod's too (no secret: a URL)
+        config["hf_endpoint"] = os.environ["HF_ENDPOINT"]
     if settings.training.is_tiny:
         config["base_model_dir"] = PodNames.BASE_MODEL_DIR
     config["target_modules"] = list(settings.training.target_modules) or "auto"

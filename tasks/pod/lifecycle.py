@@ -133,6 +133,7 @@ def terminate_pod(ctx: RunContext) -> bool:
     pod = load_pod(ctx)
     if pod is None or pod.terminated:
         return True
+    pod.terminate_requested_at = now()  # from here until the provider says gone, the pod still bills
     try:
         ctx.provider.terminate(pod)
     except ProviderError as exc:

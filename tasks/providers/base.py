@@ -36,7 +36,12 @@ class Pod:
     ssh_host: str | None = None
     ssh_port: int | None = None
     ssh_key_path: str | None = None
+    running_at: str | None = None  # the container up, before ssh answers
     ready_at: str | None = None
+    image: str | None = None  # what the pod runs, as the API says
+    image_note: str | None = None  # why that image may change under us (a floating tag)
+    image_pull: dict | None = None  # {seconds, cached, from} or {seconds: None, why}: read from the pod's log
+    terminate_requested_at: str | None = None
     terminated: bool = False
     terminated_at: str | None = None
     terminate_error: str | None = None

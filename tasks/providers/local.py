@@ -50,7 +50,7 @@ class LocalProvider:
 
     def wait_ready(self, pod: Pod) -> Pod:
         pod.connection_mode = ConnectionMode.LOCAL
-        pod.ready_at = now()
+        pod.running_at = pod.ready_at = now()
         return pod
 
     def connect(self, pod: Pod) -> Connection:

@@ -15,6 +15,7 @@ from tasks.context import RunContext
 from tasks.core.files import read_record, section
 from tasks.core.paths import run_folders
 from tasks.core.settings import Settings
+from tasks.record.phases import ORDER
 from tasks.record.summary import short
 
 UNREADABLE = "unreadable"  # the key a summary that could not be read is reported under
@@ -51,8 +52,8 @@ def previous_adapter(settings: Settings, date: str, base_model: str) -> tuple[st
     return found
 
 
-COLUMNS = ("date", "attempts", "samples", "final loss", "eval loss", "verdict", "train min", "pod min", "cost $",
-           "billed $", "result")
+COLUMNS = ("date", "attempts", "samples", "final loss", "eval loss", "verdict", "train min", "pod min",
+           "not training", "cost $", "billed $", "result")
 REPORT_EXTRA = "pip install -e '.[report]'"
 
 
@@ -62,6 +63,23 @@ def _minutes(seconds: Any) -> str:
 
 def _money(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def _share(value: Any) -> str:
+    return f"{value:.0%}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+
+def phase_line(summary: dict[str, Any]) -> str | None:
+    """Where the latest pod's billed seconds went, phase by phase (those that happened), the model
+    download with its size and speed."""
+    spent = section(summary, "phases")
+    parts = [f"{name.replace('_', ' ')} {spent[name]:.{2 if spent[name] < 1 else 1 if spent[name] < 10 else 0}f}s" for name in ORDER
+             if isinstance(spent.get(name), (int, float)) and not isinstance(spent.get(name), bool) and spent[name] > 0]
+    got = section(summary, "model_download")
+    if isinstance(got.get("bytes"), int) and got.get("bytes") and isinstance(got.get("mb_s"), (int, float)):
+        parts = [p + f" ({got['bytes'] / 1e9:.2f} GB, {got['mb_s']:.0f} MB/s)" if p.startswith("model download")
+                 else p for p in parts]
+    return "    phases: " + ", ".join(parts) if parts else None
 
 
 def _loss(value: Any) -> str:
@@ -99,6 +117,7 @@ def rows(ctx: RunContext) -> list[dict[str, Any]]:
             "verdict": _verdict(section(summary, "eval")),
             "train min": _minutes(training.get("seconds")),
             "pod min": _minutes(totals.get("pod_seconds", summary.get("billed_seconds"))),
+            "not training": _share(summary.get("not_training_share")),
             "cost $": _money(totals.get("cost_usd", summary.get("cost_usd"))),
             "billed $": _money(totals.get("cost_usd_billed")),
             "result": _result(summary, folder),
@@ -125,6 +144,8 @@ def table(found: list[dict[str, Any]]) -> str:
         if r["_summary"].get(UNREADABLE):
             lines.append(f"    unreadable: {r['_summary'][UNREADABLE]}")
         lines += _attempt_lines(r["_summary"])
+        if phases := phase_line(r["_summary"]):
+            lines.append(phases)
     return "\n".join(lines)
 
 

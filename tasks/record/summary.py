@@ -23,6 +23,7 @@ from tasks.core.dates import parse_stamp as _parse
 from tasks.core.files import read_record, section, write_json
 from tasks.core.logs import redact
 from tasks.core.paths import PodNames, RunPaths
+from tasks.record import phases
 from tasks.record.attempts import attempts, cost_at, pod_lives, read_events, seconds_between, totals
 from tasks.transport import modes
 
@@ -48,9 +49,11 @@ def _upload_verification(paths: RunPaths) -> str | None:
 
 
 def _warnings(paths: RunPaths, stats: dict[str, Any], post: dict[str, Any], judged: dict[str, Any],
-              check: dict[str, Any], problems: list[str]) -> list[str]:
+              check: dict[str, Any], pod: dict[str, Any], problems: list[str]) -> list[str]:
     """What a person should know although the run succeeded: nothing here failed it."""
     found = [f"record: {problem}" for problem in problems]
+    if pod.get("image_note"):
+        found.append(f"image: {pod['image_note']}")
     for note in (check.get("warning"), check.get("gguf")):
         if note:
             found.append(f"model check: {note}")
@@ -138,6 +141,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
     if not training_success and error is None:
         error = _incomplete(stages)
     billed = seconds_between(_parse(pod.get("created_at")), _parse(pod.get("terminated_at")) or dt.datetime.now(dt.timezone.utc)) if pod.get("created_at") else None
+    spent = phases.phases(pod, train, metrics, stages, billed) if pod else None
 
     return {
         "date": paths.date,
@@ -155,14 +159,19 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         # Beyond the seed: what an auditor needs to explain the run.
         "success": success,
         "error": error,
-        "warnings": _warnings(paths, stats, post, judged or {}, check, problems),
+        "warnings": _warnings(paths, stats, post, judged or {}, check, pod, problems),
         "outcome": latest["outcome"] if latest else None,
         "provider": provider,
-        "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "created_at", "ready_at",
+        "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "image", "image_pull",
+                                          "created_at", "running_at", "ready_at", "terminate_requested_at",
                                           "terminated_at", "terminate_error", "ssh_port", "connection_source",
                                           "transport_notes", "network_volume_id", "data_center")}
         if pod else None,
         "billed_seconds": round(billed, 1) if billed is not None else None,
+        # Where the billed seconds went (tasks/record/phases.py), and the share that was not training.
+        "phases": spent,
+        "not_training_share": phases.not_training_share(spent, billed) if spent else None,
+        "model_download": phases.model_download(train),
         "cost_usd": cost_at(billed, pod.get("cost_per_hr")) if billed is not None else None,
         "cost_usd_billed": pod.get("cost_usd_billed"),
         "gpu_choice": read(paths.gpu_choice_file) or None,

@@ -96,7 +96,10 @@ def _pod(summary: dict[str, Any]) -> dict[str, Any] | None:
             "terminated": bool(summary.get("terminated")), "terminated_at": pod.get("terminated_at"),
             "terminate_error": pod.get("terminate_error"), "cost_per_hr": pod.get("cost_per_hr"),
             "minutes": round((summary.get("billed_seconds") or 0) / 60, 2), "cost_usd": summary.get("cost_usd"),
-            "cost_usd_billed": summary.get("cost_usd_billed"), "why": (summary.get("gpu_choice") or {}).get("why")}
+            "cost_usd_billed": summary.get("cost_usd_billed"), "why": (summary.get("gpu_choice") or {}).get("why"),
+            "image": pod.get("image"), "not_training_share": summary.get("not_training_share"),
+            "phases": [[name, seconds] for name, seconds in (summary.get("phases") or {}).items()
+                       if isinstance(seconds, (int, float)) and seconds > 0]}
 
 
 def outputs(paths: RunPaths) -> list[dict[str, Any]]:

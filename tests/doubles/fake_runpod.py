@@ -67,6 +67,7 @@ class FakePod:
     status: str = "RUNNING"
     polls: int = 0
     terminated_at: float | None = None
+    image: str = "runpod/pytorch:fake"
 
 
 @dataclass
@@ -87,8 +88,15 @@ class Faults:
     logs: str | None = None
     billing_lag: int = 0  # billing answers with no records this many times after a pod ends
     unavailable: set[tuple[str, str]] = field(default_factory=set)  # (gpu, cloud) the catalogue shows as NONE
-    container_log: list[str] = field(default_factory=lambda: ["pulling image unsloth/unsloth:latest",
-                                                              "layer 3/14: 2.1 GB of 13.6 GB"])
+    container_log: list[str] = field(default_factory=lambda: ["layer 3/14: 2.1 GB of 13.6 GB"])
+    # The system log's image pull (simulated time: the lines are stamped, nothing waits): seconds it
+    # took, whether the host had the image, or "none" for a log that never mentions a pull.
+    image_pull_s: float = 42.0
+    image_cached: bool = False
+    image_pull_log: str = "docker"
+
+
+TEMPLATE_IMAGES = {"pzr9tt3vvq": "unsloth/unsloth:latest"}  # the official Unsloth template's image
 
 
 class FakeRunpod:
@@ -146,13 +154,15 @@ class FakeRunpod:
         queue = self.faults.http_errors.get(op)
         return queue.pop(0) if queue else None
 
-    def _create(self, gpu: str, cloud: str, name: str, env: dict[str, str]) -> FakePod:
+    def _create(self, gpu: str, cloud: str, name: str, env: dict[str, str], image: str | None = None,
+                template: str | None = None) -> FakePod:
         self.create_attempts.append((gpu, cloud))
         caps = self.faults.capacity
         if (gpu, cloud) in caps or ("*", cloud) in caps or (gpu, "*") in caps or ("*", "*") in caps:
             raise LookupError(CAPACITY)
         pod_id = secrets.token_hex(7)[:14]
-        pod = FakePod(id=pod_id, name=name, gpu=gpu, cloud=cloud, host_id=f"{pod_id}-{secrets.token_hex(4)}", env=env)
+        pod = FakePod(id=pod_id, name=name, gpu=gpu, cloud=cloud, host_id=f"{pod_id}-{secrets.token_hex(4)}", env=env,
+                      image=image or TEMPLATE_IMAGES.get(template or "", "runpod/pytorch:fake"))
         self.pods[pod_id] = pod
         return pod
 
@@ -183,6 +193,7 @@ class FakeRunpod:
                 ports = [{"ip": "10.0.0.5", "isIpPublic": False, "privatePort": 22, "publicPort": 22, "type": "tcp"}]
             runtime = {"uptimeInSeconds": int(time.time() - pod.created), "ports": ports}
         return {"id": pod.id, "name": pod.name, "desiredStatus": pod.status, "costPerHr": 0.89, "runtime": runtime,
+                "imageName": pod.image,
                 "machine": {"podHostId": pod.host_id, "gpuDisplayName": pod.gpu.replace("NVIDIA GeForce ", "")}}
 
     def _root(self) -> dict[str, Any]:
@@ -190,7 +201,8 @@ class FakeRunpod:
             self.calls.append(("create", f"{input['gpuTypeId']}/{input.get('cloudType')}"))
             self.create_bodies.append(dict(input))
             env = {e["key"]: e["value"] for e in input.get("env") or []}
-            pod = self._create(input["gpuTypeId"], input.get("cloudType", "ALL"), input.get("name") or "", env)
+            pod = self._create(input["gpuTypeId"], input.get("cloudType", "ALL"), input.get("name") or "", env,
+                               input.get("imageName"), input.get("templateId"))
             return self._gql_pod(pod, ready=False)
 
         def pod(_info: Any, input: dict[str, Any]) -> dict[str, Any] | None:
@@ -249,7 +261,7 @@ class FakeRunpod:
             "id": pod.id, "name": pod.name, "status": status, "cost": 0.89, "cloud": pod.cloud,
             "gpu": {"id": pod.gpu, "count": 1}, "ports": ["22/tcp"], "env": {},
             "actions": [] if status == "TERMINATED" else ["stop", "restart", "terminate"],
-            "image": "runpod/pytorch:fake", "args": "", "disk": 50, "registry": None,
+            "image": pod.image, "args": "", "disk": 50, "registry": None,
             "mounts": {"persistent": {"size": 20, "path": "/workspace"}}, "dataCenterId": "US-TEST-1",
             "cudaVersion": "12.8", "template": None, "locked": False, "createdAt": created,
             "startedAt": created if ready else None, "globalNetworking": {"enabled": False},
@@ -344,10 +356,30 @@ class FakeRunpod:
             return failed
         if pod_id not in self.pods:
             return 404, {"title": "Not Found", "status": 404, "detail": f"pod {pod_id} not found"}
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        events = "".join(f"id: {stamp}/{i:012d}\ndata: " + json.dumps({"ts": stamp, "source": "container", "line": line})
-                         + "\n\n" for i, line in enumerate(self.faults.container_log, 1))
-        return 200, ("text/event-stream", events)
+        lines = self._pull_lines(self.pods[pod_id])
+        started = lines[-1][0] if lines else 0.0
+        lines += [(started + 1, "container", line) for line in self.faults.container_log]
+        events = []
+        for i, (offset, source, line) in enumerate(lines, 1):
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.pods[pod_id].created + offset))
+            events.append(f"id: {stamp}/{i:012d}\ndata: " + json.dumps({"ts": stamp, "source": source, "line": line}))
+        return 200, ("text/event-stream", "".join(e + "\n\n" for e in events))
+
+    def _pull_lines(self, pod: FakePod) -> list[tuple[float, str, str]]:
+        """The system log's image pull, in docker's words (seconds after the pod was created)."""
+        image, took = pod.image, self.faults.image_pull_s
+        if self.faults.image_pull_log == "none":
+            return [(0.0, "system", f"start container for {image}: begin")]
+        if self.faults.image_cached:
+            return [(0.0, "system", f"Pulling image {image}"),
+                    (0.0, "system", f"Status: Image is up to date for {image}"),
+                    (1.0, "system", f"start container for {image}: begin")]
+        return [(0.0, "system", f"Pulling image {image}"),
+                (1.0, "system", "a3ed95caeb02: Pulling fs layer"),
+                (took - 1, "system", "a3ed95caeb02: Pull complete"),
+                (took - 1, "system", "Digest: sha256:" + "0" * 64),
+                (took - 1, "system", f"Status: Downloaded newer image for {image}"),
+                (took, "system", f"start container for {image}: begin")]
 
     def rest(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         url = urlsplit(path)
@@ -380,7 +412,8 @@ class FakeRunpod:
                 if errors:
                     return 422, {"title": "Unprocessable Entity", "status": 422, "detail": errors[0].message}
                 try:
-                    pod = self._create(body["gpu"]["id"], body.get("cloud", "SECURE"), body["name"], body.get("env", {}))
+                    pod = self._create(body["gpu"]["id"], body.get("cloud", "SECURE"), body["name"], body.get("env", {}),
+                                       body.get("image"), body.get("templateId"))
                 except LookupError as exc:
                     return 400, {"title": "Bad Request", "status": 400, "detail": str(exc)}
                 return 201, self._rest_pod(pod, ready=False)

@@ -82,19 +82,23 @@ def main():
     if steps <= 0:
         steps = max(1, math.ceil(samples * float(config["num_train_epochs"]) / batch))
     print(f"[train] {{samples}} samples, base model {{config['base_model']}}, backend stand-in", flush=True)
-    ensure_adapter()
+    ensure_adapter()  # the test session's own machinery: not a phase of the stand-in's run
+    started = time.time()
     real = json.loads((ADAPTER / "metrics.json").read_text())
     first, last = real["steps"][0]["loss"], real["final_loss"]
-    losses = []
+    losses, training = [], time.time()
     for step in range(1, steps + 1):
         loss = last + (first - last) * math.exp(-3 * step / steps)
         losses.append({{"step": step, "loss": loss, "epoch": step / steps}})
         print(f"[train] step {{step}}/{{steps}} loss {{loss:.4f}}", flush=True)
         time.sleep(STEP_SECONDS)
+    saving = time.time()
     shutil.copytree(ADAPTER, args.output, dirs_exist_ok=True)
+    phases = {{"trainer_start": round(training - started, 2), "model_load": 0.0, "data_prep": 0.0,
+              "training": round(saving - training, 2), "save": round(time.time() - saving, 2), "evaluation": 0.01}}
     metrics = {{**real, "base_model": config["base_model"], "samples": samples, "steps": losses,
                "final_loss": losses[-1]["loss"], "seconds": round(time.time() - started, 2),
-               "backend": "stand-in"}}
+               "backend": "stand-in", "phases": phases}}
     (args.output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (args.output / "eval.json").write_text(json.dumps(measured(config, args.config.parent, first, last)))
     print(f"[train] adapter saved to {{args.output}}, final loss {{metrics['final_loss']}}", flush=True)

@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 
+from tasks.record.phases import ORDER as PHASE_ORDER
 from tests.helpers import make_project, ran
 
 SEED_FIELDS = ("date", "samples_used", "base_model", "pod_id", "ssh_user", "ssh_host", "ssh_key_path",
@@ -68,6 +69,20 @@ def test_summary_has_the_seed_fields_and_the_truth(project):
     # 36 samples at [eval] fraction 0.05 hold out fewer than min_samples: no evaluation, and it says why
     assert summary["eval"]["heldout_samples"] == 0 and summary["eval"]["verdict"] is None
     assert "fewer than [eval] min_samples = 8" in summary["eval"]["why"] and summary["eval"]["promoted"] is True
+
+
+@pytest.mark.slow
+def test_the_real_run_records_where_its_seconds_went(trained):
+    """The local provider records the phases it has: no image, no hub download, the trainer's own four."""
+    summary = trained.summary
+    spent = summary["phases"]
+    assert list(spent) == list(PHASE_ORDER)
+    assert spent["image_pull"] is None and spent["model_download"] is None  # the tiny model travels with the inputs
+    for name in ("upload", "trainer_start", "model_load", "training", "save", "adapter_transfer", "other"):
+        assert isinstance(spent[name], float), name
+    assert spent["training"] > 0 and spent["model_load"] > 0
+    assert 0 < summary["not_training_share"] < 1
+    assert summary["not_training_share"] == round(1 - spent["training"] / summary["billed_seconds"], 3)
 
 
 @pytest.mark.slow

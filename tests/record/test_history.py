@@ -93,3 +93,14 @@ def test_an_attempts_log_with_bad_lines_still_tells_the_attempts(tmp_path, monke
     append_event(ctx.paths, "a1", "end", outcome="ok")
     built = summary.build(ctx.paths, "local")
     assert [a["outcome"] for a in built["attempts"]] == ["ok"]
+
+
+def test_the_report_says_where_the_seconds_went():
+    from tasks.record.history import phase_line
+
+    summary = {"phases": {"image_pull": 42.0, "model_download": 80.0, "training": 840.4, "evaluation": 0.25,
+                          "save": 0.0, "preflight": None},
+               "model_download": {"bytes": 17_474_000_000, "mb_s": 218.4}}
+    assert phase_line(summary) == ("    phases: image pull 42s, model download 80s (17.47 GB, 218 MB/s), "
+                                   "training 840s, evaluation 0.25s")
+    assert phase_line({"phases": "broken"}) is None and phase_line({}) is None

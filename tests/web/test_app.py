@@ -162,6 +162,9 @@ def test_click_run_watch_the_stages_and_find_the_adapter(tmp_path, serve, page):
     states = page.eval_on_selector_all("#stages tbody tr", "rows => rows.map(r => r.dataset.state)")
     assert set(states) <= {"done", "skipped"} and states.count("done") >= 12, states
     assert page.get_attribute("#pod", "data-terminated") == "yes"
+    share = float(page.get_attribute("#pod", "data-not-training"))
+    assert share == proj.summary["not_training_share"] and 0 < share <= 1  # the stand-in barely trains
+    assert "training " in page.inner_text("#pod") and "% of the pod's time" in page.inner_text("#pod")
     assert page.locator("#outputs li.here").count() == 5  # adapter, summary, log, GGUF, Modelfile
     shot(page, tmp_path, "3-succeeded")
 

@@ -106,6 +106,7 @@ class PodInfo:
     ssh_port: int | None = None
     ssh_user: str | None = None  # the direct login user where the API says (v2 ssh.direct.username)
     uptime_s: float | None = None
+    image: str | None = None
 
 
 def _retry_after(resp: requests.Response) -> float | None:

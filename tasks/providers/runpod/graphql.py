@@ -28,7 +28,7 @@ from tasks.providers.runpod.client import (
 GRAPHQL_URL = "https://api.runpod.io/graphql"
 
 
-_POD_FIELDS = ("id name desiredStatus costPerHr machine { podHostId gpuDisplayName } "
+_POD_FIELDS = ("id name desiredStatus costPerHr imageName machine { podHostId gpuDisplayName } "
                "runtime { uptimeInSeconds ports { ip isIpPublic privatePort publicPort type } }")
 CREATE = ("mutation Create($input: PodFindAndDeployOnDemandInput!) { podFindAndDeployOnDemand(input: $input) "
           "{ id costPerHr desiredStatus machine { podHostId gpuDisplayName } } }")
@@ -139,7 +139,7 @@ class GraphqlApi:
         info = PodInfo(id=pod["id"], name=pod.get("name"), status=pod.get("desiredStatus"),
                        running=runtime is not None, cost_per_hr=pod.get("costPerHr"),
                        gpu=machine.get("gpuDisplayName"), host_id=machine.get("podHostId"),
-                       uptime_s=(runtime or {}).get("uptimeInSeconds"))
+                       uptime_s=(runtime or {}).get("uptimeInSeconds"), image=pod.get("imageName") or None)
         for port in (runtime or {}).get("ports") or []:
             # port 22 is listed twice, udp and tcp: only the public tcp mapping is sshd
             if port.get("privatePort") == 22 and port.get("type") == "tcp" and port.get("isIpPublic"):

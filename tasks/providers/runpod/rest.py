@@ -160,7 +160,7 @@ class RestApi:
         info = PodInfo(id=pod["id"], name=pod.get("name"), status=pod.get("status"),
                        running=pod.get("status") == "RUNNING" and runtime is not None,
                        cost_per_hr=pod.get("cost"), gpu=(pod.get("gpu") or {}).get("id"),
-                       uptime_s=(runtime or {}).get("uptime"))
+                       uptime_s=(runtime or {}).get("uptime"), image=pod.get("image") or None)
         if isinstance(ssh, dict):
             direct, proxy = ssh.get("direct") or {}, ssh.get("proxy") or {}
             info.host_id = proxy.get("username") or None

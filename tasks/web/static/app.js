@@ -95,10 +95,14 @@ function renderPod(state) {
     ["Connection", pod.connection_mode || "—"], ["Up", `${pod.minutes.toFixed(1)} min`],
     ["Cost so far", money(pod.cost_usd)],
     ["Billed by RunPod", pod.cost_usd_billed == null ? "not yet known" : money(pod.cost_usd_billed)],
-    ["Why this GPU", pod.why || "—"],
+    ["Why this GPU", pod.why || "—"], ["Image", pod.image || "—"],
+    ["Not training", pod.not_training_share == null ? "—" : `${Math.round(pod.not_training_share * 100)}% of the pod's time`],
+    ["Where the time went", pod.phases.length ? pod.phases.map(([name, s]) =>
+      `${name.replaceAll("_", " ")} ${s < 1 ? s.toFixed(2) : s < 10 ? s.toFixed(1) : Math.round(s)}s`).join(" · ") : "—"],
     ["Terminated", pod.terminated ? `yes (${pod.terminated_at})` : pod.terminate_error ? `NO: ${pod.terminate_error}` : "not yet"]];
   dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {text: k}), el("dd", {text: String(v)})]));
   dl.dataset.terminated = pod.terminated ? "yes" : "no";
+  dl.dataset.notTraining = pod.not_training_share ?? "";
 }
 
 function renderOutputs(state) {

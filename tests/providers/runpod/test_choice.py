@@ -101,6 +101,6 @@ def test_billing_lags_then_shows_the_cost(api):
 def test_the_pods_own_log_is_read_bounded(api):
     pod = api._create("NVIDIA GeForce RTX 5090", "COMMUNITY", "fullcycle-x", {})
     text = _rest(api).logs(pod.id)
-    assert "pulling image unsloth/unsloth:latest" in text and "[container]" in text
+    assert "Pulling image runpod/pytorch:fake" in text and "[container]" in text
     api.faults.logs = "500"
     assert _rest(api).logs(pod.id) is None

@@ -89,7 +89,7 @@ def test_a_pod_that_never_comes_up_leaves_its_own_log(tmp_path, fake_api):
     proc = proj.doit("full_cycle")
     assert proc.returncode != 0 and fake_api.running() == []
     kept = proj.work / "pod-container.log"
-    assert "pulling image unsloth/unsloth:latest" in kept.read_text()
+    assert "Pulling image unsloth/unsloth:latest" in kept.read_text()
     assert str(kept) in proj.summary["error"] and "layer 3/14" in proj.summary["error"]
     assert fake_api.ops("logs") == 1
     assert fake_api.create_bodies[0]["gpu"]["minCudaVersion"] == "12.8"  # hosts whose driver runs the image's torch

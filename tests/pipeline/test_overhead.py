@@ -1,0 +1,60 @@
+"""The pod's billed seconds that are not training, against the RunPod double, a real sshd as the pod
+and the model hub double: each phase recorded apart, and a download that stalls ends the run (and
+the pod) within the stall limit and one retry."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.doubles.hub import HubDouble, _files
+
+MODEL = "tests/small-moe"  # a hub model whose files really download (a few hundred KB)
+
+
+@pytest.fixture
+def hub():
+    with HubDouble() as double:
+        yield double
+
+
+def _project(tmp_path, sshd, fake_api, hub, **runpod):
+    from tests.conftest import runpod_project
+
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"base_model": MODEL},
+                          remote={"preflight": "never"}, runpod=runpod)
+    proj.env["HF_ENDPOINT"] = hub.url
+    return proj
+
+
+def test_a_rented_run_records_image_pull_download_load_and_training_apart(tmp_path, sshd, fake_api, hub):
+    proj = _project(tmp_path, sshd, fake_api, hub)
+    proj.doit("full_cycle")
+    summary = proj.summary
+    spent = summary["phases"]
+    assert spent["image_pull"] == 42.0  # the double's system log: 42 s from "Pulling image" to the container start
+    assert summary["pod"]["image"] == "unsloth/unsloth:latest" and summary["pod"]["image_pull"]["cached"] is False
+    assert spent["model_download"] > 0 and spent["model_load"] is not None and spent["training"] > 0
+    weights = sum(len(data) for data in _files(MODEL).values())
+    assert summary["model_download"]["bytes"] >= weights * 0.9 and summary["model_download"]["mb_s"] > 0
+    assert any(path.endswith("model.safetensors") for path in hub.faults.downloads)
+    assert 0 < summary["not_training_share"] < 1
+    assert any(w.startswith("image: the pod ran unsloth/unsloth:latest, a tag that can move") for w in summary["warnings"])
+    assert fake_api.create_bodies[-1]["env"]["UNSLOTH_SKIP_NOTEBOOK_SYNC"] == "1"
+
+
+@pytest.mark.slow  # two stalls of the smallest limit a user may set (5 s)
+def test_a_stalled_download_ends_the_run_and_the_pod_within_the_stall_limit(tmp_path, sshd, fake_api, hub):
+    hub.faults.stall_after, hub.faults.stall_for = 50_000, 60.0
+    proj = _project(tmp_path, sshd, fake_api, hub, download_stall_s=5)
+    started = time.monotonic()
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert time.monotonic() - started < 45  # two stalls of 5 s and the pipeline around them, not the 60 s silence
+    summary = proj.summary
+    assert summary["error"].startswith("train: the base model's download failed")
+    assert "stalled 2 times (no byte for 5s each time)" in summary["error"]
+    assert summary["terminated"] is True and fake_api.ops("terminate") >= 1
+    assert summary["model_download"]["ok"] is False and summary["model_download"]["bytes"] >= 0
+    assert summary["stages"]["train"]["seconds"] < 25
