@@ -205,6 +205,14 @@ def task_gpu_check():
             "actions": [(commands.gpu_check, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}
 
 
+def task_volume():
+    return {"basename": "volume", "doc": "Plan a network volume that keeps the model and the stack between runs "
+                                        "(size, place, $/month against the download it saves); --create makes it",
+            "actions": [(commands.volume, [CTX])], "verbosity": 2, "uptodate": [False],
+            "params": [DATE_PARAM, {"name": "create", "long": "create", "type": bool, "default": False,
+                                    "help": "create the volume (billed monthly until deleted)"}]}
+
+
 def task_report():
     return {"basename": "report", "doc": "Print the run history (attempts, loss, minutes, cost) and draw loss.png per run",
             "actions": [(commands.report, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}

@@ -49,6 +49,20 @@ def gpu_check(ctx: RunContext) -> Any:
     return None
 
 
+def volume(ctx: RunContext, create: bool) -> Any:
+    """Plan (and with --create, make) the network volume that keeps the model and the stack."""
+    from doit.exceptions import TaskFailed
+
+    from tasks.core.errors import FullcycleError
+    from tasks.providers.runpod.volume import volume as plan_volume
+
+    try:
+        plan_volume(ctx, create)
+    except FullcycleError as exc:
+        return TaskFailed(str(exc))
+    return None
+
+
 def report(ctx: RunContext) -> None:
     from tasks.record import history
 

@@ -109,6 +109,9 @@ class FakeRunpod:
         self.create_attempts: list[tuple[str, str]] = []
         self.create_bodies: list[dict[str, Any]] = []  # what each create asked for, as sent
         self.volumes: dict[str, str] = {"vol-abc123": "EU-RO-1"}  # network volume -> its data center
+        self.volume_details: dict[str, dict[str, Any]] = {}  # the volumes created through the API
+        self.dc_availability: dict[str, dict[str, str]] = {}  # data center -> GPU -> level (else the catalogue's)
+        self.no_volume_dcs: set[str] = set()  # data centers that offer no network volume
         # The catalogue: GPU type -> (memory GB, price SECURE, price COMMUNITY)
         self.gpus: dict[str, tuple[int, float, float]] = {
             "NVIDIA GeForce RTX 5090": (32, 0.89, 0.69), "NVIDIA GeForce RTX 4090": (24, 0.59, 0.34),
@@ -119,7 +122,8 @@ class FakeRunpod:
         spec = json.loads(SPEC_PATH.read_text())
         self._validators = {name: jsonschema.Draft202012Validator({**spec, "$ref": f"#/components/schemas/{name}"})
                             for name in ("CreatePodRequest", "Pod", "ListPodsResponse", "ListGpuTypesResponse",
-                                         "ListDataCentersResponse", "ListPodBillingResponse")}
+                                         "ListDataCentersResponse", "ListPodBillingResponse",
+                                         "CreateNetworkVolumeRequest", "NetworkVolume", "ListNetworkVolumesResponse")}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -318,12 +322,32 @@ class FakeRunpod:
         self.calls.append(("datacenters", ""))
         if failed := self._extra_fault(self.faults.catalog):
             return failed
+        def level(dc: str, gpu: str) -> str:
+            return self.dc_availability.get(dc, {}).get(gpu) or self._availability(gpu, "SECURE")
+
         centers = [{"id": dc, "name": dc, "region": "EUROPE" if dc.startswith("EU") else "NORTH_AMERICA",
-                    "globalNetwork": False, "networkVolumeTypes": ["STANDARD"], "compliance": [],
-                    "gpuAvailability": [{"id": g, "name": g, "availability": self._availability(g, "SECURE")}
-                                        for g in self.gpus]}
-                   for dc in sorted({"US-TEST-1", *self.volumes.values()})]
+                    "globalNetwork": False, "networkVolumeTypes": [] if dc in self.no_volume_dcs else ["STANDARD"],
+                    "compliance": [],
+                    "gpuAvailability": [{"id": g, "name": g, "availability": level(dc, g)} for g in self.gpus]}
+                   for dc in sorted({"US-TEST-1", *self.volumes.values(), *self.dc_availability})]
         return 200, self._checked("ListDataCentersResponse", {"dataCenters": centers})
+
+    def network_volumes(self, method: str, body: Any) -> tuple[int, Any]:
+        """GET lists the account's volumes, POST creates one (validated against the spec)."""
+        if method == "POST":
+            self.calls.append(("create_volume", json.dumps(body, sort_keys=True)))
+            errors = list(self._validators["CreateNetworkVolumeRequest"].iter_errors(body))
+            if errors:
+                return 422, {"title": "Unprocessable Entity", "status": 422, "detail": errors[0].message}
+            volume_id = secrets.token_hex(5)
+            self.volumes[volume_id] = body["dataCenter"]
+            self.volume_details[volume_id] = {"id": volume_id, "name": body["name"], "size": body["size"],
+                                              "dataCenter": body["dataCenter"], "type": body.get("type", "STANDARD")}
+            return 201, self._checked("NetworkVolume", self.volume_details[volume_id])
+        self.calls.append(("volumes", ""))
+        listed = [self.volume_details.get(v, {"id": v, "name": v, "size": 50, "dataCenter": dc, "type": "STANDARD"})
+                  for v, dc in self.volumes.items()]
+        return 200, self._checked("ListNetworkVolumesResponse", {"networkVolumes": listed})
 
     def billing(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         pod_id = query.get("podId", [""])[0]
@@ -393,6 +417,8 @@ class FakeRunpod:
         parts = path.rstrip("/").split("/")
         if method == "GET" and len(parts) == 5 and parts[:3] == ["", "v2", "pods"] and parts[4] == "logs":
             return self.logs(parts[3])
+        if parts[:3] == ["", "v2", "network-volumes"] and len(parts) == 3:
+            return self.network_volumes(method, body)
         if parts[:3] == ["", "v2", "network-volumes"] and method == "GET" and len(parts) == 4:
             if parts[3] not in self.volumes:
                 return 404, {"title": "Not Found", "status": 404, "detail": f"network volume {parts[3]} not found"}

@@ -58,3 +58,23 @@ def test_a_stalled_download_ends_the_run_and_the_pod_within_the_stall_limit(tmp_
     assert summary["terminated"] is True and fake_api.ops("terminate") >= 1
     assert summary["model_download"]["ok"] is False and summary["model_download"]["bytes"] >= 0
     assert summary["stages"]["train"]["seconds"] < 25
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_network_volume_downloads_nothing(tmp_path, sshd, fake_api, hub):
+    """Both pods mount the same volume at /workspace (here: the same folder the sshd pod keeps), so the
+    second day's download step finds the model there and records 0 bytes; pods rent Secure Cloud only,
+    in the volume's data center."""
+    proj = _project(tmp_path, sshd, fake_api, hub, network_volume_id="vol-abc123")
+    proj.doit("full_cycle", check=True)
+    first = proj.summary
+    assert first["model_download"]["bytes"] > 0
+    proj.date = proj.env["FULLCYCLE_DATE"] = "2026-11-28"
+    proj.doit("full_cycle", check=True)
+    second = proj.summary
+    assert second["model_download"]["bytes"] == 0 and second["model_download"]["ok"] is True
+    assert second["phases"]["python_stack"] == 0
+    for body in fake_api.create_bodies:
+        assert body["cloud"] == "SECURE" and body["dataCenterIds"] == ["EU-RO-1"]
+        assert body["mounts"]["network"] == [{"volumeId": "vol-abc123", "path": "/workspace"}]
+    assert {c.split("/")[1] for op, c in fake_api.calls if op == "create"} == {"SECURE"}

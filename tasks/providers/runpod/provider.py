@@ -117,7 +117,7 @@ class RunpodProvider:
         self.data_center = self._volume_data_center()
         verdict = read_json(self.paths.model_check_file) or {}
         picked = choice.choose(self.api, list(verdict.get("gpu_types") or self.s.gpu_types),  # those the model fits
-                               tuple(self.s.cloud_types), self.s.gpu_count, self.s.gpu_choice,
+                               self._clouds(), self.s.gpu_count, self.s.gpu_choice,
                                verdict.get("needed_gb"), self.data_center)
         write_json(self.paths.gpu_choice_file, picked.record())
         for cand in picked.to_try():
@@ -139,6 +139,18 @@ class RunpodProvider:
         write_json(self.paths.gpu_choice_file, picked.record())
         seen = "; ".join(f"{c.gpu}/{c.cloud} {c.verdict}" for c in picked.candidates)
         raise NoCapacityError(f"no capacity on any candidate ({seen}); nothing was rented")
+
+    def _clouds(self) -> tuple[str, ...]:
+        """Network volumes are Secure Cloud only: with one, a COMMUNITY pod would be asked for in vain."""
+        clouds = tuple(self.s.cloud_types)
+        if self.data_center and "SECURE" in clouds and clouds != ("SECURE",):
+            log.info("A network volume is Secure Cloud only: not asking for %s pods",
+                     ", ".join(c for c in clouds if c != "SECURE"))
+            return ("SECURE",)
+        if self.data_center and "SECURE" not in clouds:
+            raise ProviderError("[runpod] network_volume_id needs Secure Cloud, and [runpod] cloud_types does not "
+                                "include \"SECURE\": add it or remove the volume; nothing was rented")
+        return clouds
 
     def _volume_data_center(self) -> str | None:
         """With a network volume the pod must be in the volume's data center: every candidate is

@@ -121,6 +121,24 @@ class RestApi:
         return {dc["id"]: {g["id"]: g["availability"] for g in dc.get("gpuAvailability") or []}
                 for dc in (body or {})["dataCenters"]}
 
+    def data_centers(self) -> list[dict[str, Any]]:
+        """Every data center with its volume tiers and GPU availability (the catalogue's words)."""
+        body = self._get("/v2/catalog/datacenters?include=GPU_AVAILABILITY")
+        return [dc for dc in (body or {}).get("dataCenters") or [] if isinstance(dc, dict) and dc.get("id")]
+
+    def volumes(self) -> list[dict[str, Any]]:
+        """The account's network volumes: {id, name, size, dataCenter, type}."""
+        body = self._get("/v2/network-volumes")
+        return [v for v in (body or {}).get("networkVolumes") or [] if isinstance(v, dict) and v.get("id")]
+
+    def create_volume(self, name: str, size_gb: int, data_center: str, kind: str = "STANDARD") -> dict[str, Any]:
+        """A new network volume: billed every month until deleted, so it is asked for once."""
+        body = {"name": name, "size": size_gb, "dataCenter": data_center, "type": kind}
+        resp = self.http.request("POST", f"{self.url}/v2/network-volumes", json=body)
+        if resp.status_code not in (200, 201):
+            raise ApiError(f"RunPod REST: POST /v2/network-volumes -> {resp.status_code} {self._problem(resp)}")
+        return resp.json()
+
     def billed(self, pod_id: str, since: str) -> float | None:
         body = self._get(f"/v2/billing/pods?podId={pod_id}&bucketSize=hour&startTime={since}")
         records = (body or {}).get("records") or []

@@ -1,0 +1,79 @@
+"""`doit volume`: where, how large, what it costs against what it saves; created once, only when asked;
+and a pod on it rents Secure Cloud in its data center and finds the model already there."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tasks.core.errors import ProviderError
+from tasks.providers.runpod.volume import monthly_usd, pick_data_center, saved_minutes, size_gb
+from tests.doubles.hub import HubDouble
+
+GPUS = ("NVIDIA GeForce RTX 5090", "NVIDIA GeForce RTX 4090", "NVIDIA RTX A6000")
+
+
+def _dc(name, volumes=("STANDARD",), **levels):
+    names = {"r5090": GPUS[0], "r4090": GPUS[1], "a6000": GPUS[2]}
+    return {"id": name, "networkVolumeTypes": list(volumes),
+            "gpuAvailability": [{"id": names[k], "availability": v} for k, v in levels.items()]}
+
+
+def test_the_data_center_is_where_the_first_gpu_is_most_available_among_those_with_volumes():
+    centers = [_dc("EU-RO-1", r5090="LOW", r4090="HIGH", a6000="HIGH"), _dc("US-KS-2", r5090="HIGH"),
+               _dc("US-TX-3", volumes=(), r5090="HIGH", r4090="HIGH"), _dc("CA-MTL-1", r5090="HIGH", a6000="LOW")]
+    assert pick_data_center(centers, GPUS) == ("CA-MTL-1", f"{GPUS[0]} availability HIGH there")  # fallbacks break the tie
+    with pytest.raises(ProviderError, match="no data center .* offers network volumes"):
+        pick_data_center([_dc("US-TX-3", volumes=(), r5090="HIGH")], GPUS)
+
+
+def test_the_size_holds_the_build_and_the_stack_and_the_price_follows_it():
+    assert size_gb(17.47) == 36 and monthly_usd(36) == 2.52  # Qwen3-30B-A3B's 4-bit build
+    assert size_gb(61.06) == 88 and monthly_usd(88) == 6.16  # its bf16 weights
+    assert size_gb(0.1) == 15 and size_gb(5000) == 4096 and monthly_usd(2000) == 100.0
+
+
+def test_what_a_volume_saves_is_the_download_less_the_slower_read():
+    assert round(saved_minutes(17.47, 100), 2) == 1.83  # 2.91 min of download, 1.08 min more to read it
+    assert saved_minutes(61.06, 1000) < 0  # a fast link: the volume costs time
+
+
+@pytest.fixture
+def hub():
+    with HubDouble() as double:
+        yield double
+
+
+def test_doit_volume_plans_then_creates_once(tmp_path, fake_api, hub):
+    from tests.conftest import runpod_project
+
+    fake_api.dc_availability = {"US-TEST-1": {GPUS[0]: "MEDIUM"}, "US-KS-2": {GPUS[0]: "HIGH"}}
+    fake_api.no_volume_dcs = {"EU-RO-1"}
+    proj = runpod_project(tmp_path, None, fake_api, training={"base_model": "Qwen/Qwen3-30B-A3B"})
+    proj.env["HF_ENDPOINT"] = hub.url
+    planned = proj.doit("volume", check=True)
+    assert "network volume 'fullcycle-models': 36 GB in US-KS-2" in planned.stdout
+    assert "costs $2.52/month" in planned.stdout and "doit volume --create" in planned.stdout
+    assert fake_api.ops("create_volume") == 0
+    created = proj.doit("volume", "--create", check=True)
+    assert fake_api.ops("create_volume") == 1
+    body = json.loads(next(detail for op, detail in fake_api.calls if op == "create_volume"))
+    assert body == {"name": "fullcycle-models", "size": 36, "dataCenter": "US-KS-2", "type": "STANDARD"}
+    volume_id = next(v for v in fake_api.volume_details)
+    assert f'network_volume_id = "{volume_id}"' in created.stdout
+    again = proj.doit("volume", "--create", check=True)
+    assert fake_api.ops("create_volume") == 1 and "exists already" in again.stdout
+    assert fake_api.ops("create") == 0  # no pod was rented to plan or make it
+    record = json.loads((proj.root / ".fullcycle" / "volume.json").read_text())
+    assert record["volume"]["id"] == volume_id and record["plan"]["saved_minutes_per_run"] == 1.8
+    assert record["pays"] is False and "it does not pay" in planned.stdout  # under a dollar a month saved, $2.52 spent
+
+
+def test_doit_volume_refuses_a_model_that_travels_with_the_inputs(tmp_path, fake_api):
+    from tests.conftest import runpod_project
+
+    proj = runpod_project(tmp_path, None, fake_api)
+    proc = proj.doit("volume", "--create")
+    assert proc.returncode != 0 and "travels with the inputs: a volume would save no download" in proc.stdout + proc.stderr
+    assert fake_api.ops("create_volume") == 0
