@@ -41,10 +41,23 @@ def test_bench_transfer_small(sshd):
     assert figures["data.jsonl_upload_gateway-pty"]["median_s"] > 0
 
 
+@pytest.mark.slow  # a real training of the tiny model behind the fake API
 @pytest.mark.skipif(os.geteuid() != 0, reason="the sshd double logs in as root")
 def test_bench_overhead_small(sshd):
     figures = _bench("overhead", "--runs", "1")
     assert figures["ssh_sessions"]["median"] <= 4
+    assert figures["measured_phases"]["training"] > 0 and 0 < figures["measured_not_training_share"] <= 1
+
+
+def test_bench_overhead_scenarios_go_through_the_summarys_phase_code():
+    scenarios = _bench("overhead", "--scenarios-only")["scenarios"]
+    fresh, built, volume = (scenarios[k] for k in ("fresh pod, bf16 weights", "fresh pod, 4-bit build",
+                                                   "2nd run on a volume, 4-bit build"))
+    assert fresh["phases"]["model_download"] > built["phases"]["model_download"] > volume["phases"]["model_download"] == 0
+    assert volume["phases"]["model_load"] > built["phases"]["model_load"]  # read over the network, not the pod's disk
+    assert fresh["not_training_share"] > built["not_training_share"] and volume["volume_usd_per_month"] > 0
+    for day in scenarios.values():
+        assert round(sum(day["phases"].values()), 1) == day["billed_s"]
 
 
 @pytest.mark.slow  # `doit serve` and real runs behind it

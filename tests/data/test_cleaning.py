@@ -43,6 +43,7 @@ def test_every_kind_of_bad_line_is_counted(tmp_path):
     assert stats.examples["invalid_json"] == [f"{raw}:4"]
 
 
+@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
 def test_a_100_mb_single_line(tmp_path):
     raw = tmp_path / "raw.jsonl"
     big = "x" * (100 * 1024 * 1024)

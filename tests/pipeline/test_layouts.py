@@ -25,7 +25,7 @@ def _seed_layout(root: Path) -> dict[str, str]:
             "trainer_log": f"{root}/docs/run_logs/{{date}}/trainer.log"}
 
 
-@pytest.mark.parametrize("style", ["seed-absolute", "out_root-based"])
+@pytest.mark.parametrize("style", ["seed-absolute", pytest.param("out_root-based", marks=pytest.mark.slow)])
 def test_full_cycle_report_reap_and_latest_in_any_layout(tmp_path, style):
     root = tmp_path / "my projects" / "metahuman"  # a space, and not the working directory
     elsewhere = tmp_path / "settings elsewhere"

@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import API_KEY, runpod_project
 from tests.helpers import DODO, make_project
 
@@ -47,6 +49,7 @@ def test_a_killed_run_resumes_on_the_same_pod(tmp_path, sshd, fake_api):
     assert proj.summary["success"] is True and proj.summary["pod_id"] == next(iter(fake_api.pods))
 
 
+@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
 def test_a_second_run_for_the_same_date_refuses(tmp_path):
     proj = make_project(tmp_path, training={"max_steps": 300, "gradient_accumulation_steps": 1})
     first = _start(proj, "full_cycle")

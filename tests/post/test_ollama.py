@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.helpers import make_project, trainer
 
 
@@ -27,6 +29,7 @@ def test_ollama_that_accepts_the_adapter(tmp_path):
     assert (tmp_path / "ollama.log").read_text().startswith("create fullcycle-")
 
 
+@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
 def test_ollama_that_refuses_falls_back_to_a_merge_then_to_llama_server(tmp_path):
     bin_dir = tmp_path / "bin"
     _stand_in(bin_dir, "ollama", 'if grep -q ADAPTER "$4"; then echo "Error: loras are not yet implemented" >&2; exit 1; fi\n'

@@ -102,6 +102,7 @@ def test_training_on_from_the_last_promoted_adapter(tmp_path, base):
     assert second["steps"][0]["loss"] < first["steps"][0]["loss"] - 0.05, (first["steps"][:2], second["steps"][:2])
 
 
+@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
 def test_a_start_from_that_does_not_fit_is_refused_before_renting(tmp_path):
     proj = make_project(tmp_path / "proj", eval=EVAL)  # the stand-in's adapter has rank 8 too
     proj.doit("full_cycle", "--date", "2026-11-20", check=True)

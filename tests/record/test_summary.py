@@ -29,6 +29,7 @@ def done(tmp_path_factory):
     return proj
 
 
+@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
 def test_another_date_does_not_make_a_finished_date_start_over(tmp_path):
     proj = make_project(tmp_path, date="2026-11-01")
     proj.doit("full_cycle", check=True)
@@ -54,6 +55,7 @@ def test_rerunning_download_after_the_pod_is_gone_keeps_the_adapter(done):
         assert not ran(again, stage), stage
 
 
+@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
 def test_a_lost_download_is_trained_again_when_asked_for(tmp_path):
     """The pod is gone and the adapter never arrived: asking for the download rents again, says why."""
     proj = make_project(tmp_path)

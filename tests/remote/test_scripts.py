@@ -143,6 +143,7 @@ def test_the_official_images_venv_is_the_first_candidate():
     assert RemoteSettings().python_candidates[0] == "/opt/unsloth-venv/bin/python"
 
 
+@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
 def test_a_stack_out_of_the_checked_ranges_is_passed_over_and_named(tmp_path):
     """A Python whose modules are merely present is not the set the trainer was checked against: one
     outside the ranges is not used, and the set-up says which package and which range."""

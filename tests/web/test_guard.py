@@ -73,6 +73,7 @@ def test_beyond_loopback_only_the_access_token_opens_a_session(tmp_path, monkeyp
     assert client.get("/api/history").status_code == 401
 
 
+@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
 def test_cookieless_visitors_grow_no_server_memory(tmp_path, monkeypatch):
     """A loop of GETs without a cookie (each gets a new session) leaves nothing behind on the server."""
     client, _ = _client(tmp_path, monkeypatch)

@@ -45,6 +45,7 @@ def test_a_download_is_measured_and_the_second_downloads_nothing(tmp_path, hub):
     assert proc.returncode == 0 and again["bytes"] == 0 and "already cached" in proc.stdout
 
 
+@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
 def test_a_stalled_download_is_retried_once_then_fails_with_what_it_got(tmp_path, hub):
     hub.faults.stall_after, hub.faults.stall_for = 50_000, 20
     started = time.monotonic()
