@@ -145,6 +145,7 @@ def test_the_preflight_runs_on_the_pod_before_the_trainer(tmp_path):
     assert pod_log.index("preflight passed") < pod_log.index("backend stand-in")
     preflight = proj.summary["preflight"]
     assert preflight["ok"] is True and preflight["family"] == "Qwen3MoeForCausalLM" and preflight["seconds"] > 0
+    assert proj.summary["phases"]["preflight"] == round(preflight["seconds"], 2)
 
 
 @pytest.mark.slow

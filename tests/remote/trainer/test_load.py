@@ -76,3 +76,70 @@ def test_the_measurement_takes_the_device_the_logits_come_from():
     assert measure.compute_device(Offloaded()) == torch.device("cpu")
     source = "".join(p.read_text() for p in (REMOTE / "trainer").glob("*.py"))
     assert "next(model.parameters()).device" not in source
+
+
+class _FakeUnsloth:
+    """Unsloth's loader as the trainer calls it (a double inside a unit test: no GPU here). The
+    keywords are checked against Unsloth's own source in tests/remote/test_gpu_stack.py."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.calls: list[dict] = []
+        self.refuse = refuse
+
+    def from_pretrained(self, **kwargs):
+        self.calls.append(kwargs)
+        if kwargs["model_name"] == self.refuse:
+            raise RuntimeError("Qwen3MoeForCausalLM: pre-quantized experts are not supported here")
+
+        class Tokenizer:
+            pad_token, eos_token = None, "</s>"
+
+        return object(), Tokenizer()
+
+
+MOE = {"base_model": "Qwen/Qwen3-30B-A3B", "model_to_load": "unsloth/Qwen3-30B-A3B-bnb-4bit", "exact_model_name": True,
+       "fallback_model": "Qwen/Qwen3-30B-A3B", "fallback_bytes": 61_064_245_248, "moe_build": "prequantized",
+       "load_in_4bit": True, "max_seq_length": 2048, "download_stall_s": 120}
+
+
+def _with_unsloth(monkeypatch, fake):
+    import types
+
+    module = types.ModuleType("unsloth")
+    module.FastLanguageModel = fake
+    monkeypatch.setitem(sys.modules, "unsloth", module)
+    monkeypatch.delenv("FULLCYCLE_DOWNLOAD_REPORT", raising=False)
+
+
+def test_a_prequantized_moe_build_is_loaded_by_its_exact_name(tmp_path, monkeypatch):
+    fake = _FakeUnsloth()
+    _with_unsloth(monkeypatch, fake)
+    loaded = trainer("load").base_model(MOE, tmp_path / "config.json", unsloth=True)
+    assert fake.calls == [{"model_name": "unsloth/Qwen3-30B-A3B-bnb-4bit", "max_seq_length": 2048, "dtype": None,
+                           "load_in_4bit": True, "use_exact_model_name": True}]
+    assert loaded.model_id == "unsloth/Qwen3-30B-A3B-bnb-4bit" and loaded.moe_build is None
+
+
+def test_a_build_that_will_not_load_falls_back_to_bf16_once_and_says_so(tmp_path, monkeypatch):
+    fake = _FakeUnsloth(refuse="unsloth/Qwen3-30B-A3B-bnb-4bit")
+    _with_unsloth(monkeypatch, fake)
+    download = trainer("download")
+    fetched = []
+    monkeypatch.setattr(download, "fetch", lambda repo, expected, stall: fetched.append((repo, expected)) or
+                        {"ok": True, "repo": repo, "bytes": expected})
+    loaded = trainer("load").base_model(MOE, tmp_path / "config.json", unsloth=True)
+    assert [c["model_name"] for c in fake.calls] == ["unsloth/Qwen3-30B-A3B-bnb-4bit", "Qwen/Qwen3-30B-A3B"]
+    assert fake.calls[1]["use_exact_model_name"] is False and fetched == [("Qwen/Qwen3-30B-A3B", 61_064_245_248)]
+    assert loaded.moe_build["used"] == "Qwen/Qwen3-30B-A3B" and "not supported" in loaded.moe_build["why"]
+
+
+def test_a_dense_or_bf16_load_never_falls_back(tmp_path, monkeypatch):
+    import pytest
+
+    fake = _FakeUnsloth(refuse="Qwen/Qwen3-30B-A3B")
+    _with_unsloth(monkeypatch, fake)
+    load = trainer("load")
+    config = dict(MOE, model_to_load="Qwen/Qwen3-30B-A3B", exact_model_name=False)
+    with pytest.raises(load.ModelLoadError, match="could not load base model 'Qwen/Qwen3-30B-A3B'"):
+        load.base_model(config, tmp_path / "config.json", unsloth=True)
+    assert len(fake.calls) == 1
