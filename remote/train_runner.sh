@@ -2,7 +2,8 @@
 # Runs on the pod: start the training once, detached, follow its log, pack the adapter when done.
 # The detached run: find or build the Python (setup_python.sh), the preflight (the run's code path on a
 # tiny model of the base's family, before any download: python -m trainer.preflight), the base model's
-# download (python -m trainer.download: timed, never hung), then the trainer.
+# download (python -m trainer.download: timed, never hung), then the trainer: one process, or one per GPU
+# under torchrun when [runpod] gpu_count > 1 (python -m trainer.ranks says how many).
 #
 #   train_runner.sh RUN_DIR INPUT_DIR OUTPUT_DIR PYTHON HF_HOME OFFSET END_MARK SCRIPT DATASET CONFIG
 #                   VENV_DIR "PYTHON_CANDIDATE..." TORCH_INDEX
@@ -24,7 +25,7 @@ mkdir -p "$run_dir" && cd "$run_dir" || exit 97
 state=$(trainer_state "$run_dir")
 if [ "$state" = none ] || [ "$state" = lost ]; then
   rm -f train.outcome train.pid train.exit adapter.tar adapter.tar.*.tmp preflight.json preflight.only \
-    download.json
+    download.json rank*.exit
   touch train.log
   # shellcheck disable=SC2016 # expanded by the detached bash, from its own arguments
   setsid nohup bash -c '
@@ -44,9 +45,15 @@ if [ "$state" = none ] || [ "$state" = lost ]; then
         code=$?
       fi
       if [ "$code" = 0 ] && [ ! -e preflight.only ]; then
-        FULLCYCLE_DOWNLOAD_REPORT="$PWD/download.json" "$py" "$4" --data "$5" --config "$6" --output "$1" \
+        procs=$(PYTHONPATH="$9" "$py" -m trainer.ranks "$6" 2>>train.log) || procs=1
+        launch=("$py")  # one process, or one per GPU under torchrun (data-parallel; rank 0 reports)
+        [ "${procs:-1}" -gt 1 ] && launch=("$py" -m torch.distributed.run --standalone --nproc_per_node "$procs")
+        FULLCYCLE_DOWNLOAD_REPORT="$PWD/download.json" "${launch[@]}" "$4" --data "$5" --config "$6" --output "$1" \
           >>train.log 2>&1
         code=$?
+        for ranked in rank*.exit; do  # torchrun says 1 for any failure: the failing rank knows better
+          [ "$code" != 0 ] && [ -s "$ranked" ] && [ "$(cat "$ranked")" != 0 ] && code=$(cat "$ranked") && break
+        done
       fi
     else
       code=98

@@ -20,7 +20,7 @@ PROCESS_STARTED = time.time()  # the imports below are part of the bill: "traine
 os.environ.setdefault("PYTORCH_ALLOC_CONF", "expandable_segments:True")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the trainer package travels beside this script
 
-from trainer import config, data, fit, load, lora, measure, save  # noqa: E402
+from trainer import config, data, fit, load, lora, measure, ranks, save  # noqa: E402
 from trainer.clock import Clock  # noqa: E402
 
 
@@ -32,9 +32,7 @@ def run(args: argparse.Namespace) -> int:
     gpu = load.nvidia_smi()
     load.check_cuda(gpu)
     unsloth = load.use_unsloth()
-    config.say(f"{samples} samples, base model {settings['base_model']}, backend "
-               f"{'unsloth' if unsloth else 'transformers+peft+trl'}"
-               + (f", GPU {gpu['gpu']} (driver {gpu['driver']}, CUDA {gpu['cuda']})" if gpu else ""))
+    load.announce(samples, settings, gpu, unsloth)
     clock.lap("trainer_start")
     loaded = load.base_model(settings, args.config, unsloth)
     clock.lap("model_load")
@@ -43,15 +41,17 @@ def run(args: argparse.Namespace) -> int:
     lora.start_from(model, settings, args.config.parent)
     rows = data.load_training_set(args.data, tokenizer, settings)
     clock.lap("data_prep")
-    losses, train_seconds = fit.train(model, tokenizer, rows, settings, args.output)
+    losses, train_seconds, tokens = fit.train(model, tokenizer, rows, settings, args.output)
     clock.lap("training")
+    if not ranks.is_main():  # every rank trained its share; rank 0 alone saves, evaluates and reports
+        return config.TRAINED
     save.adapter(model, tokenizer, loaded.model_id, args.output)  # before the evaluation: it never costs the adapter
     clock.lap("save")
     measured = measure.measure(model, tokenizer, settings, args.config.parent, unsloth)
     measured["train_seconds"] = train_seconds
     clock.lap("evaluation")
     metrics = save.metrics(settings, gpu, tokenizer, samples, losses, round(time.time() - PROCESS_STARTED, 2), loaded,
-                           unsloth, config.versions(), clock.phases)
+                           unsloth, config.versions(), clock.phases, fit.throughput(tokens, train_seconds))
     save.results(args.output, measured, metrics)
     config.say(f"adapter saved to {args.output} in {metrics['seconds']}s, final loss {metrics['final_loss']}")
     return config.TRAINED
@@ -64,16 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("/output/adapter"))
     args = parser.parse_args(argv)
     try:
-        return run(args)
+        return ranks.record_exit(run(args))
     except (config.InputError, load.ModelLoadError, load.NoGpuStack) as exc:  # said in one line, with its code
         config.error(str(exc))
         codes = ((config.InputError, config.BAD_INPUT), (load.ModelLoadError, config.NO_MODEL),
                  (load.NoGpuStack, config.NO_GPU_STACK))
-        return next(code for kind, code in codes if isinstance(exc, kind))
+        return ranks.record_exit(next(code for kind, code in codes if isinstance(exc, kind)))
     except Exception as exc:
         traceback.print_exc()
         config.error(f"training failed: {type(exc).__name__}: {exc}")
-        return config.FAILED
+        return ranks.record_exit(config.FAILED)
 
 
 if __name__ == "__main__":

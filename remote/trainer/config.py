@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from trainer import ranks
+
 TRAINED, FAILED, BAD_INPUT, NO_MODEL, NO_GPU_STACK = 0, 1, 2, 3, 4
 
 REQUIRED = ("base_model", "lora_rank", "num_train_epochs", "learning_rate",
@@ -27,12 +29,16 @@ class InputError(Exception):
 
 
 def say(message: str) -> None:
-    print(f"[train] {message}", flush=True)
+    """One voice: under torchrun only rank 0 speaks (the log is followed as one training)."""
+    if ranks.is_main():
+        print(f"[train] {message}", flush=True)
 
 
 def error(message: str) -> None:
-    """The one line the orchestrator quotes in the summary's error (`[train] ERROR: ...`)."""
-    print(f"[train] ERROR: {message}", file=sys.stderr, flush=True)
+    """The one line the orchestrator quotes in the summary's error (`[train] ERROR: ...`); any rank
+    may fail, and says which it is."""
+    who = f"rank {ranks.rank()} of {ranks.world()}: " if ranks.world() > 1 else ""
+    print(f"[train] ERROR: {who}{message}", file=sys.stderr, flush=True)
 
 
 def load_config(path: Path) -> dict:

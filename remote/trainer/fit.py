@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+from trainer import ranks
 from trainer.config import say
 
 
@@ -15,29 +16,41 @@ def sft_config(config: dict, work: Path):
     import torch
     from trl import SFTConfig
 
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    gpu = torch.cuda.is_available()
+    bf16 = gpu and torch.cuda.is_bf16_supported()
+    batch, accumulation = int(config["per_device_train_batch_size"]), int(config["gradient_accumulation_steps"])
+    if ranks.world() > 1 and accumulation % ranks.world() == 0:
+        accumulation //= ranks.world()  # the global batch stays the one asked for: the same optimisation, sooner
+    if ranks.world() > 1:
+        say(f"{ranks.world()} processes, global batch {batch * accumulation * ranks.world()} "
+            f"({batch} per process x {accumulation} accumulated x {ranks.world()})")
     return SFTConfig(
         output_dir=str(work), num_train_epochs=float(config["num_train_epochs"]),
         learning_rate=float(config["learning_rate"]),
-        per_device_train_batch_size=int(config["per_device_train_batch_size"]),
-        gradient_accumulation_steps=int(config["gradient_accumulation_steps"]),
+        per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
         max_length=int(config["max_seq_length"]), logging_steps=1, save_strategy="no", report_to=[],
         seed=int(config.get("seed", 42)), bf16=bf16, fp16=False, disable_tqdm=True,
         max_steps=int(config.get("max_steps", -1)),
+        # under torchrun on CPUs (the tests, a CPU pod): data-parallel over gloo; on GPUs NCCL, as by default
+        use_cpu=not gpu, ddp_backend="gloo" if not gpu and ranks.world() > 1 else None,
     )
 
 
-def train(model, tokenizer, dataset, config: dict, output: Path) -> tuple[list[dict], float]:
-    """Train; returns the loss of every step and the seconds training took. The trainer's own
-    scratch folder beside the output is removed afterwards (nothing is checkpointed)."""
+def train(model, tokenizer, dataset, config: dict, output: Path) -> tuple[list[dict], float, int | None]:
+    """Train; returns the loss of every step, the seconds training took and the tokens trained on (all
+    ranks together, as trl counts them). The trainer's own scratch folder beside the output is removed
+    afterwards (nothing is checkpointed)."""
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
     losses: list[dict] = []
+    tokens: list[int] = []
 
     class LossLog(TrainerCallback):
         def on_log(self, _args, state, _control, logs=None, **_kw):
-            if logs and "loss" in logs:
+            if logs and "num_tokens" in logs:
+                tokens.append(int(float(logs["num_tokens"])))
+            if logs and "loss" in logs and state.is_world_process_zero:
                 losses.append({"step": state.global_step, "loss": float(logs["loss"]),
                                "epoch": float(logs.get("epoch", 0.0))})
                 say(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
@@ -48,5 +61,15 @@ def train(model, tokenizer, dataset, config: dict, output: Path) -> tuple[list[d
     started = time.time()
     trainer.train()
     seconds = round(time.time() - started, 2)
-    shutil.rmtree(work, ignore_errors=True)
-    return losses, seconds
+    if ranks.is_main():
+        shutil.rmtree(work, ignore_errors=True)
+    return losses, seconds, tokens[-1] if tokens else None
+
+
+def throughput(tokens: int | None, seconds: float) -> dict:
+    """How fast the GPUs trained: tokens per second in all, and per GPU (the figure a second GPU
+    should keep near one GPU's for the speed-up to be worth its price)."""
+    gpus = ranks.world()
+    rate = round(tokens / seconds, 1) if tokens and seconds else None
+    return {"gpus": gpus, "tokens": tokens, "tokens_per_s": rate,
+            "tokens_per_s_per_gpu": round(rate / gpus, 1) if rate else None}

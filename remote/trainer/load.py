@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer import ranks
 from trainer.config import InputError, say
 
 
@@ -103,6 +104,12 @@ def use_unsloth() -> bool:
     return True
 
 
+def announce(samples: int, config: dict, gpu: dict | None, unsloth: bool) -> None:
+    """The run's first line: what trains on what (the orchestrator's log shows it as it comes)."""
+    say(f"{samples} samples, base model {config['base_model']}, backend {'unsloth' if unsloth else 'transformers+peft+trl'}"
+        + (f", GPU {gpu['gpu']} (driver {gpu['driver']}, CUDA {gpu['cuda']})" if gpu else ""))
+
+
 class ModelLoadError(Exception):
     """The base model could not be loaded (a wrong id, a missing file, a failed download): exit 3."""
 
@@ -124,7 +131,8 @@ def load_base(model_id: str, config: dict, unsloth: bool, exact: bool = False):
         dtype, device_map, quantization = torch.float32, None, None
         if torch.cuda.is_available():  # plain transformers on a GPU: the weights go there, 4-bit when asked
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            device_map = {"": torch.cuda.current_device()}
+            torch.cuda.set_device(ranks.local_rank())  # under torchrun, each rank its own GPU
+            device_map = {"": ranks.local_rank()}
             if config.get("load_in_4bit"):
                 from transformers import BitsAndBytesConfig
 

@@ -27,7 +27,7 @@ def results(output: Path, measured: dict, metrics: dict) -> None:
 
 
 def metrics(config: dict, gpu: dict | None, tokenizer, samples: int, losses: list[dict], seconds: float,
-            loaded, unsloth: bool, versions: dict, phases: dict) -> dict:
+            loaded, unsloth: bool, versions: dict, phases: dict, scale: dict) -> dict:
     """metrics.json: loss per step, the seconds of each phase, and what ran (GPU, backend, versions)."""
     import torch
 
@@ -44,6 +44,7 @@ def metrics(config: dict, gpu: dict | None, tokenizer, samples: int, losses: lis
         "model_load_seconds": loaded.seconds,
         "model_loaded": loaded.model_id,
         "moe_build": loaded.moe_build,  # a pre-quantized build that would not load, and what was loaded instead
+        "scale": scale,  # GPUs (torchrun processes), tokens, tokens/s in all and per GPU
         "phases": phases,  # trainer_start, model_load, data_prep, training, save, evaluation: its part of the bill
         "backend": "unsloth" if unsloth else "transformers+peft+trl",
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",

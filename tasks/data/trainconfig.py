@@ -63,6 +63,7 @@ def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str
             if verdict.get(key):  # the download step and the trainer follow the check's choice of build
                 config[key] = verdict[key]
     config["download_stall_s"] = settings.runpod.download_stall_s
+    config["gpu_count"] = settings.runpod.gpu_count  # training processes: one per GPU (torchrun), or CPUs over gloo
     if os.environ.get("HF_ENDPOINT"):  # a hub mirror asked here is the pod's too (no secret: a URL)
         config["hf_endpoint"] = os.environ["HF_ENDPOINT"]
     if settings.training.is_tiny:

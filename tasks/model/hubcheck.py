@@ -196,7 +196,8 @@ def _moe_build(model: str, moe_build: str, endpoint: str | None) -> dict[str, An
 
 
 def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str | None = None,
-          link_mb_s: float = DOWNLOAD_MB_S, volume: bool = False, moe_build: str = "auto") -> dict[str, Any]:
+          link_mb_s: float = DOWNLOAD_MB_S, volume: bool = False, moe_build: str = "auto",
+          gpu_count: int = 1) -> dict[str, Any]:
     """The verdict, as model-check.json holds it; raises ModelCheckError for a model we must refuse."""
     answer = ask_hub(model, endpoint)
     verdict: dict[str, Any] = {"base_model": model, "checked": answer.exists is not None,
@@ -257,6 +258,9 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
                            f"~{needed_gb(answer.parameters, '4bit'):.0f} GB)")
         if bigger:
             choices.append(f"a bigger GPU in [runpod] gpu_types, e.g. {bigger[0]!r} ({GPU_MEMORY_GB[bigger[0]]} GB)")
+        if gpu_count > 1:
+            choices.append(f"not more GPUs: [runpod] gpu_count = {gpu_count} trains data-parallel, every GPU holding "
+                           f"the whole model (sharding it, FSDP on plain PEFT in bf16, is not built here)")
         raise ModelCheckError(
             f"{model} needs about {verdict['needed_gb']:.0f} GB of GPU memory in {precision} "
             f"({answer.parameters / 1e9:.1f}B parameters), more than "
@@ -266,6 +270,11 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
         log.warning("%s does not fit %s: only %s will be rented", model,
                     ", ".join(g for g in judged if g not in fits), ", ".join(fits))
     verdict["gpu_types"] = [g for g in gpu_types if g in fits or g not in GPU_MEMORY_GB]
+    if gpu_count > 1:
+        verdict["data_parallel"] = (
+            f"{gpu_count} GPUs train data-parallel (torchrun): each holds the whole model (~{verdict['needed_gb']:.0f} GB "
+            f"in {precision}), so it goes up to {gpu_count}x faster at {gpu_count}x the price per hour; it never makes a "
+            f"model fit that one GPU cannot hold (a bigger card does; FSDP on plain PEFT in bf16 would, not built here)")
     download(verdict, link_mb_s, volume)
     return verdict
 
@@ -283,10 +292,12 @@ def check_model(ctx: RunContext) -> None:
     else:
         r = ctx.settings.runpod
         verdict = check(t.base_model, r.gpu_types, t.quantize, link_mb_s=r.download_mb_s,
-                        volume=bool(r.network_volume_id), moe_build=t.moe_build)
+                        volume=bool(r.network_volume_id), moe_build=t.moe_build, gpu_count=r.gpu_count)
         log.info("Base model %s: %s", t.base_model,
                  f"~{verdict['needed_gb']} GB in {verdict['precision']}, loading {verdict['model_to_load']}"
                  if verdict.get("needed_gb") else ("exists on the hub" if verdict["checked"] else "not checked"))
+    if verdict.get("data_parallel"):
+        log.info("%s", verdict["data_parallel"])
     write_json(ctx.paths.model_check_file, verdict)
 
 

@@ -176,6 +176,11 @@ def _follow_to_the_end(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str,
     if train_record.get("python"):
         log.info("Pod Python: %s (%s, set-up %ss; stack %s)", train_record["python"], train_record["python_source"],
                  train_record["setup_seconds"], train_record.get("stack") or "not compared")
+    if train_record["exit_code"] == 0 and ctx.settings.runpod.gpu_count > 1:
+        from tasks.record.history import one_gpu_rate
+
+        train_record["one_gpu_baseline"] = one_gpu_rate(ctx.settings, ctx.paths.date, ctx.settings.training.base_model,
+                                                        pod.gpu)
     write_json(ctx.paths.train_file, train_record)
     success = train_record["exit_code"] == 0
     log.info("Train command exit code: %s", code)
@@ -228,7 +233,20 @@ def _trainer_error(log_file: Path, keep: int = 64 * 1024) -> str | None:
     except OSError:
         return None
     errors = [line.split("[train] ERROR:", 1)[1].strip() for line in tail.splitlines() if "[train] ERROR:" in line]
+    died = _rank_died(tail)
+    if died and not any(e.startswith(f"rank {died[0]} ") for e in errors):
+        return f"rank {died[0]} of the torchrun processes died ({died[1]}) without a word of its own"
     return logs.redact(errors[-1])[:600] if errors else None
+
+
+def _rank_died(tail: str) -> tuple[str, str] | None:
+    """torchrun's own account of the first rank that failed (`Root Cause`): rank and exit code (a
+    signal for a process the kernel ended, e.g. out of memory)."""
+    import re
+
+    found = re.search(r"Root Cause[^\n]*\n(?:.*\n){0,4}?\s*rank\s*:\s*(\d+)[^\n]*\n(?:.*\n){0,2}?\s*exitcode\s*:\s*"
+                      r"([^\n]+)", tail)
+    return (found.group(1), " ".join(found.group(2).split())) if found else None
 
 
 def _python_info(encoded: str) -> dict[str, Any]:

@@ -52,6 +52,19 @@ def previous_adapter(settings: Settings, date: str, base_model: str) -> tuple[st
     return found
 
 
+def one_gpu_rate(settings: Settings, date: str, base_model: str, gpu: str | None) -> dict[str, Any] | None:
+    """The newest earlier run of this base model on one GPU of this type that says how fast it trained:
+    what a multi-GPU run's speed-up is measured against (None when there is none to compare with)."""
+    found = None
+    for when, _folder, summary in summaries(settings):
+        scale = section(summary, "scale")
+        rate = scale.get("tokens_per_s")
+        if (when < date and summary.get("base_model") == base_model and scale.get("gpus") == 1
+                and section(summary, "pod").get("gpu") == gpu and isinstance(rate, (int, float)) and rate > 0):
+            found = {"date": when, "tokens_per_s": rate}
+    return found
+
+
 COLUMNS = ("date", "attempts", "samples", "final loss", "eval loss", "verdict", "train min", "pod min",
            "not training", "cost $", "billed $", "result")
 REPORT_EXTRA = "pip install -e '.[report]'"

@@ -86,6 +86,24 @@ def _eval(judged: dict[str, Any] | None, stats: dict[str, Any]) -> dict[str, Any
     return found
 
 
+def _scale(metrics: dict[str, Any], train: dict[str, Any]) -> dict[str, Any] | None:
+    """GPUs used, tokens/s in all and per GPU, and the speed-up over the last one-GPU run of this base
+    model on this GPU type when there is one (else why not)."""
+    scale = dict(section(metrics, "scale"))
+    if not scale:
+        return None
+    baseline = section(train, "one_gpu_baseline")
+    rate, before = scale.get("tokens_per_s"), baseline.get("tokens_per_s")
+    if isinstance(scale.get("gpus"), int) and scale["gpus"] > 1:
+        if isinstance(rate, (int, float)) and isinstance(before, (int, float)) and before > 0:
+            scale["speedup_vs_one_gpu"] = round(rate / before, 2)
+            scale["compared_with"] = baseline.get("date")
+        else:
+            scale["speedup_vs_one_gpu"] = None
+            scale["why"] = "no earlier one-GPU run of this base model on this GPU type to compare with"
+    return scale
+
+
 def _mode(recorded: str | None) -> str | None:
     try:
         return str(modes.parse(recorded)) if recorded else None
@@ -172,6 +190,8 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         "phases": spent,
         "not_training_share": phases.not_training_share(spent, billed) if spent else None,
         "model_download": phases.model_download(train),
+        "gpus": section(metrics, "scale").get("gpus"),  # training processes, one per GPU (torchrun)
+        "scale": _scale(metrics, train),
         "cost_usd": cost_at(billed, pod.get("cost_per_hr")) if billed is not None else None,
         "cost_usd_billed": pod.get("cost_usd_billed"),
         "gpu_choice": read(paths.gpu_choice_file) or None,

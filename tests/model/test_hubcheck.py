@@ -135,3 +135,13 @@ def test_the_4bit_choice_reaches_the_trainers_config(tmp_path, sshd, fake_api):
     assert config["fallback_model"] == "Qwen/Qwen3-30B-A3B" and config["fallback_bytes"] == 61_064_245_248
     assert config["download_bytes"] == 17_474_000_000  # the trainer reports its download against it
     assert fake_api.ops("create") == 0
+
+
+def test_more_gpus_speed_up_but_never_make_a_model_fit(hub):
+    verdict = check("Qwen/Qwen3-0.6B", GPUS, "auto", gpu_count=2)
+    assert "2 GPUs train data-parallel" in verdict["data_parallel"] and "never makes a model fit" in verdict["data_parallel"]
+    assert "data_parallel" not in check("Qwen/Qwen3-0.6B", GPUS, "auto")
+    with pytest.raises(ModelCheckError) as err:
+        check("Qwen/Qwen3-30B-A3B", ("NVIDIA GeForce RTX 5090",), "never", gpu_count=4)
+    assert "not more GPUs: [runpod] gpu_count = 4 trains data-parallel" in str(err.value)
+    assert "FSDP" in str(err.value) and "Nothing was rented" in str(err.value)

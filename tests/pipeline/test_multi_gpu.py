@@ -1,0 +1,89 @@
+"""`[runpod] gpu_count > 1`: one training over several processes under torchrun, for real on CPUs
+(gloo), as a pod with N GPUs runs it over NCCL: one adapter, one metrics file, a falling loss, the
+held-out evaluation of a one-process run within a stated tolerance, and the failing rank named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import REPO, make_project
+
+DEMO = REPO / "examples" / "notes"  # enough samples for a held-out set
+SAME_BATCH = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}  # global batch 8 on 1 or 2
+TOLERANCE = 0.05  # the held-out loss of 2 processes within 5% of one process's (the data order differs)
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory):
+    """One project, two days: one process on the first, two on the second (the speed-up's baseline)."""
+    root = tmp_path_factory.mktemp("ddp")
+    one = make_project(root, source=DEMO, real_training=True, training=SAME_BATCH, date="2026-11-26")
+    one.doit("full_cycle", check=True)
+    two = make_project(root, source=DEMO, real_training=True, training=SAME_BATCH, runpod={"gpu_count": 2})
+    two.doit("full_cycle", check=True)
+    return one, two
+
+
+@pytest.mark.slow  # two real trainings of the tiny model
+def test_two_processes_train_one_adapter_with_a_falling_loss(days):
+    _one, two = days
+    summary = two.summary
+    assert summary["success"] is True and summary["gpus"] == 2
+    assert (two.adapter / "adapter_model.safetensors").is_file()
+    assert sorted(p.name for p in two.adapter.glob("metrics*.json")) == ["metrics.json"]
+    metrics = json.loads((two.adapter / "metrics.json").read_text())
+    assert metrics["steps"][0]["loss"] > metrics["final_loss"]
+    log = (two.work / "pod-train.log").read_text()
+    assert "2 processes, global batch 8 (4 per process x 1 accumulated x 2)" in log
+    assert log.count("[train] adapter saved to") == 1  # rank 0 alone saves and reports
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_on_the_held_out_set_and_say_the_speed_up(days):
+    one, two = days
+    single, double = one.summary, two.summary
+    assert single["gpus"] == 1 and len(json.loads((one.adapter / "metrics.json").read_text())["steps"]) == len(
+        json.loads((two.adapter / "metrics.json").read_text())["steps"])  # the same global batch, the same steps
+    a, b = single["eval"]["adapter_loss"], double["eval"]["adapter_loss"]
+    assert abs(a - b) / a < TOLERANCE, (a, b)
+    assert b < double["eval"]["base_loss"]
+    scale = double["scale"]
+    assert scale["gpus"] == 2 and scale["tokens_per_s_per_gpu"] == round(scale["tokens_per_s"] / 2, 1)
+    assert scale["compared_with"] == "2026-11-26" and scale["speedup_vs_one_gpu"] > 0
+    assert single["scale"]["tokens_per_s"] > 0 and "speedup_vs_one_gpu" not in single["scale"]
+
+
+RANK_DIES = """#!/usr/bin/env python3
+import os, signal, time
+if os.environ.get("RANK") == "1":
+    os.kill(os.getpid(), signal.SIGKILL)
+time.sleep(30)
+"""
+
+
+def test_a_rank_that_dies_ends_the_run_and_is_named(tmp_path):
+    script = tmp_path / "dies.py"
+    script.write_text(RANK_DIES)
+    proj = make_project(tmp_path / "proj", runpod={"gpu_count": 2}, remote={"trainer": str(script)})
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0
+    error = proj.summary["error"]
+    assert "rank 1 of the torchrun processes died (-9" in error and "SIGKILL" in error, error
+    assert proj.summary["terminated"] is True
+
+
+@pytest.mark.slow  # a real training, on the RunPod double's pod (a real sshd)
+def test_two_gpus_on_the_runpod_double_rent_two_and_train_once(tmp_path, sshd, fake_api):
+    from tests.conftest import runpod_project
+
+    proj = runpod_project(tmp_path, sshd, fake_api, real_training=True, runpod={"gpu_count": 2})
+    proj.doit("full_cycle", check=True)
+    summary = proj.summary
+    assert fake_api.create_bodies[-1]["gpu"] == {"id": "NVIDIA GeForce RTX 5090", "count": 2, "minCudaVersion": "12.8"}
+    assert summary["gpus"] == 2 and summary["success"] is True and summary["terminated"] is True
+    rented = next(c for c in summary["gpu_choice"]["candidates"] if c["verdict"] == "rented")
+    assert rented["price_per_hr"] == 1.38 and "$1.38/h" in summary["gpu_choice"]["why"]  # two 5090s at $0.69/h
+    assert (proj.adapter / "adapter_model.safetensors").is_file()
+    assert summary["scale"]["speedup_vs_one_gpu"] is None and "no earlier one-GPU run" in summary["scale"]["why"]

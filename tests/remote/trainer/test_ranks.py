@@ -1,0 +1,47 @@
+"""How many training processes the runner launches, and who speaks (remote/trainer/ranks.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REMOTE, trainer
+
+
+@pytest.mark.parametrize("asked, seen, count, said", [(1, 0, 1, False), (2, 0, 2, False), (2, 2, 2, False),
+                                                      (4, 2, 2, True), (2, 8, 2, False), (0, 0, 1, False)])
+def test_one_process_per_gpu_asked_never_more_than_the_pod_has(asked, seen, count, said):
+    found, why = trainer("ranks").processes(asked, seen)
+    assert found == count and bool(why) is said
+    if said:
+        assert f"has {seen} GPU(s) of the {asked} asked for" in why
+
+
+def test_the_runner_asks_the_config_and_this_machine(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"gpu_count": 2}))
+    env = {**os.environ, "PYTHONPATH": str(REMOTE), "PATH": "/usr/bin:/bin"}  # no nvidia-smi here: CPU processes
+    proc = subprocess.run([sys.executable, "-m", "trainer.ranks", str(tmp_path / "config.json")], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "2"
+    broken = subprocess.run([sys.executable, "-m", "trainer.ranks", str(tmp_path / "none.json")], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert broken.stdout.strip() == "1"
+
+
+def test_only_rank_0_speaks_and_a_failing_rank_names_itself(monkeypatch, capsys, tmp_path):
+    config = trainer("config")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    config.say("step 1/2 loss 3.0")
+    config.error("training failed: boom")
+    assert trainer("ranks").record_exit(3) == 3 and (tmp_path / "rank1.exit").read_text() == "3\n"
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == "[train] ERROR: rank 1 of 2: training failed: boom\n"
+    monkeypatch.setenv("RANK", "0")
+    config.say("step 1/2 loss 3.0")
+    assert capsys.readouterr().out == "[train] step 1/2 loss 3.0\n"
