@@ -97,7 +97,7 @@ def _pod(summary: dict[str, Any]) -> dict[str, Any] | None:
             "terminate_error": pod.get("terminate_error"), "cost_per_hr": pod.get("cost_per_hr"),
             "minutes": round((summary.get("billed_seconds") or 0) / 60, 2), "cost_usd": summary.get("cost_usd"),
             "cost_usd_billed": summary.get("cost_usd_billed"), "why": (summary.get("gpu_choice") or {}).get("why"),
-            "image": pod.get("image"), "not_training_share": summary.get("not_training_share"),
+            "image": pod.get("image"), "gpus": summary.get("gpus"), "not_training_share": summary.get("not_training_share"),
             "phases": [[name, seconds] for name, seconds in (summary.get("phases") or {}).items()
                        if isinstance(seconds, (int, float)) and seconds > 0]}
 

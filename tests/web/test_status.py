@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.core.dates import BadDate
-from tasks.web.status import SHOWN, LogTail, stage_rows, valid_date
+from tasks.web.status import SHOWN, LogTail, _pod, stage_rows, valid_date
 
 
 def _events(*stages: tuple[str, str], ended: bool = False, attempt: str = "a2") -> list[dict]:
@@ -85,3 +85,13 @@ def test_log_tail_never_holds_a_huge_line_whole(tmp_path):
     log.write_bytes(b"x" * (3 * LogTail.CHUNK) + b"\n")
     pieces = [tail.read() for _ in range(4)]
     assert all(len(p) <= LogTail.CHUNK for p in pieces) and sum(len(p) for p in pieces) == 3 * LogTail.CHUNK + 1
+
+
+def test_the_pod_card_counts_gpus_and_shows_only_phases_that_took_time():
+    summary = {"pod_id": "p1", "pod": {"gpu": "NVIDIA H100 80GB HBM3", "image": "runpod/pytorch:x"}, "gpus": 2,
+               "billed_seconds": 90, "not_training_share": 0.4,
+               "phases": {"create_to_running": 20.0, "image_pull": 0, "training": 54.0, "other": None}}
+    card = _pod(summary)
+    assert card["gpus"] == 2 and card["minutes"] == 1.5 and card["image"] == "runpod/pytorch:x"
+    assert card["phases"] == [["create_to_running", 20.0], ["training", 54.0]]
+    assert _pod({"pod_id": None}) is None

@@ -91,7 +91,7 @@ function renderPod(state) {
   const dl = $("pod");
   const pod = state.pod;
   if (!pod) { dl.replaceChildren(el("dt", {text: "—"}), el("dd", {text: "no pod rented for this date yet"})); return; }
-  const rows = [["Pod", pod.id], ["GPU", pod.gpu || "—"], ["Cloud", pod.cloud || "—"],
+  const rows = [["Pod", pod.id], ["GPU", (pod.gpu || "—") + (pod.gpus > 1 ? ` × ${pod.gpus}` : "")], ["Cloud", pod.cloud || "—"],
     ["Connection", pod.connection_mode || "—"], ["Up", `${pod.minutes.toFixed(1)} min`],
     ["Cost so far", money(pod.cost_usd)],
     ["Billed by RunPod", pod.cost_usd_billed == null ? "not yet known" : money(pod.cost_usd_billed)],
