@@ -9,6 +9,7 @@ so a test can assert that none is left running.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -392,16 +393,18 @@ class FakeRunpod:
     def _pull_lines(self, pod: FakePod) -> list[tuple[float, str, str]]:
         """The system log's image pull, in docker's words (seconds after the pod was created)."""
         image, took = pod.image, self.faults.image_pull_s
+        digest = "Digest: sha256:" + hashlib.sha256(str(image).encode()).hexdigest()  # one per image, as a registry's
         if self.faults.image_pull_log == "none":
             return [(0.0, "system", f"start container for {image}: begin")]
         if self.faults.image_cached:
             return [(0.0, "system", f"Pulling image {image}"),
+                    (0.0, "system", digest),
                     (0.0, "system", f"Status: Image is up to date for {image}"),
                     (1.0, "system", f"start container for {image}: begin")]
         return [(0.0, "system", f"Pulling image {image}"),
                 (1.0, "system", "a3ed95caeb02: Pulling fs layer"),
                 (took - 1, "system", "a3ed95caeb02: Pull complete"),
-                (took - 1, "system", "Digest: sha256:" + "0" * 64),
+                (took - 1, "system", digest),
                 (took - 1, "system", f"Status: Downloaded newer image for {image}"),
                 (took, "system", f"start container for {image}: begin")]
 

@@ -4,6 +4,7 @@ the pod) within the stall limit and one retry."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
@@ -40,7 +41,10 @@ def test_a_rented_run_records_image_pull_download_load_and_training_apart(tmp_pa
     assert summary["model_download"]["bytes"] >= weights * 0.9 and summary["model_download"]["mb_s"] > 0
     assert any(path.endswith("model.safetensors") for path in hub.faults.downloads)
     assert 0 < summary["not_training_share"] < 1
-    assert any(w.startswith("image: the pod ran unsloth/unsloth:latest, a tag that can move") for w in summary["warnings"])
+    digest = "sha256:" + hashlib.sha256(b"unsloth/unsloth:latest").hexdigest()  # what the double's log printed
+    assert summary["pod"]["image_pull"]["digest"] == digest
+    assert any(w.startswith("image: the pod ran unsloth/unsloth:latest, a tag that can move") and
+               f"unsloth/unsloth@{digest} (the image this run ran)" in w for w in summary["warnings"])
     assert fake_api.create_bodies[-1]["env"]["UNSLOTH_SKIP_NOTEBOOK_SYNC"] == "1"
 
 

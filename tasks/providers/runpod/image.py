@@ -21,6 +21,7 @@ _PULLED = re.compile(r"pull complete|downloaded newer image|image is up to date|
 _CACHED = re.compile(r"image is up to date|already (exists|present)|image .*present on (the )?(host|machine)", re.I)
 _STARTED = re.compile(r"start(ing|ed)? container|container (is )?start(ed|ing)|create container", re.I)
 _STAMP = re.compile(r"^(\S+)\s")
+_DIGEST = re.compile(r"\bdigest:\s*(sha256:[0-9a-f]{64})\b", re.I)
 # Tags that name a moment (a date) or a release (a version), or a digest, do not move.
 _IMMUTABLE = re.compile(r"@sha256:[0-9a-f]{64}$|:[^:/]*(\d{4}[.-]?\d{2}[.-]?\d{2}|\d+\.\d+)[^:/]*$")
 
@@ -37,10 +38,16 @@ def _lines(text: str) -> list[tuple[dt.datetime, str]]:
 
 
 def pull_from_log(text: str | None) -> dict[str, Any]:
-    """{seconds, cached, from} for the image pull the pod's log shows, or {seconds: None, why}."""
+    """{seconds, cached, from} for the image pull the pod's log shows, or {seconds: None, why}; with
+    the image's `digest` where the runtime printed one: the one name of that stack that cannot move."""
     if not text:
         return {"seconds": None, "why": "the pod's log could not be read"}
-    lines = _lines(text)
+    found = _timed(_lines(text))
+    digest = _DIGEST.search(text)
+    return {**found, "digest": digest.group(1).lower()} if digest else found
+
+
+def _timed(lines: list[tuple[dt.datetime, str]]) -> dict[str, Any]:
     starts = [at for at, line in lines if _PULLING.search(line)]
     cached = any(_CACHED.search(line) for _, line in lines) and not any(
         re.search(r"pulling fs layer|download(ing| complete)", line, re.I) for _, line in lines)
@@ -58,14 +65,16 @@ def pull_from_log(text: str | None) -> dict[str, Any]:
     return {"seconds": round((end - begun).total_seconds(), 1), "cached": cached, "from": "pod log"}
 
 
-def pin_note(image: str | None) -> str | None:
+def pin_note(image: str | None, digest: str | None = None) -> str | None:
     """A warning for an image whose tag can move (`:latest`, `:core`, none at all): the stack may
-    change between two runs with nothing changed here. None for a digest or a dated/versioned tag."""
+    change between two runs with nothing changed here. None for a digest or a dated/versioned tag.
+    With the digest the pod's log showed, the pin offered is the very image this run ran."""
     if not image:
         return None
     if _IMMUTABLE.search(image):
         return None
     repo = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    pin = (f"{repo}@{digest} (the image this run ran)" if digest
+           else f"an immutable tag (e.g. {repo}:nightly-YYYY.MM.DD, or {repo}@sha256:<digest>)")
     return (f"the pod ran {image}, a tag that can move: the Python stack may change between runs with nothing "
-            f"changed here; pin [runpod] image_name to an immutable tag (e.g. {repo}:nightly-YYYY.MM.DD, or "
-            f"{repo}@sha256:<digest>); the stack this run used is in training.stack")
+            f"changed here; pin [runpod] image_name to {pin}; the stack this run used is in training.stack")

@@ -219,6 +219,7 @@ class RunpodProvider:
             pulled = pool.submit(self.container_log, pod)
             pod = self._reach(pod, info)
             pod.image_pull = image.pull_from_log(pulled.result())
+        pod.image_note = image.pin_note(pod.image, pod.image_pull.get("digest"))
         if pod.image_pull.get("seconds") is not None:
             log.info("Image %s: pulled in %ss%s", pod.image, pod.image_pull["seconds"],
                      " (the host had it)" if pod.image_pull.get("cached") else "")

@@ -7,6 +7,7 @@ from tasks.providers.runpod.image import pin_note, pull_from_log
 DOCKER_COLD = """2026-12-04T10:00:00Z [system] Pulling image unsloth/unsloth:latest
 2026-12-04T10:00:01Z [system] a3ed95caeb02: Pulling fs layer
 2026-12-04T10:02:40Z [system] a3ed95caeb02: Pull complete
+2026-12-04T10:02:44Z [system] Digest: sha256:abababababababababababababababababababababababababababababababab
 2026-12-04T10:02:44Z [system] Status: Downloaded newer image for unsloth/unsloth:latest
 2026-12-04T10:02:45Z [system] start container for unsloth/unsloth:latest: begin
 2026-12-04T10:02:50Z [container] sshd started"""
@@ -24,7 +25,16 @@ CONTAINERD = """2026-12-04T10:00:00Z [system] image pull: docker.example/unsloth
                                                    (CONTAINERD, 33.0, False)])
 def test_a_pull_is_timed_from_its_first_line_to_the_container_start(text, seconds, cached):
     found = pull_from_log(text)
+    found.pop("digest", None)
     assert found == {"seconds": seconds, "cached": cached, "from": "pod log"}
+
+
+def test_the_digest_the_runtime_printed_is_kept_and_offered_as_the_pin():
+    digest = "sha256:" + "ab" * 32
+    assert pull_from_log(DOCKER_COLD)["digest"] == digest
+    assert "digest" not in pull_from_log(CONTAINERD)  # it printed none: nothing is made up
+    note = pin_note("unsloth/unsloth:latest", digest)
+    assert f"unsloth/unsloth@{digest} (the image this run ran)" in note and "YYYY" not in note
 
 
 def test_a_log_without_a_pull_says_so_instead_of_guessing():
