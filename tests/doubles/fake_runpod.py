@@ -95,6 +95,7 @@ class Faults:
     image_pull_s: float = 42.0
     image_cached: bool = False
     image_pull_log: str = "docker"
+    image_layers: int = 40  # the official image's layer count, order of: each leaves several lines in the log
 
 
 TEMPLATE_IMAGES = {"pzr9tt3vvq": "unsloth/unsloth:latest"}  # the official Unsloth template's image
@@ -375,8 +376,12 @@ class FakeRunpod:
                                                  "totals": totals}}
         return 200, self._checked("ListPodBillingResponse", body)
 
-    def logs(self, pod_id: str) -> tuple[int, Any]:
+    def logs(self, pod_id: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        """The backfill of the last `tail` lines (100 unless asked, 5000 at most), as RunPod's SSE stream."""
         self.calls.append(("logs", pod_id))
+        tail = int(query.get("tail", ["100"])[0])
+        if not 0 <= tail <= 5000:
+            return 400, {"title": "Bad Request", "status": 400, "detail": "tail must be between 0 and 5000"}
         if failed := self._extra_fault(self.faults.logs):
             return failed
         if pod_id not in self.pods:
@@ -385,7 +390,7 @@ class FakeRunpod:
         started = lines[-1][0] if lines else 0.0
         lines += [(started + 1, "container", line) for line in self.faults.container_log]
         events = []
-        for i, (offset, source, line) in enumerate(lines, 1):
+        for i, (offset, source, line) in list(enumerate(lines, 1))[len(lines) - tail if tail else len(lines):]:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.pods[pod_id].created + offset))
             events.append(f"id: {stamp}/{i:012d}\ndata: " + json.dumps({"ts": stamp, "source": source, "line": line}))
         return 200, ("text/event-stream", "".join(e + "\n\n" for e in events))
@@ -401,9 +406,15 @@ class FakeRunpod:
                     (0.0, "system", digest),
                     (0.0, "system", f"Status: Image is up to date for {image}"),
                     (1.0, "system", f"start container for {image}: begin")]
-        return [(0.0, "system", f"Pulling image {image}"),
-                (1.0, "system", "a3ed95caeb02: Pulling fs layer"),
-                (took - 1, "system", "a3ed95caeb02: Pull complete"),
+        layers = [hashlib.sha256(f"{image}/{n}".encode()).hexdigest()[:12] for n in range(self.faults.image_layers)]
+        lines = [(0.0, "system", f"Pulling image {image}")]
+        lines += [(1.0, "system", f"{layer}: Pulling fs layer") for layer in layers]
+        lines += [(1.0, "system", f"{layer}: Waiting") for layer in layers]
+        for n, layer in enumerate(layers, 1):  # downloaded, then extracted in order, as docker does
+            at = 1.0 + (took - 2) * n / len(layers)
+            lines += [(at, "system", f"{layer}: {word}") for word in
+                      ("Verifying Checksum", "Download complete", "Extracting", "Pull complete")]
+        return [*lines,
                 (took - 1, "system", digest),
                 (took - 1, "system", f"Status: Downloaded newer image for {image}"),
                 (took, "system", f"start container for {image}: begin")]
@@ -419,7 +430,7 @@ class FakeRunpod:
             return self.billing(query)
         parts = path.rstrip("/").split("/")
         if method == "GET" and len(parts) == 5 and parts[:3] == ["", "v2", "pods"] and parts[4] == "logs":
-            return self.logs(parts[3])
+            return self.logs(parts[3], query)
         if parts[:3] == ["", "v2", "network-volumes"] and len(parts) == 3:
             return self.network_volumes(method, body)
         if parts[:3] == ["", "v2", "network-volumes"] and method == "GET" and len(parts) == 4:

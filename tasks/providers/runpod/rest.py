@@ -149,8 +149,10 @@ class RestApi:
         return round(float(total if isinstance(total, (int, float)) else
                            sum(r.get("totalAmount") or 0 for r in records)), 4)
 
-    def logs(self, pod_id: str, tail: int = 200, max_bytes: int = 256_000, seconds: float = 10.0) -> str | None:
-        """The log is a live event stream: read the backfill, bounded in bytes and time, then stop."""
+    def logs(self, pod_id: str, tail: int = 5000, max_bytes: int = 2_000_000, seconds: float = 10.0) -> str | None:
+        """The log is a live event stream: read the backfill, bounded in bytes and time, then stop.
+        The backfill is as long as RunPod allows (5000 lines): an image pull leaves several lines per
+        layer, and a shorter one loses the pull's first line, so its seconds cannot be known."""
         lines, got, started = [], 0, time.monotonic()
         try:
             with self.http.session.get(f"{self.url}/v2/pods/{pod_id}/logs?tail={tail}", stream=True,
