@@ -4,6 +4,7 @@ no import cycle (lazy imports included), and no module too long to read."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,13 @@ def test_the_tiny_architectures_the_settings_offer_are_the_families():
     built = {families.family(name).model_type for name in TINY_ARCHITECTURES}
     assert built == set(families.FAMILIES), set(families.FAMILIES) ^ built
     assert tinymodel.SPEC["architecture"] in TINY_ARCHITECTURES
+
+
+def test_the_readme_layout_names_every_module():
+    """A newcomer walks the tree from the README: a module it does not name is a room with no door."""
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("\n## ", readme.index("## Layout") + 1)]
+    modules = [p for p in [*TASKS.rglob("*.py"), *(REPO / "remote" / "trainer").glob("*.py")]
+               if p.name != "__init__.py" and "__pycache__" not in p.parts]
+    unnamed = [str(p.relative_to(REPO)) for p in modules if not re.search(rf"\b{p.stem}\b", layout)]
+    assert not unnamed, f"README's Layout section does not name {unnamed}"
