@@ -113,8 +113,10 @@ def attach(model, config: dict, unsloth: bool):
             model, r=rank, lora_alpha=alpha, lora_dropout=config.get("lora_dropout", 0.0), target_modules=targets,
             use_gradient_checkpointing="unsloth", random_state=config.get("seed", 42), use_rslora=rslora,
         )
+    import torch
     from peft import LoraConfig, get_peft_model
 
+    torch.manual_seed(int(config.get("seed", 42)))  # LoRA's A matrices start random: the same seed, the same run
     lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=config.get("lora_dropout", 0.0), task_type="CAUSAL_LM",
                       target_modules=targets, use_rslora=rslora)
     return get_peft_model(model, lora)

@@ -68,6 +68,7 @@ def test_three_dates_promotion_and_a_worse_adapter_kept(tmp_path, base):
     assert e1["previous_loss"] is None and e1["previous_why"] and e1["verdict"] == "better" and e1["promoted"]
     assert e2["previous_date"] == days[0] and e2["previous_loss"] is not None and e2["promoted"] is True
     assert e2["verdict"] in ("better", "not_worse")
+    assert e2["adapter_loss"] == e1["adapter_loss"]  # the same data and seed train the same adapter
     assert e3["previous_date"] == days[1] and e3["verdict"] == "worse" and e3["promoted"] is False, (e1, e2, e3)
     assert summaries[2]["success"] is True and any(w.startswith("eval: today's adapter is worse")
                                                    for w in summaries[2]["warnings"])
