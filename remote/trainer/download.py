@@ -58,16 +58,29 @@ def folder_bytes(root: Path) -> int:
     return total
 
 
-def memory_gb() -> float | None:
-    """The memory this pod may use: the cgroup's limit when it has one, else what the kernel has."""
+def memory_gb(root: Path = Path("/")) -> float | None:
+    """The memory this pod may use: the least of its cgroup's limit (v2 `memory.max`, or v1
+    `memory.limit_in_bytes`, whichever the host runs) and what the kernel says is available. In a
+    container /proc/meminfo describes the whole host, so it alone would let a pod capped at 46 GB
+    take the fast path on a 1 TB machine and be killed for memory."""
+    found = [gb for gb in (_limit(root / "sys/fs/cgroup/memory.max"),
+                           _limit(root / "sys/fs/cgroup/memory/memory.limit_in_bytes"),
+                           _available(root / "proc/meminfo")) if gb is not None]
+    return min(found) if found else None
+
+
+def _limit(path: Path) -> float | None:
+    """A cgroup's memory limit in GB; None for none ("max", or v1's near-2**63 "unlimited")."""
     try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit.isdigit():
-            return int(limit) / 1e9
+        text = path.read_text().strip()
     except OSError:
-        pass
+        return None
+    return int(text) / 1e9 if text.isdigit() and int(text) < 1 << 60 else None
+
+
+def _available(path: Path) -> float | None:
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in path.read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024 / 1e9
     except (OSError, ValueError, IndexError):

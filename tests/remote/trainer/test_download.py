@@ -81,3 +81,22 @@ def test_the_fast_path_needs_the_memory_for_it(monkeypatch):
     assert report["fast_path"] is False and "HF_XET_HIGH_PERFORMANCE" not in seen
     monkeypatch.setattr(download, "memory_gb", lambda: 64.0)
     assert download.fetch("x/y", 0, 5)["fast_path"] is True and seen["HF_XET_HIGH_PERFORMANCE"] == "1"
+
+
+@pytest.mark.parametrize("v2, v1, available_kb, want", [
+    ("48000000000", None, 1_000_000_000, 48.0),  # cgroup v2: the pod's cap, not the 1 TB host
+    ("max", "9223372036854771712", 64_000_000, 65.5),  # no limit in either: what the kernel has
+    (None, "46000000000", 1_000_000_000, 46.0),  # cgroup v1 hosts
+    ("max", None, 12_000_000, 12.3),  # less available than any limit
+    (None, None, None, None),  # nothing readable: the caller keeps the fast path off
+])
+def test_the_memory_is_the_pods_not_the_hosts(tmp_path, v2, v1, available_kb, want):
+    download = trainer("download")
+    files = {"sys/fs/cgroup/memory.max": v2, "sys/fs/cgroup/memory/memory.limit_in_bytes": v1,
+             "proc/meminfo": None if available_kb is None else f"MemTotal: 2000000000 kB\nMemAvailable: {available_kb} kB\n"}
+    for name, text in files.items():
+        if text is not None:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(text + "\n")
+    got = download.memory_gb(tmp_path)
+    assert (got is None) if want is None else round(got, 1) == want
