@@ -165,7 +165,8 @@ def fetch(repo: str, expected: int, stall_s: float, every: float | None = None) 
                              progress.got())
     seconds = time.monotonic() - progress.started
     got = progress.got()
-    report.update(ok=True, bytes=got, seconds=round(seconds, 2), mb_s=round(got / seconds / 1e6, 1) if seconds else None)
+    report.update(ok=True, bytes=got, seconds=round(seconds, 2),
+                  mb_s=round(got / seconds / 1e6, 1) if seconds else None)
     say(f"base model downloaded: {size(got)} in {seconds:.1f}s ({report['mb_s']} MB/s)"
         + (" (already cached: nothing downloaded)" if got == 0 else ""))
     return report

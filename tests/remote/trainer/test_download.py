@@ -92,8 +92,9 @@ def test_the_fast_path_needs_the_memory_for_it(monkeypatch):
 ])
 def test_the_memory_is_the_pods_not_the_hosts(tmp_path, v2, v1, available_kb, want):
     download = trainer("download")
+    meminfo = None if available_kb is None else f"MemTotal: 2000000000 kB\nMemAvailable: {available_kb} kB\n"
     files = {"sys/fs/cgroup/memory.max": v2, "sys/fs/cgroup/memory/memory.limit_in_bytes": v1,
-             "proc/meminfo": None if available_kb is None else f"MemTotal: 2000000000 kB\nMemAvailable: {available_kb} kB\n"}
+             "proc/meminfo": meminfo}
     for name, text in files.items():
         if text is not None:
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
