@@ -21,6 +21,9 @@ def sft_config(config: dict, work: Path):
     batch, accumulation = int(config["per_device_train_batch_size"]), int(config["gradient_accumulation_steps"])
     if ranks.world() > 1 and accumulation % ranks.world() == 0:
         accumulation //= ranks.world()  # the global batch stays the one asked for: the same optimisation, sooner
+    shm = ranks.small_shm_fallback() if gpu else None  # before the first collective creates NCCL's links
+    if shm and ranks.is_main():
+        say(shm)
     if ranks.world() > 1:
         say(f"{ranks.world()} processes, global batch {batch * accumulation * ranks.world()} "
             f"({batch} per process x {accumulation} accumulated x {ranks.world()})")

@@ -36,6 +36,24 @@ def record_exit(code: int) -> int:
     return code
 
 
+def small_shm_fallback(shm: str = "/dev/shm", min_mb: int = 1024) -> str | None:
+    """NCCL moves data between the GPUs of one machine through /dev/shm; a container started with
+    Docker's default 64 MB fails there at the first step ("failed to extend /dev/shm/nccl-..."). With
+    less than `min_mb` NCCL is told to use its other paths (slower, working); a value the user set
+    is kept. Returns what was done, for the log."""
+    if world() < 2 or "NCCL_SHM_DISABLE" in os.environ:
+        return None
+    try:
+        stat = os.statvfs(shm)
+    except OSError:
+        return None
+    size_mb = stat.f_blocks * stat.f_frsize // 2**20
+    if size_mb >= min_mb:
+        return None
+    os.environ["NCCL_SHM_DISABLE"] = "1"
+    return f"{shm} holds {size_mb} MB (under {min_mb}): NCCL_SHM_DISABLE=1, so NCCL does not fail there"
+
+
 def gpus_seen() -> int:
     """The GPUs this machine really has (nvidia-smi), 0 where there is none or no driver."""
     import subprocess

@@ -45,3 +45,19 @@ def test_only_rank_0_speaks_and_a_failing_rank_names_itself(monkeypatch, capsys,
     monkeypatch.setenv("RANK", "0")
     config.say("step 1/2 loss 3.0")
     assert capsys.readouterr().out == "[train] step 1/2 loss 3.0\n"
+
+
+def test_a_small_shm_turns_nccls_shm_path_off_and_a_users_choice_is_kept(monkeypatch, tmp_path):
+    ranks = trainer("ranks")
+    monkeypatch.delenv("NCCL_SHM_DISABLE", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert ranks.small_shm_fallback(str(tmp_path), min_mb=1 << 40) is None  # one process: no NCCL between GPUs
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert ranks.small_shm_fallback(str(tmp_path), min_mb=1) is None  # room enough
+    assert "NCCL_SHM_DISABLE" not in os.environ
+    said = ranks.small_shm_fallback(str(tmp_path), min_mb=1 << 40)  # any real folder is "small" against 1 EB
+    assert said and "NCCL_SHM_DISABLE=1" in said and os.environ["NCCL_SHM_DISABLE"] == "1"
+    monkeypatch.setenv("NCCL_SHM_DISABLE", "0")  # the user's own setting wins
+    assert ranks.small_shm_fallback(str(tmp_path), min_mb=1 << 40) is None and os.environ["NCCL_SHM_DISABLE"] == "0"
+    monkeypatch.delenv("NCCL_SHM_DISABLE")
+    assert ranks.small_shm_fallback(str(tmp_path / "absent"), min_mb=1 << 40) is None  # unreadable: NCCL decides
