@@ -1,6 +1,6 @@
 """fullcycle's stage graph: `doit full_cycle` trains today's LoRA adapter; `doit list` shows the stages.
 
-Each stage is a task with file dependencies and targets (DESIGN.md), so an up-to-date stage is
+Each stage is a task with file dependencies and targets (docs/design.md), so an up-to-date stage is
 skipped. Settings come from fullcycle.toml (or $FULLCYCLE_CONFIG); the run date from `--date`,
 $FULLCYCLE_DATE, the settings, or today. doit's state is kept per date.
 

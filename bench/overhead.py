@@ -4,7 +4,7 @@
 
 First, the default model's day on an RTX 5090 in three scenarios (a fresh pod loading the bf16
 weights, a fresh pod loading the published 4-bit build, a second run on a network volume), each
-phase from the facts in ../shared/reference (or a stated assumption), put through the summary's
+phase from the facts in docs/reference/ (or a stated assumption), put through the summary's
 own phase code (tasks/record/phases.py): the phase table, the share not training, $ per run and
 per month. Then, measured: `doit full_cycle` against the fake RunPod API with a real sshd as the
 pod (needs root and openssh-server) and the tiny model, its phases from its own run-summary.json.

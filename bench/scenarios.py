@@ -1,6 +1,6 @@
 """The default model's day on an RTX 5090, simulated phase by phase (bench/overhead.py prints it).
 
-Every figure is a fact from ../shared/reference or an assumption named here; the records a run
+Every figure is a fact from docs/reference/ or an assumption named here; the records a run
 would leave (pod.json, train.json, metrics.json, stages.json) are built from them and put through
 the summary's own code (tasks/record/phases.py), so the table is what run-summary.json would say.
 """
@@ -19,7 +19,7 @@ from tasks.providers.runpod.volume import (
 )
 from tasks.record.phases import ORDER, not_training_share, phases
 
-FACTS = {  # reference: runpod.md (late 2026, 2026-12-03), training.md; "assumed" where nobody measured
+FACTS = {  # docs/reference/runpod.md (late 2026, 2026-12-03), training.md; "assumed" where nobody measured
     "price_per_hr": 0.89,  # RTX 5090 Secure Cloud, a third-party table (no official price found)
     "image_pull_cold_s": 165,  # a 16 GB image cold (the official one is ~21.5 GB: a floor)
     "download_mb_s": 200,  # the hub to a pod: 150-300 MB/s reported

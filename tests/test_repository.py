@@ -47,3 +47,13 @@ def test_the_escape_check_can_fail(tmp_path):
                    'OK = Path(__file__).resolve().parent.parent\n')
     found = _escapes(bad, repo)
     assert [f.split(":")[0] for f in found] == ["line 2", "line 3", "line 4"], found
+
+
+def test_the_documents_the_code_cites_are_in_the_repository():
+    """A docstring that sends a newcomer to docs/... or to the seed's sections must find them in a clone."""
+    repo = Path(__file__).resolve().parent.parent
+    sources = [p for folder in ("tasks", "remote", "bench", "tests") for p in (repo / folder).rglob("*.py")]
+    cited = {m for p in [*sources, repo / "dodo.py"] for m in re.findall(r"docs/[\w./-]+\.(?:md|json)", p.read_text())}
+    if any("seed §" in p.read_text() for p in sources):
+        cited.add("docs/seed.md")
+    assert cited and not [c for c in cited if not (repo / c).is_file()]

@@ -1,7 +1,7 @@
 """A fake RunPod API: a real HTTP server on 127.0.0.1 speaking GraphQL and REST v2.
 
 GraphQL requests are parsed and validated against a schema that mirrors the fields in
-the reference notes on RunPod's GraphQL API, so a misspelt field fails with HTTP 400 as it does on RunPod.
+docs/reference/runpod.md on RunPod's GraphQL API, so a misspelt field fails with HTTP 400 as it does on RunPod.
 REST bodies are validated against the official OpenAPI spec (422 when they do not conform), and
 the fake's own responses are validated too. Faults are scriptable; every pod goes into a ledger
 so a test can assert that none is left running.
