@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -94,17 +93,19 @@ class Progress:
     def __init__(self, root: Path, expected: int, every: float, stall_s: float) -> None:
         self.root, self.expected, self.every, self.stall_s = root, expected, every, stall_s
         self.start = self.last_size = folder_bytes(root)
-        self.last_growth = time.monotonic()
-        self.done = threading.Event()
-        self.started = time.monotonic()
+        self.last_growth = self.started = time.monotonic()
+
+    def sample(self) -> None:
+        """One walk of the cache per tick: the stall check, the progress line and the report read it."""
+        now = folder_bytes(self.root)
+        if now != self.last_size:
+            self.last_size, self.last_growth = now, time.monotonic()
 
     def got(self) -> int:
-        return max(folder_bytes(self.root) - self.start, 0)
+        return max(self.last_size - self.start, 0)
 
     def stalled(self) -> bool:
-        size = folder_bytes(self.root)
-        if size != self.last_size:
-            self.last_size, self.last_growth = size, time.monotonic()
+        self.sample()
         return time.monotonic() - self.last_growth > self.stall_s
 
     def line(self) -> str:
@@ -164,6 +165,7 @@ def fetch(repo: str, expected: int, stall_s: float, every: float | None = None) 
                              f"got {size(progress.got())}" + (f" of ~{size(expected)}" if expected else ""),
                              progress.got())
     seconds = time.monotonic() - progress.started
+    progress.sample()
     got = progress.got()
     report.update(ok=True, bytes=got, seconds=round(seconds, 2),
                   mb_s=round(got / seconds / 1e6, 1) if seconds else None)
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if repo is None:
         report, code = {"ok": None, "skipped": "the base model travels with the inputs", "bytes": 0}, 0
     else:
-        expected = int(config.get("fallback_bytes") if why else config.get("download_bytes") or 0)
+        expected = int((config.get("fallback_bytes") if why else config.get("download_bytes")) or 0)
         try:
             report, code = fetch(repo, expected, float(config.get("download_stall_s") or 120)), 0
             report["instead"] = why

@@ -156,6 +156,11 @@ class RunPaths:
     def runs_index(self) -> Path:
         return runs_index(self.cache_dir)
 
+    @property
+    def volume_file(self) -> Path:
+        """`doit volume`'s last plan and the volume it made or found: one per project, not per date."""
+        return self.cache_dir / "volume.json"
+
 
 def runs_index(cache_dir: Path) -> Path:
     """date -> run folder, for every date that ever ran a stage: how the report, `latest`, the

@@ -18,7 +18,7 @@ from typing import Any
 
 from tasks.context import RunContext
 from tasks.core import lock, logs
-from tasks.core.dates import now
+from tasks.core.dates import now, parse_stamp
 from tasks.core.errors import FullcycleError
 from tasks.core.files import read_record, write_json
 from tasks.record.attempts import cost_at
@@ -125,8 +125,6 @@ def _fill(record: dict[str, Any], check: RunContext, pod: Any) -> None:
         record["error"] = f"preflight failed at {preflight.get('step')}: {preflight.get('error')}"
     if pod is None:
         return
-    from tasks.core.dates import parse_stamp
-
     created, ended = parse_stamp(pod.created_at), parse_stamp(pod.terminated_at)
     seconds = (ended - created).total_seconds() if created and ended else None
     record.update(pod_id=pod.pod_id, gpu=pod.gpu, cloud_type=pod.cloud_type, cost_per_hr=pod.cost_per_hr,

@@ -390,7 +390,8 @@ class FakeRunpod:
         started = lines[-1][0] if lines else 0.0
         lines += [(started + 1, "container", line) for line in self.faults.container_log]
         events = []
-        for i, (offset, source, line) in list(enumerate(lines, 1))[len(lines) - tail if tail else len(lines):]:
+        numbered = list(enumerate(lines, 1))
+        for i, (offset, source, line) in numbered[-tail:] if tail else []:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.pods[pod_id].created + offset))
             events.append(f"id: {stamp}/{i:012d}\ndata: " + json.dumps({"ts": stamp, "source": source, "line": line}))
         return 200, ("text/event-stream", "".join(e + "\n\n" for e in events))

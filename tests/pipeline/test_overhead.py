@@ -77,7 +77,9 @@ def test_a_second_run_on_a_network_volume_downloads_nothing(tmp_path, sshd, fake
     proj.doit("full_cycle", check=True)
     second = proj.summary
     assert second["model_download"]["bytes"] == 0 and second["model_download"]["ok"] is True
-    assert second["phases"]["python_stack"] == 0
+    # nothing installed: the stack was found, not built; finding it is a few Python starts, which
+    # whole-second clocks on the pod (date +%s) round to 0 or 1
+    assert "bootstrapped" not in second["training"]["python_source"] and second["phases"]["python_stack"] <= 2
     for body in fake_api.create_bodies:
         assert body["cloud"] == "SECURE" and body["dataCenterIds"] == ["EU-RO-1"]
         assert body["mounts"]["network"] == [{"volumeId": "vol-abc123", "path": "/workspace"}]

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("fullcycle")
 
 GONE = ("TERMINATED",)
+
+
 def api_client(backend: str, api_key: str | None) -> PodApi:
     """The API generation [runpod] api names, with the key from the environment (never a file)."""
     if not api_key:
@@ -214,7 +216,6 @@ class RunpodProvider:
     def _wait_ready(self, pod: Pod) -> Pod:
         info = self._wait_running(pod, Deadline(self.s.ready_timeout_s))
         pod.running_at, pod.image = now(), info.image or self.s.image_name or None
-        pod.image_note = image.pin_note(pod.image)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the pod's log is read while ssh is probed
             pulled = pool.submit(self.container_log, pod)
             pod = self._reach(pod, info)

@@ -91,8 +91,8 @@ def pick_data_center(centers: list[dict[str, Any]], gpu_types: tuple[str, ...]) 
         found = levels(dc)
         return (-found.get(gpu_types[0], 0), -sum(found.get(g, 0) for g in gpu_types[1:]), dc["id"])
 
-    best = sorted(offered, key=rank)[0]
-    level = next((k for k, v in LEVELS.items() if v == levels(best).get(gpu_types[0], 0)), "NONE")
+    best = min(offered, key=rank)
+    level = next((k for k, v in LEVELS.items() if v == -rank(best)[0]), "NONE")
     return best["id"], f"{gpu_types[0]} availability {level} there"
 
 
@@ -167,5 +167,5 @@ def volume(ctx: RunContext, create: bool) -> dict[str, Any]:
         record["volume"] = made
     else:
         print("nothing created: `doit volume --create` creates it")
-    write_json(ctx.paths.cache_dir / "volume.json", record)
+    write_json(ctx.paths.volume_file, record)
     return record
