@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import ranks
-from trainer.config import InputError, say
+from trainer.config import NO_GPU_STACK, NO_MODEL, InputError, say
 
 
 @dataclass
@@ -28,8 +28,10 @@ class Loaded:
 
 
 def resolve_model(config: dict, config_path: Path) -> tuple[str, bool]:
-    """The model to load and whether by its exact name (a pre-quantized MoE build: Unsloth would map
-    it back to the bf16 weights). The download step may have fetched the fallback instead: it says so."""
+    """The model to load and whether by its exact name: a hub repo always is, so what loads is what the
+    download step fetched (Unsloth's name mapping would fetch another copy: Qwen/Qwen3-30B-A3B in 4-bit
+    becomes unsloth/Qwen3-30B-A3B, the same ~61 GB again). The download step may have fetched the
+    fallback instead: it says so."""
     if config.get("base_model_dir"):
         path = (config_path.parent / config["base_model_dir"]).resolve()
         if not (path / "config.json").is_file():
@@ -41,13 +43,15 @@ def resolve_model(config: dict, config_path: Path) -> tuple[str, bool]:
     except (OSError, ValueError, AttributeError):
         fetched = None
     if fetched and fetched != asked and fetched == config.get("fallback_model"):
-        return fetched, False
-    return asked, bool(config.get("exact_model_name"))
+        asked = fetched
+    return asked, not Path(asked).expanduser().is_dir()
 
 
 class NoGpuStack(Exception):
     """A GPU is there and the stack cannot use it (torch without CUDA, Unsloth that does not import):
     training anyway would load a 30B model the wrong way and die after the download. Exit 4."""
+
+    exit_code = NO_GPU_STACK
 
 
 def nvidia_smi() -> dict[str, str] | None:
@@ -104,6 +108,14 @@ def use_unsloth() -> bool:
     return True
 
 
+def stack() -> tuple[dict | None, bool]:
+    """The GPU, torch's use of it and Unsloth's import: checked before anything loads (the trainer's
+    first step and the preflight's)."""
+    gpu = nvidia_smi()
+    check_cuda(gpu)
+    return gpu, use_unsloth()
+
+
 def announce(samples: int, config: dict, gpu: dict | None, unsloth: bool) -> None:
     """The run's first line: what trains on what (the orchestrator's log shows it as it comes)."""
     say(f"{samples} samples, base model {config['base_model']}, backend {'unsloth' if unsloth else 'transformers+peft+trl'}"
@@ -112,6 +124,8 @@ def announce(samples: int, config: dict, gpu: dict | None, unsloth: bool) -> Non
 
 class ModelLoadError(Exception):
     """The base model could not be loaded (a wrong id, a missing file, a failed download): exit 3."""
+
+    exit_code = NO_MODEL
 
 
 def load_base(model_id: str, config: dict, unsloth: bool, exact: bool = False):
@@ -152,7 +166,7 @@ def base_model(config: dict, config_path: Path, unsloth: bool) -> Loaded:
     try:
         model, tokenizer = load_base(model_id, config, unsloth, exact)
     except ModelLoadError as exc:
-        if not (exact and config.get("fallback_model")):
+        if not (exact and config.get("fallback_model") and model_id != config["fallback_model"]):
             raise
         fallback = config["fallback_model"]
         say(f"WARNING: the pre-quantized build {model_id} did not load ({exc.__cause__ or exc}); "
@@ -166,7 +180,7 @@ def base_model(config: dict, config_path: Path, unsloth: bool) -> Loaded:
             raise ModelLoadError(f"{exc}; and its fallback {fallback}: {failed}") from failed
         moe_build = {"asked": model_id, "used": fallback, "why": str(exc.__cause__ or exc)[:400], "download": fetched}
         model_id, loading = fallback, time.time()
-        model, tokenizer = load_base(model_id, config, unsloth, False)
+        model, tokenizer = load_base(model_id, config, unsloth, exact=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     seconds = round(time.time() - loading, 2)

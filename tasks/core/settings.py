@@ -92,10 +92,10 @@ class TrainingSettings:
     # layers; the attention projections on a mixture-of-experts model, which convert to a GGUF LoRA)
     target_modules: tuple[str, ...] = field(default=(), metadata=_rule(pattern=r"[A-Za-z_][\w.]*"))
     use_rslora: bool = False  # rank-stabilised LoRA (alpha / sqrt(r)); its adapter has no GGUF form
-    # a mixture-of-experts base loaded in 4-bit: "auto" loads its published pre-quantized build by its exact
-    # name (~17 GB for Qwen3-30B-A3B), its bf16 weights once if that will not load; "bf16" always downloads
-    # the bf16 weights and quantizes them while loading (~61 GB)
-    moe_build: str = field(default="auto", metadata=_rule(choices=("auto", "bf16")))
+    # a mixture-of-experts base loaded in 4-bit: "auto" downloads the build the pinned stack can load (the
+    # bf16 weights on transformers 5, quantized while loading, ~61 GB for Qwen3-30B-A3B); "prequantized" the
+    # published 4-bit build (~17 GB) anyway, its bf16 weights once if it will not load; "bf16" never tries it
+    moe_build: str = field(default="auto", metadata=_rule(choices=("auto", "bf16", "prequantized")))
 
     @property
     def is_tiny(self) -> bool:
@@ -169,7 +169,7 @@ class RemoteSettings:
     # when the pod's stack is built, so the three match; empty: only an image's stack in range is used
     torch_index: str = ""
     trainer: str = ""  # a trainer script of your own (train_unsloth.py's arguments and outputs); empty: that one
-    # the real run's code path on a tiny model of the base model's family, on the pod, before any download:
+    # the real run's code path on a tiny model of the base model's family, on the pod, beside the download:
     # "auto" where the base model is downloaded there, "always", "never"
     preflight: str = field(default="auto", metadata=_rule(choices=("auto", "always", "never")))
 

@@ -179,20 +179,53 @@ def download(verdict: dict[str, Any], link_mb_s: float, volume: bool) -> None:
         log.warning("%s", verdict["download_advice"])
 
 
+PINNED_STACK = Path(__file__).resolve().parents[2] / "remote" / "requirements-gpu.txt"
+
+
+def pinned(package: str, requirements: Path = PINNED_STACK) -> str | None:
+    """The version of `package` the pod's stack pins (remote/requirements-gpu.txt), None when unpinned."""
+    try:
+        lines = requirements.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep and name.strip().lower() == package:
+            return version.strip()
+    return None
+
+
+def prequantized_moe_loads(transformers: str | None) -> bool:
+    """Whether a transformers release loads a published per-expert 4-bit MoE build (one 4-bit Linear per
+    expert, bitsandbytes' quant state beside each). Up to 4.x the experts are modules of their own, so it
+    does. From 5.0 they are fused 3-D tensors and the checkpoint conversion cannot merge packed 4-bit
+    experts with their quant state: measured on an H200 with 5.17 ("Undefined Operation encountered!")
+    and on the CPU with 5.23 (size mismatch, unexpected quant-state keys); Unsloth's issue #4032.
+    tests/model/test_prequantized_moe.py pins the fact, so the release that fixes it is noticed."""
+    if not transformers:
+        return False
+    major = transformers.split(".", 1)[0]
+    return major.isdigit() and int(major) < 5
+
+
 def _moe_build(model: str, moe_build: str, endpoint: str | None) -> dict[str, Any]:
-    """Which build of a mixture-of-experts model to download for a 4-bit load. Unsloth maps the
-    pre-quantized build back to the bf16 weights (its BAD_MAPPINGS: "HF loads MoEs too slowly") and
-    quantizes while loading, ~61 GB for Qwen3-30B-A3B every day; loaded by its exact name the published
-    4-bit build is ~17 GB. "auto" takes it where it is published; the pod falls back to bf16 once if
-    it will not load (the preflight tells which)."""
-    if moe_build != "auto":
+    """Which build of a mixture-of-experts model to download for a 4-bit load. "auto" takes the published
+    4-bit build (~17 GB for Qwen3-30B-A3B) only where the pinned stack loads it, else the bf16 weights
+    (~61 GB), quantized while loading; "prequantized" asks for the build anyway (the preflight checks it
+    on the pod and the load falls back to bf16 once); "bf16" never tries it. Whichever is downloaded is
+    loaded by its exact name: Unsloth's name mapping would otherwise fetch another copy."""
+    transformers = pinned("transformers")
+    if moe_build == "bf16":
         return {"model_to_load": model, "moe_build": "bf16 ([training] moe_build = \"bf16\")"}
+    if moe_build == "auto" and not prequantized_moe_loads(transformers):
+        return {"model_to_load": model, "moe_build": (
+            f"bf16: the pinned stack (transformers {transformers or 'unpinned'}) cannot load a per-expert 4-bit "
+            f"MoE checkpoint, so the bf16 weights are downloaded and quantized while loading")}
     build = four_bit_build(model)
     found = ask_hub(build, endpoint)
     if not found.exists:
         return {"model_to_load": model, "moe_build": f"bf16 (no published 4-bit build {build}: {found.detail or 'none'})"}
-    return {"model_to_load": build, "exact_model_name": True, "fallback_model": model, "moe_build": "prequantized",
-            "build_bytes": found.storage}
+    return {"model_to_load": build, "fallback_model": model, "moe_build": "prequantized", "build_bytes": found.storage}
 
 
 def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str | None = None,

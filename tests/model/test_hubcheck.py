@@ -43,14 +43,32 @@ def test_a_bf16_load_that_fits_no_gpu_is_refused_with_the_cheaper_choices(hub):
     assert "bigger GPU" in message and "Nothing was rented" in message
 
 
-def test_auto_loads_a_moe_from_its_published_4bit_build_by_its_exact_name(hub):
-    """Unsloth maps a MoE's pre-quantized build back to its bf16 weights (~61 GB) unless asked for the
-    exact name; where the 4-bit build is published the pod downloads ~17 GB, with bf16 as the fallback."""
+def test_auto_downloads_what_the_pinned_stack_can_load_the_bf16_weights_of_a_moe(hub):
+    """transformers 5 (the pinned 5.17) cannot load a per-expert 4-bit MoE checkpoint, so "auto" does not
+    promise the ~17 GB build: the pod downloads the bf16 weights (~61 GB) and quantizes them while loading."""
     verdict = check("Qwen/Qwen3-30B-A3B", GPUS, "auto")
-    assert verdict["model_to_load"] == "unsloth/Qwen3-30B-A3B-bnb-4bit" and verdict["load_in_4bit"] is True
-    assert verdict["exact_model_name"] is True and verdict["moe_build"] == "prequantized"
-    assert verdict["fallback_model"] == "Qwen/Qwen3-30B-A3B" and verdict["fallback_bytes"] == 61_064_245_248
+    assert verdict["model_to_load"] == "Qwen/Qwen3-30B-A3B" and verdict["load_in_4bit"] is True
+    assert verdict["moe_build"].startswith("bf16: the pinned stack (transformers 5.17.0) cannot load")
+    assert "fallback_model" not in verdict and not any("bnb-4bit" in path for path, _ in hub.requests)
     assert verdict["gpu_types"] == ["NVIDIA GeForce RTX 5090", "NVIDIA GeForce RTX 4090", "NVIDIA RTX A6000"]
+    assert verdict["download_gb"] == 61.1 and verdict["needed_gb"] < 32  # 4-bit in GPU memory all the same
+    assert "network volume" in verdict["download_advice"]
+
+
+def test_the_pinned_stack_decides_whether_a_prequantized_moe_build_loads():
+    from tasks.model.hubcheck import pinned, prequantized_moe_loads
+
+    assert pinned("transformers") == "5.17.0" and pinned("no-such-package") is None
+    assert prequantized_moe_loads("4.57.6") is True  # experts are modules of their own up to 4.x
+    assert prequantized_moe_loads("5.17.0") is False and prequantized_moe_loads(None) is False
+
+
+def test_prequantized_asks_for_the_published_4bit_build_with_bf16_as_the_fallback(hub):
+    """Asked for explicitly (a stack of one's own that loads it), the build is downloaded (~17 GB) and
+    loaded by its exact name; the pod falls back to the bf16 weights once if it will not load."""
+    verdict = check("Qwen/Qwen3-30B-A3B", GPUS, "auto", moe_build="prequantized")
+    assert verdict["model_to_load"] == "unsloth/Qwen3-30B-A3B-bnb-4bit" and verdict["moe_build"] == "prequantized"
+    assert verdict["fallback_model"] == "Qwen/Qwen3-30B-A3B" and verdict["fallback_bytes"] == 61_064_245_248
     assert verdict["download_gb"] == 17.5 and verdict["download_minutes"] == 2.9
     assert "download_advice" not in verdict  # under the size where a volume pays
 
@@ -130,10 +148,9 @@ def test_the_4bit_choice_reaches_the_trainers_config(tmp_path, sshd, fake_api):
         proj.env["HF_ENDPOINT"] = double.url
         proj.doit("write_config", check=True)
     config = json.loads((proj.work / "config.json").read_text())
-    assert config["model_to_load"] == "unsloth/Qwen3-30B-A3B-bnb-4bit" and config["load_in_4bit"] is True
-    assert config["exact_model_name"] is True and config["moe_build"] == "prequantized"
-    assert config["fallback_model"] == "Qwen/Qwen3-30B-A3B" and config["fallback_bytes"] == 61_064_245_248
-    assert config["download_bytes"] == 17_474_000_000  # the trainer reports its download against it
+    assert config["model_to_load"] == "Qwen/Qwen3-30B-A3B" and config["load_in_4bit"] is True
+    assert config["moe_build"].startswith("bf16: the pinned stack") and "fallback_model" not in config
+    assert config["download_bytes"] == 61_064_245_248  # the trainer reports its download against it
     assert fake_api.ops("create") == 0
 
 

@@ -53,20 +53,20 @@ def test_doit_volume_plans_then_creates_once(tmp_path, fake_api, hub):
     proj = runpod_project(tmp_path, None, fake_api, training={"base_model": "Qwen/Qwen3-30B-A3B"})
     proj.env["HF_ENDPOINT"] = hub.url
     planned = proj.doit("volume", check=True)
-    assert "network volume 'fullcycle-models': 36 GB in US-KS-2" in planned.stdout
-    assert "costs $2.52/month" in planned.stdout and "doit volume --create" in planned.stdout
+    assert "network volume 'fullcycle-models': 88 GB in US-KS-2" in planned.stdout  # the bf16 weights, ~61 GB
+    assert "costs $6.16/month" in planned.stdout and "doit volume --create" in planned.stdout
     assert fake_api.ops("create_volume") == 0
     created = proj.doit("volume", "--create", check=True)
     assert fake_api.ops("create_volume") == 1
     body = json.loads(next(detail for op, detail in fake_api.calls if op == "create_volume"))
-    assert body == {"name": "fullcycle-models", "size": 36, "dataCenter": "US-KS-2", "type": "STANDARD"}
+    assert body == {"name": "fullcycle-models", "size": 88, "dataCenter": "US-KS-2", "type": "STANDARD"}
     volume_id = next(v for v in fake_api.volume_details)
     assert f'network_volume_id = "{volume_id}"' in created.stdout
     again = proj.doit("volume", "--create", check=True)
     assert fake_api.ops("create_volume") == 1 and "exists already" in again.stdout
     assert fake_api.ops("create") == 0  # no pod was rented to plan or make it
     record = json.loads((proj.root / ".fullcycle" / "volume.json").read_text())
-    assert record["volume"]["id"] == volume_id and record["plan"]["saved_minutes_per_run"] == 1.8
+    assert record["volume"]["id"] == volume_id and record["plan"]["saved_minutes_per_run"] == 6.4
     assert record["pays"] is False and "it does not pay" in planned.stdout  # under a dollar a month saved, $2.52 spent
 
 

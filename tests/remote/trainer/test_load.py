@@ -97,7 +97,7 @@ class _FakeUnsloth:
         return object(), Tokenizer()
 
 
-MOE = {"base_model": "Qwen/Qwen3-30B-A3B", "model_to_load": "unsloth/Qwen3-30B-A3B-bnb-4bit", "exact_model_name": True,
+MOE = {"base_model": "Qwen/Qwen3-30B-A3B", "model_to_load": "unsloth/Qwen3-30B-A3B-bnb-4bit",
        "fallback_model": "Qwen/Qwen3-30B-A3B", "fallback_bytes": 61_064_245_248, "moe_build": "prequantized",
        "load_in_4bit": True, "max_seq_length": 2048, "download_stall_s": 120}
 
@@ -129,7 +129,7 @@ def test_a_build_that_will_not_load_falls_back_to_bf16_once_and_says_so(tmp_path
                         {"ok": True, "repo": repo, "bytes": expected})
     loaded = trainer("load").base_model(MOE, tmp_path / "config.json", unsloth=True)
     assert [c["model_name"] for c in fake.calls] == ["unsloth/Qwen3-30B-A3B-bnb-4bit", "Qwen/Qwen3-30B-A3B"]
-    assert fake.calls[1]["use_exact_model_name"] is False and fetched == [("Qwen/Qwen3-30B-A3B", 61_064_245_248)]
+    assert fake.calls[1]["use_exact_model_name"] is True and fetched == [("Qwen/Qwen3-30B-A3B", 61_064_245_248)]
     assert loaded.moe_build["used"] == "Qwen/Qwen3-30B-A3B" and "not supported" in loaded.moe_build["why"]
 
 
@@ -139,7 +139,20 @@ def test_a_dense_or_bf16_load_never_falls_back(tmp_path, monkeypatch):
     fake = _FakeUnsloth(refuse="Qwen/Qwen3-30B-A3B")
     _with_unsloth(monkeypatch, fake)
     load = trainer("load")
-    config = dict(MOE, model_to_load="Qwen/Qwen3-30B-A3B", exact_model_name=False)
+    config = dict(MOE, model_to_load="Qwen/Qwen3-30B-A3B")
     with pytest.raises(load.ModelLoadError, match="could not load base model 'Qwen/Qwen3-30B-A3B'"):
         load.base_model(config, tmp_path / "config.json", unsloth=True)
     assert len(fake.calls) == 1
+
+
+def test_the_bf16_weights_load_by_the_exact_name_the_download_fetched(tmp_path, monkeypatch):
+    """Unsloth maps Qwen/Qwen3-30B-A3B in 4-bit to unsloth/Qwen3-30B-A3B (its BAD_MAPPINGS): loaded by
+    that name, the trainer would download the same ~61 GB a second time, untimed."""
+    fake = _FakeUnsloth()
+    _with_unsloth(monkeypatch, fake)
+    config = {k: v for k, v in MOE.items() if k not in ("fallback_model", "fallback_bytes")}
+    loaded = trainer("load").base_model(dict(config, model_to_load="Qwen/Qwen3-30B-A3B", moe_build="bf16"),
+                                        tmp_path / "config.json", unsloth=True)
+    assert fake.calls == [{"model_name": "Qwen/Qwen3-30B-A3B", "max_seq_length": 2048, "dtype": None,
+                           "load_in_4bit": True, "use_exact_model_name": True}]
+    assert loaded.model_id == "Qwen/Qwen3-30B-A3B"
