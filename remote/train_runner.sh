@@ -1,17 +1,24 @@
 # shellcheck shell=bash
 # Runs on the pod: start the training once, detached, follow its log, pack the adapter when done.
-# The detached run: find or build the Python (setup_python.sh), the preflight (the run's code path on a
-# tiny model of the base's family, before any download: python -m trainer.preflight), the base model's
-# download (python -m trainer.download: timed, never hung), then the trainer: one process, or one per GPU
-# under torchrun when [runpod] gpu_count > 1 (python -m trainer.ranks says how many).
+# The detached run: find or build the Python (setup_python.sh); then the base model's download
+# (python -m trainer.download: timed, never hung) starts at once and the preflight (the run's code path
+# on a tiny model of the base's family) runs beside it, so a passing preflight costs the bill nothing
+# the download does not already cost; then the trainer: one process, or one per GPU under torchrun when
+# [runpod] gpu_count > 1 (python -m trainer.ranks says how many).
 #
 #   train_runner.sh RUN_DIR INPUT_DIR OUTPUT_DIR PYTHON HF_HOME OFFSET END_MARK SCRIPT DATASET CONFIG
 #                   VENV_DIR "PYTHON_CANDIDATE..." TORCH_INDEX
 #
+# Where the preflight runs (config.json's preflight.where): "trainer" (the built-in trainer, one
+# process) runs it inside the trainer's own process, so Python and Unsloth start once a day and the
+# trainer's imports happen during the download too; "apart" (a trainer of one's own, torchrun) runs
+# `python -m trainer.preflight` beside the download, then the trainer. The compile caches (Unsloth's
+# generated code and its compile bundle, Triton's kernels) live beside the run folder, so the preflight,
+# the trainer and, on a network volume, the next day share them. A failed preflight (exit 5) stops the
+# download and ends the run; so do a stack that cannot run (exit 4) and a failed download (exit 6).
+#
 # The Python is found or built first (INPUT_DIR/setup_python.sh), inside the detached run, so a
-# long bootstrap survives a dropped connection too and its progress is in the followed log. A failed
-# preflight (exit 5), a stack that cannot run (exit 4) or a failed download (exit 6) ends the run before
-# the trainer starts.
+# long bootstrap survives a dropped connection too and its progress is in the followed log.
 # The trainer runs under setsid+nohup with its log, pid and exit code in RUN_DIR, so a dropped ssh
 # connection (or a killed orchestrator) only stops the following: running this again re-attaches
 # from byte OFFSET of the log and never starts a second trainer. The last line printed is
@@ -25,36 +32,59 @@ mkdir -p "$run_dir" && cd "$run_dir" || exit 97
 state=$(trainer_state "$run_dir")
 if [ "$state" = none ] || [ "$state" = lost ]; then
   rm -f train.outcome train.pid train.exit adapter.tar adapter.tar.*.tmp preflight.json preflight.only \
-    download.json rank*.exit
+    download.json download.pid rank*.exit
   touch train.log
   # shellcheck disable=SC2016 # expanded by the detached bash, from its own arguments
   setsid nohup bash -c '
     echo $$ >train.pid.tmp && mv train.pid.tmp train.pid
     rm -rf -- "$1"
-    export HF_HOME="$2" PYTHONUNBUFFERED=1
+    caches="$(dirname "$PWD")/compile-cache"
+    mkdir -p -m 700 "$caches" && chmod 700 "$caches"  # Unsloth loads a compile bundle only from a private folder
+    export HF_HOME="$2" PYTHONUNBUFFERED=1 UNSLOTH_COMPILE_LOCATION="$caches/unsloth" \
+      UNSLOTH_MEGA_CACHE_DIR="$caches/mega" TRITON_CACHE_DIR="$caches/triton" TORCHINDUCTOR_CACHE_DIR="$caches/inductor"
+    stop_download() {  # only while it runs (a finished pid may be another process by now); its TERM
+      if jobs -pr | grep -qx "$download"; then  # handler ends its hub child and writes what it got
+        kill -TERM "$download" 2>/dev/null
+        wait "$download" 2>/dev/null
+      fi
+    }
     if setup=$(bash "$7" "$3" "$8" "$9" "${10}" "${11}" 2>>train.log); then
       printf "%s\n" "$setup" >python.info
       py=$(sed -n 1p python.info)
-      PYTHONPATH="$9" "$py" -m trainer.preflight --data "$5" --config "$6" --output preflight-work \
-        --report preflight.json >>train.log 2>&1
-      code=$?
-      if [ "$code" = 0 ] && [ -e preflight.only ]; then
-        mkdir -p "$1"  # `doit gpu_check`: the preflight was the whole run
-      elif [ "$code" = 0 ]; then
-        PYTHONPATH="$9" "$py" -m trainer.download --config "$6" --report download.json >>train.log 2>&1
+      PYTHONPATH="$9" "$py" -m trainer.download --config "$6" --report download.json >>train.log 2>&1 </dev/null &
+      download=$!
+      echo "$download" >download.pid
+      where=$(PYTHONPATH="$9" "$py" -m trainer.preflight --where "$6" 2>>train.log) || where=apart
+      procs=$(PYTHONPATH="$9" "$py" -m trainer.ranks "$6" 2>>train.log) || procs=1
+      if [ "$where" = trainer ] && [ "${procs:-1}" -le 1 ]; then
+        FULLCYCLE_PREFLIGHT_REPORT="$PWD/preflight.json" FULLCYCLE_DOWNLOAD_PID="$download" \
+          FULLCYCLE_DOWNLOAD_REPORT="$PWD/download.json" "$py" "$4" --data "$5" --config "$6" --output "$1" >>train.log 2>&1
         code=$?
+      else
+        code=0
+        if [ "$where" != none ]; then
+          PYTHONPATH="$9" "$py" -m trainer.preflight --data "$5" --config "$6" --output preflight-work \
+            --report preflight.json >>train.log 2>&1
+          code=$?
+        fi
+        if [ "$code" = 0 ]; then
+          wait "$download"
+          code=$?
+        fi
+        if [ "$code" = 0 ] && [ -e preflight.only ]; then
+          mkdir -p "$1"  # `doit gpu_check`: the preflight was the whole run
+        elif [ "$code" = 0 ]; then
+          launch=("$py")  # one process, or one per GPU under torchrun (data-parallel; rank 0 reports)
+          [ "${procs:-1}" -gt 1 ] && launch=("$py" -m torch.distributed.run --standalone --nproc_per_node "$procs")
+          FULLCYCLE_DOWNLOAD_REPORT="$PWD/download.json" "${launch[@]}" "$4" --data "$5" --config "$6" --output "$1" \
+            >>train.log 2>&1
+          code=$?
+          for ranked in rank*.exit; do  # torchrun says 1 for any failure: the failing rank knows better
+            [ "$code" != 0 ] && [ -s "$ranked" ] && [ "$(cat "$ranked")" != 0 ] && code=$(cat "$ranked") && break
+          done
+        fi
       fi
-      if [ "$code" = 0 ] && [ ! -e preflight.only ]; then
-        procs=$(PYTHONPATH="$9" "$py" -m trainer.ranks "$6" 2>>train.log) || procs=1
-        launch=("$py")  # one process, or one per GPU under torchrun (data-parallel; rank 0 reports)
-        [ "${procs:-1}" -gt 1 ] && launch=("$py" -m torch.distributed.run --standalone --nproc_per_node "$procs")
-        FULLCYCLE_DOWNLOAD_REPORT="$PWD/download.json" "${launch[@]}" "$4" --data "$5" --config "$6" --output "$1" \
-          >>train.log 2>&1
-        code=$?
-        for ranked in rank*.exit; do  # torchrun says 1 for any failure: the failing rank knows better
-          [ "$code" != 0 ] && [ -s "$ranked" ] && [ "$(cat "$ranked")" != 0 ] && code=$(cat "$ranked") && break
-        done
-      fi
+      stop_download  # finished already, unless the preflight or the trainer ended the run first
     else
       code=98
     fi

@@ -20,7 +20,7 @@ PROCESS_STARTED = time.time()  # the imports below are part of the bill: "traine
 os.environ.setdefault("PYTORCH_ALLOC_CONF", "expandable_segments:True")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the trainer package travels beside this script
 
-from trainer import config, data, fit, load, lora, measure, ranks, save  # noqa: E402
+from trainer import config, data, download, fit, load, lora, measure, preflight, ranks, save  # noqa: E402
 from trainer.clock import Clock  # noqa: E402
 
 
@@ -29,11 +29,13 @@ def run(args: argparse.Namespace) -> int:
     config.quiet()
     settings = config.load_config(args.config)
     samples = config.check_rows(args.data)
-    gpu = load.nvidia_smi()
-    load.check_cuda(gpu)
-    unsloth = load.use_unsloth()
+    gpu, unsloth = load.stack()
     load.announce(samples, settings, gpu, unsloth)
     clock.lap("trainer_start")
+    if preflight.inline(settings, args.data, args.output, gpu, unsloth, PROCESS_STARTED):  # beside the download
+        clock.lap("preflight")
+    if download.wait():  # the download the runner started beside this process
+        clock.lap("download_wait")
     loaded = load.base_model(settings, args.config, unsloth)
     clock.lap("model_load")
     lora.quiet_router(loaded.model)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     measured["train_seconds"] = train_seconds
     clock.lap("evaluation")
     metrics = save.metrics(settings, gpu, tokenizer, samples, losses, round(time.time() - PROCESS_STARTED, 2), loaded,
-                           unsloth, config.versions(), clock.phases, fit.throughput(tokens, train_seconds))
+                           unsloth, config.versions(), clock, fit.throughput(tokens, train_seconds))
     save.results(args.output, measured, metrics)
     config.say(f"adapter saved to {args.output} in {metrics['seconds']}s, final loss {metrics['final_loss']}")
     return config.TRAINED
@@ -65,16 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return ranks.record_exit(run(args))
-    except (config.InputError, load.ModelLoadError, load.NoGpuStack) as exc:  # said in one line, with its code
-        config.error(str(exc))
-        codes = ((config.InputError, config.BAD_INPUT), (load.ModelLoadError, config.NO_MODEL),
-                 (load.NoGpuStack, config.NO_GPU_STACK))
-        return ranks.record_exit(next(code for kind, code in codes if isinstance(exc, kind)))
-    except Exception as exc:
-        traceback.print_exc()
-        config.error(f"training failed: {type(exc).__name__}: {exc}")
-        return ranks.record_exit(config.FAILED)
-
+    except Exception as exc:  # a known failure carries its exit code (trainer/config.py) and is said in one line
+        code = getattr(exc, "exit_code", None)
+        if code is None:
+            traceback.print_exc()
+        if not isinstance(exc, preflight.Failed):  # the preflight has said it already
+            config.error(str(exc) if code is not None else f"training failed: {type(exc).__name__}: {exc}")
+        return ranks.record_exit(config.FAILED if code is None else code)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,7 @@ import time
 class Clock:
     def __init__(self, started: float) -> None:
         self.phases: dict[str, float] = {}
-        self._last = started
+        self.started = self._last = started  # epoch seconds: where the laps begin, for the bill's overlaps
 
     def lap(self, phase: str) -> float:
         now = time.time()

@@ -7,6 +7,9 @@ Exit codes (train.exit on the pod, train.json here):
   2  bad input: the dataset, config.json or a setting that names something the model lacks
   3  the base model could not be loaded (a wrong id, a missing file, a download that failed)
   4  the GPU stack cannot run here (torch cannot use the GPU; Unsloth does not import on a GPU pod)
+  5  the preflight failed (remote/trainer/preflight.py), before the base model was loaded
+  6  the base model's download failed, stalled or was stopped (remote/trainer/download.py)
+Each failure the trainer knows carries its code as `exit_code`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ REQUIRED = ("base_model", "lora_rank", "num_train_epochs", "learning_rate",
 
 class InputError(Exception):
     """The dataset, config.json or a setting is wrong: exit 2, with what to change."""
+
+    exit_code = BAD_INPUT
 
 
 def say(message: str) -> None:

@@ -1,12 +1,15 @@
-"""The base model's download, a step of its own on the pod (after the preflight, before the trainer):
-timed, measured in bytes and MB/s, reported as it goes in whole lines, with the hub's fast path where
-the pod has the memory for it, and never hung: a download that receives no byte for
-`download_stall_s` is stopped and tried once more, then the run fails with what it got.
+"""The base model's download, a step of its own on the pod, started the moment the Python is there
+(the preflight runs beside it): timed, measured in bytes and MB/s, reported as it goes in whole lines,
+with the hub's fast path where the pod has the memory for it, and never hung: a download that
+receives no byte for `download_stall_s` is stopped and tried once more, then the run fails with what
+it got. A failed preflight stops it (SIGTERM): its report then says so, with the bytes it had.
 
     python -m trainer.download --config C --report download.json
 
-Exit 0 (downloaded, already cached, or nothing to download), 6 (the download failed or stalled).
-The trainer loads from the hub's cache afterwards: its "model load" is then only the load.
+Exit 0 (downloaded, already cached, or nothing to download), 6 (the download failed, stalled or was
+stopped). The report is written whole at the end, with its start and end (epoch seconds). The trainer
+loads from the hub's cache afterwards (`wait` for it first, when it started beside it): its "model
+load" is then only the load.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,9 +32,19 @@ FILES = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja",
 
 
 class DownloadFailed(Exception):
+    exit_code = DOWNLOAD_FAILED
+
     def __init__(self, message: str, got: int = 0) -> None:
         super().__init__(message)
         self.got = got  # the bytes that did arrive, for the record
+
+
+class Stopped(DownloadFailed):
+    """The run ended the download (SIGTERM: the preflight or the trainer failed beside it)."""
+
+
+def _stop(_signum, _frame) -> None:
+    raise Stopped("stopped before it finished: the run ended beside it (a failed preflight or trainer)")
 
 
 def size(count: float) -> str:
@@ -128,15 +142,21 @@ def _once(repo: str, progress: Progress, env: dict[str, str]) -> bool:
         child = subprocess.Popen([sys.executable, "-c", code, repo, ",".join(FILES)], stdout=out,
                                  stderr=subprocess.STDOUT, env={**env, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     progress.last_growth = last_said = time.monotonic()  # each try has its own stall clock
-    while child.poll() is None:
-        time.sleep(min(1.0, progress.stall_s / 4))
-        if progress.stalled():
-            child.kill()
-            child.wait()
-            return False
-        if time.monotonic() - last_said >= progress.every:
-            say(progress.line())
-            last_said = time.monotonic()
+    try:
+        while child.poll() is None:
+            time.sleep(min(1.0, progress.stall_s / 4))
+            if progress.stalled():
+                child.kill()
+                child.wait()
+                return False
+            if time.monotonic() - last_said >= progress.every:
+                say(progress.line())
+                last_said = time.monotonic()
+    except Stopped as stopped:
+        child.kill()
+        child.wait()
+        progress.sample()
+        raise Stopped(str(stopped), progress.got()) from None
     if child.returncode != 0:
         lines = said.read_text(errors="replace").strip().splitlines()
         raise DownloadFailed(f"the hub refused {repo}: {lines[-1][:400] if lines else f'exit {child.returncode}'}")
@@ -174,44 +194,83 @@ def fetch(repo: str, expected: int, stall_s: float, every: float | None = None) 
     return report
 
 
-def plan(config: dict, preflight: dict) -> tuple[str | None, str | None]:
-    """(the repo to download, why it was chosen over another) — None when the model travels with the
-    inputs or is a local folder. A pre-quantized build the preflight could not load is not downloaded:
-    its bf16 weights are, once (they are quantized while loading)."""
-    if config.get("base_model_dir") or str(config.get("model_to_load") or config["base_model"]).startswith(("/", ".")):
-        return None, None
-    repo = config.get("model_to_load") or config["base_model"]
-    check = preflight.get("prequantized")
-    if config.get("fallback_model") and isinstance(check, str) and check.startswith("failed"):
-        return config["fallback_model"], f"the preflight could not load a pre-quantized build ({check})"
-    return repo, None
+def plan(config: dict) -> str | None:
+    """The repo to download, None when the model travels with the inputs, is a local folder, or nothing
+    is trained after the preflight (`doit gpu_check`). A pre-quantized build the stack cannot load is
+    found out by the preflight beside it; the load then fetches the bf16 weights, once."""
+    if config.get("preflight_only") or config.get("base_model_dir"):
+        return None
+    repo = str(config.get("model_to_load") or config["base_model"])
+    return None if repo.startswith(("/", ".")) else repo
+
+
+def wait(poll_s: float = 0.5) -> dict | None:
+    """Wait for the download started beside this process (FULLCYCLE_DOWNLOAD_PID, its report at
+    FULLCYCLE_DOWNLOAD_REPORT) and return its report; None when none was started. Raises
+    DownloadFailed when it failed or died without a report (killed for memory, say)."""
+    pid, report = os.environ.get("FULLCYCLE_DOWNLOAD_PID"), os.environ.get("FULLCYCLE_DOWNLOAD_REPORT")
+    if not pid or not report:
+        return None
+    said = time.monotonic()
+    while True:
+        try:
+            found = json.loads(Path(report).read_text())
+            break
+        except (OSError, ValueError):
+            pass
+        if not _alive(int(pid)) and not Path(report).exists():
+            raise DownloadFailed("the download process ended without a report (killed, out of memory?)")
+        if time.monotonic() - said >= 60:
+            say("waiting for the base model's download to finish")
+            said = time.monotonic()
+        time.sleep(poll_s)
+    if found.get("ok") is False:
+        raise DownloadFailed(str(found.get("error") or "the download failed"), int(found.get("bytes") or 0))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by the runner) is no download
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True)
-    parser.add_argument("--preflight", type=Path, default=Path("preflight.json"))
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
+    started = time.time()
     config = json.loads(args.config.read_text())
     if config.get("hf_endpoint"):
         os.environ.setdefault("HF_ENDPOINT", str(config["hf_endpoint"]))
-    try:
-        preflight = json.loads(args.preflight.read_text())
-    except (OSError, ValueError):
-        preflight = {}
-    repo, why = plan(config, preflight)
+    repo = plan(config)
     if repo is None:
-        report, code = {"ok": None, "skipped": "the base model travels with the inputs", "bytes": 0}, 0
+        report, code = {"ok": None, "skipped": "nothing to download: the base model travels with the inputs, or "
+                        "nothing is trained after the preflight", "bytes": 0}, 0
     else:
-        expected = int((config.get("fallback_bytes") if why else config.get("download_bytes")) or 0)
         try:
-            report, code = fetch(repo, expected, float(config.get("download_stall_s") or 120)), 0
-            report["instead"] = why
+            report, code = fetch(repo, int(config.get("download_bytes") or 0),
+                                 float(config.get("download_stall_s") or 120)), 0
         except DownloadFailed as exc:
             report, code = {"ok": False, "repo": repo, "error": str(exc), "bytes": exc.got}, DOWNLOAD_FAILED
-            print(f"[train] ERROR: {exc}", file=sys.stderr, flush=True)
-    args.report.write_text(json.dumps(report, indent=2))
+            if isinstance(exc, Stopped):
+                report["stopped"] = True
+            print(f"[train] {'download stopped' if isinstance(exc, Stopped) else 'ERROR'}: {exc}",
+                  file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    report.update(started_at=round(started, 3), ended_at=round(time.time(), 3))
+    partial = args.report.with_name(args.report.name + ".tmp")
+    partial.write_text(json.dumps(report, indent=2))
+    partial.replace(args.report)  # whole or not at all: the trainer beside it reads it as its signal
     return code
 
 

@@ -39,20 +39,58 @@ def sft_config(config: dict, work: Path):
     )
 
 
+class TokenCount:
+    """Our own count of the tokens trained on: every batch the collator builds for the trainer, its
+    non-padding tokens (attention mask, else every id: a padding-free batch has no padding). Unsloth's
+    trainer logs no `num_tokens`, so trl's count cannot be the figure tokens/s stands on."""
+
+    def __init__(self, collate) -> None:
+        self.collate, self.tokens = collate, 0
+
+    def __call__(self, features):
+        batch = self.collate(features)
+        mask, ids = batch.get("attention_mask"), batch.get("input_ids")
+        counted = mask if mask is not None else ids
+        if counted is not None:
+            self.tokens += int(counted.sum()) if mask is not None else int(counted.numel())
+        return batch
+
+
+def _all_ranks(count: int) -> int:
+    """The tokens of every rank together (each counted its own shard)."""
+    import torch
+
+    if ranks.world() < 2 or not torch.distributed.is_initialized():
+        return count
+    total = torch.tensor([count], device="cuda" if torch.cuda.is_available() else "cpu")
+    torch.distributed.all_reduce(total)
+    return int(total.item())
+
+
+def _estimate(trainer, config: dict, steps: int) -> int | None:
+    """Where no batch was counted here (a collator in worker processes): each row's tokens times the
+    share of the epochs trained."""
+    try:
+        rows = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    per_epoch = max(1, -(-len(rows) // (int(config["per_device_train_batch_size"]) * ranks.world()
+                                          * int(config["gradient_accumulation_steps"]))))
+    epochs = steps / per_epoch if steps else float(config["num_train_epochs"])
+    return int(sum(min(n, int(config["max_seq_length"])) for n in rows) * epochs)
+
+
 def train(model, tokenizer, dataset, config: dict, output: Path) -> tuple[list[dict], float, int | None]:
     """Train; returns the loss of every step, the seconds training took and the tokens trained on (all
-    ranks together, as trl counts them). The trainer's own scratch folder beside the output is removed
+    ranks together, counted here). The trainer's own scratch folder beside the output is removed
     afterwards (nothing is checkpointed)."""
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
     losses: list[dict] = []
-    tokens: list[int] = []
 
     class LossLog(TrainerCallback):
         def on_log(self, _args, state, _control, logs=None, **_kw):
-            if logs and "num_tokens" in logs:
-                tokens.append(int(float(logs["num_tokens"])))
             if logs and "loss" in logs and state.is_world_process_zero:
                 losses.append({"step": state.global_step, "loss": float(logs["loss"]),
                                "epoch": float(logs.get("epoch", 0.0))})
@@ -61,12 +99,14 @@ def train(model, tokenizer, dataset, config: dict, output: Path) -> tuple[list[d
     work = output.parent / (output.name + ".trainer")
     trainer = SFTTrainer(model=model, args=sft_config(config, work), train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[LossLog()])
+    counted = trainer.data_collator = TokenCount(trainer.data_collator)
     started = time.time()
     trainer.train()
     seconds = round(time.time() - started, 2)
+    tokens = _all_ranks(counted.tokens) or _estimate(trainer, config, trainer.state.global_step)
     if ranks.is_main():
         shutil.rmtree(work, ignore_errors=True)
-    return losses, seconds, tokens[-1] if tokens else None
+    return losses, seconds, tokens
 
 
 def throughput(tokens: int | None, seconds: float) -> dict:

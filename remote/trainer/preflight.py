@@ -1,15 +1,21 @@
 """The preflight: the real run's code path on a tiny random model of the base model's family, on the
-pod's real stack, before the base model downloads. A stack that cannot do what the run will ask of it
-fails here in the first minute, with the library's own words and the step it failed in, instead of
-after the download.
+pod's real stack, beside the base model's download. A stack that cannot do what the run will ask of it
+fails here in the first minutes, with the library's own words and the step it failed in, and the
+download is stopped instead of finished and paid for.
 
 It drives the same steps the trainer does: build, load (Unsloth, 4-bit when the run is 4-bit), LoRA
 on the same targets, start_from, data, a few steps of training, the held-out loss with the adapter
 disabled and a second adapter loaded, set and deleted, greedy answers, save.
 
+The built-in trainer runs it inside its own process (`inline`, config.json's preflight.where =
+"trainer"), so Python and Unsloth start once a day; otherwise it is a process of its own:
+
     python -m trainer.preflight --data D --config C --output DIR --report preflight.json
+    python -m trainer.preflight --where C      # prints where it runs: trainer, apart or none
 
 Exit 0 (passed, or skipped with the reason in the report), 4 (the GPU stack cannot run), 5 (failed).
+The report holds its start and end (epoch seconds): the summary counts only what it was billed beyond
+the download it ran beside.
 """
 
 from __future__ import annotations
@@ -94,57 +100,121 @@ def _prequantized(model, tokenizer, settings: dict, work: Path, unsloth: bool) -
     return "ok"
 
 
-def run(args: argparse.Namespace) -> dict:
-    settings = config.load_config(args.config)
-    spec = settings.get("preflight")
-    if not spec or not spec.get("shape"):
-        return {"ok": None, "skipped": (spec or {}).get("skipped") or "no preflight asked for this run"}
-    started, steps = time.time(), Steps()
-    report = {"ok": False, "base_model": settings["base_model"], "load_in_4bit": bool(settings.get("load_in_4bit")),
-              "family": spec["shape"]["model_class"]}
-    with steps.step("stack"):
-        gpu = load.nvidia_smi()
-        report["gpu"] = gpu
-        load.check_cuda(gpu)
-        unsloth = load.use_unsloth()
-        report["backend"] = "unsloth" if unsloth else "transformers+peft+trl"
-    work = args.output
+def steps(settings: dict, data_path: Path, work: Path, unsloth: bool, timed: Steps) -> dict:
+    """The run's steps on the tiny model; raises StepFailed naming the first that failed."""
+    spec = settings["preflight"]
+    report: dict = {}
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    rows = _rows(args.data, ROWS)
+    rows = _rows(data_path, ROWS)
     tiny_settings = _tiny_settings(settings)
-    with steps.step("build"):
+    with timed.step("build"):
         texts = ["\n".join(r.get(k) or "" for k in ("instruction", "input", "output")) for r in rows]
         tiny.build(texts, spec["shape"], work / "model")
         (work / "heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[: max(2, len(rows) // 8)]))
         (work / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with steps.step("load"):
+    with timed.step("load"):
         model, tokenizer = load.load_base(str(work / "model"), tiny_settings, unsloth)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-    if settings.get("moe_build") == "prequantized":  # which build the download step fetches
+    if settings.get("moe_build") == "prequantized":  # whether the build being downloaded will load
         report["prequantized"] = _prequantized(model, tokenizer, tiny_settings, work, unsloth)
-    with steps.step("lora"):
+    with timed.step("lora"):
         lora.quiet_router(model)
         model = lora.attach(model, tiny_settings, unsloth)
-    with steps.step("start_from"):
+    with timed.step("start_from"):
         model.save_pretrained(work / "start")  # the freshly initialised LoRA: what today starts from
         lora.start_from(model, tiny_settings, work)
-    with steps.step("data"):
+    with timed.step("data"):
         dataset = data.load_training_set(work / "train.jsonl", tokenizer, tiny_settings)
-    with steps.step("fit"):
+    with timed.step("fit"):
         fit.train(model, tokenizer, dataset, tiny_settings, work / "adapter")  # (losses, seconds, tokens)
-    with steps.step("measure"):
+    with timed.step("measure"):
         measured = measure.measure(model, tokenizer, tiny_settings, work, unsloth, strict=True)
-    with steps.step("save"):
+    with timed.step("save"):
         save.adapter(model, tokenizer, str(work / "model"), work / "adapter")
-    report.update(ok=True, seconds=round(time.time() - started, 2), steps=steps.seconds,
-                  measured={k: measured.get(k) for k in ("base_loss", "adapter_loss", "previous_loss")},
-                  versions=config.versions())
+    report["measured"] = {k: measured.get(k) for k in ("base_loss", "adapter_loss", "previous_loss")}
     return report
 
 
+def run(args: argparse.Namespace) -> dict:
+    """The preflight as a process of its own (a trainer of one's own, torchrun, `doit gpu_check`)."""
+    settings = config.load_config(args.config)
+    spec = settings.get("preflight")
+    if not spec or not spec.get("shape"):
+        return {"ok": None, "skipped": (spec or {}).get("skipped") or "no preflight asked for this run"}
+    started, timed = time.time(), Steps()
+    report = {"ok": False, "where": "apart", "base_model": settings["base_model"],
+              "load_in_4bit": bool(settings.get("load_in_4bit")), "family": spec["shape"]["model_class"]}
+    with timed.step("stack"):
+        report["gpu"], unsloth = load.stack()
+        report["backend"] = "unsloth" if unsloth else "transformers+peft+trl"
+    report.update(steps(settings, args.data, args.output, unsloth, timed))
+    return _passed(report, started, timed)
+
+
+def _passed(report: dict, started: float, timed: Steps) -> dict:
+    report.update(ok=True, seconds=round(time.time() - started, 2), steps=timed.seconds, versions=config.versions(),
+                  started_at=round(started, 3), ended_at=round(time.time(), 3))
+    return report
+
+
+class Failed(Exception):
+    """The preflight inside the trainer failed: exit 5 (4 for the stack), its report written."""
+
+    def __init__(self, report: dict, code: int) -> None:
+        super().__init__(report.get("error"))
+        self.report, self.exit_code = report, code
+
+
+def inline(settings: dict, data_path: Path, output: Path, gpu: dict | None, unsloth: bool, since: float) -> dict | None:
+    """The preflight inside the built-in trainer's process, where the runner asked for it
+    (FULLCYCLE_PREFLIGHT_REPORT): the stack is the trainer's own, checked since `since`. Returns the
+    report (written), None when none was asked; raises Failed."""
+    target = os.environ.get("FULLCYCLE_PREFLIGHT_REPORT")
+    spec = settings.get("preflight") or {}
+    if not target or not spec.get("shape"):
+        return None
+    timed = Steps()
+    timed.seconds["stack"] = round(time.time() - since, 2)
+    report = {"ok": False, "where": "trainer", "base_model": settings["base_model"], "gpu": gpu,
+              "load_in_4bit": bool(settings.get("load_in_4bit")), "family": spec["shape"]["model_class"],
+              "backend": "unsloth" if unsloth else "transformers+peft+trl"}
+    work = output.parent / (output.name + ".preflight")
+    try:
+        report.update(steps(settings, data_path, work, unsloth, timed))
+        report = _passed(report, since, timed)
+        config.say(f"preflight passed in {report['seconds']}s ({report['backend']}, {report['family']})")
+    except Exception as exc:  # noqa: BLE001 - the report says what failed, exactly
+        traceback.print_exc()
+        step, error = (exc.step, exc.error) if isinstance(exc, StepFailed) else ("inputs", exc)
+        report.update(step=step, error=f"{type(error).__name__}: {error}", seconds=round(time.time() - since, 2),
+                      started_at=round(since, 3), ended_at=round(time.time(), 3))
+        config.error(f"preflight failed at {step}: {report['error']}")
+        raise Failed(report, PREFLIGHT_FAILED) from exc
+    finally:
+        Path(target).write_text(json.dumps(report, indent=2))
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def where(path: Path) -> str:
+    """Where the runner runs the preflight: inside the trainer, as a process apart, or not at all."""
+    try:
+        spec = json.loads(path.read_text()).get("preflight") or {}
+    except (OSError, ValueError, AttributeError):
+        return "apart"
+    if not isinstance(spec, dict) or not spec.get("shape"):
+        return "none"
+    return "trainer" if spec.get("where") == "trainer" else "apart"
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--where"] and len(argv) == 2:
+        print(where(Path(argv[1])))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--config", type=Path, required=True)
@@ -167,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         error = exc.error if isinstance(exc, StepFailed) else exc
         report, code = {"ok": False, "step": step, "error": f"{type(error).__name__}: {error}"}, PREFLIGHT_FAILED
     if report.get("ok") is False:
-        report["seconds"] = round(time.time() - started, 2)
+        report.update(seconds=round(time.time() - started, 2), started_at=round(started, 3),
+                      ended_at=round(time.time(), 3))
         config.error(f"preflight failed at {report['step']}: {report['error']}")
     args.report.write_text(json.dumps(report, indent=2))
     shutil.rmtree(args.output, ignore_errors=True)

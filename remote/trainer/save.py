@@ -27,7 +27,7 @@ def results(output: Path, measured: dict, metrics: dict) -> None:
 
 
 def metrics(config: dict, gpu: dict | None, tokenizer, samples: int, losses: list[dict], seconds: float,
-            loaded, unsloth: bool, versions: dict, phases: dict, scale: dict) -> dict:
+            loaded, unsloth: bool, versions: dict, clock, scale: dict) -> dict:
     """metrics.json: loss per step, the seconds of each phase, and what ran (GPU, backend, versions)."""
     import torch
 
@@ -45,7 +45,8 @@ def metrics(config: dict, gpu: dict | None, tokenizer, samples: int, losses: lis
         "model_loaded": loaded.model_id,
         "moe_build": loaded.moe_build,  # a pre-quantized build that would not load, and what was loaded instead
         "scale": scale,  # GPUs (torchrun processes), tokens, tokens/s in all and per GPU
-        "phases": phases,  # trainer_start, model_load, data_prep, training, save, evaluation: its part of the bill
+        "phases": clock.phases,  # trainer_start, [preflight, download_wait,] model_load, data_prep, training, save, evaluation
+        "started_at": round(clock.started, 3),  # epoch seconds the phases begin at (the bill's overlaps)
         "backend": "unsloth" if unsloth else "transformers+peft+trl",
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3) if torch.cuda.is_available() else None,

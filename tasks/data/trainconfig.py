@@ -59,7 +59,7 @@ def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str
     if verdict:  # the model check may load a 4-bit build where the bf16 weights cannot fit
         config["model_to_load"] = verdict.get("model_to_load") or config["base_model"]
         config["load_in_4bit"] = bool(verdict.get("load_in_4bit"))
-        for key in ("download_bytes", "exact_model_name", "fallback_model", "fallback_bytes", "moe_build"):
+        for key in ("download_bytes", "fallback_model", "fallback_bytes", "moe_build"):
             if verdict.get(key):  # the download step and the trainer follow the check's choice of build
                 config[key] = verdict[key]
     config["download_stall_s"] = settings.runpod.download_stall_s
@@ -76,7 +76,9 @@ def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str
 def preflight(settings: Settings, verdict: dict[str, Any] | None) -> dict[str, Any]:
     """What the pod's preflight builds (remote/trainer/preflight.py): a tiny model of the base model's
     family, or why it is skipped. "auto" runs it wherever the pod downloads the base model: that is
-    the download a broken stack would otherwise be found out after."""
+    the download a broken stack would otherwise be found out after, and the time it hides in. It runs
+    inside the built-in trainer's process when that is one process (Python and Unsloth start once),
+    else as a process apart (a trainer of one's own, torchrun)."""
     from tasks.model import families, tiny
 
     mode = settings.remote.preflight
@@ -89,7 +91,8 @@ def preflight(settings: Settings, verdict: dict[str, Any] | None) -> dict[str, A
     if shape is None:
         kind = (base or {}).get("model_type") or "unknown (the model hub did not say)"
         return {"skipped": f"no tiny build for architecture {kind} (known: {', '.join(families.FAMILIES)})"}
-    return {"shape": shape}
+    inside = not settings.remote.trainer and settings.runpod.gpu_count == 1
+    return {"shape": shape, "where": "trainer" if inside else "apart"}
 
 
 MAX_PROMPT_CHARS = 2000  # a prompt answered side by side; longer lines are cut (and said so)

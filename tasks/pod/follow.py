@@ -194,13 +194,16 @@ PREFLIGHT_FAILED, NO_GPU_STACK, DOWNLOAD_FAILED = 5, 4, 6  # the pod's exit code
 
 
 def _failure(ctx: RunContext, pod: Pod, record: dict[str, Any]) -> str:
-    """What the summary's error says: a failed preflight by its step and the library's own words
-    (before any download), else the trainer's last error line."""
+    """What the summary's error says: a failed preflight by its step and the library's own words (the
+    download beside it stopped), else the trainer's last error line."""
     preflight = record.get("preflight") or {}
     where = f"; its log is in {ctx.paths.trainer_log}"
     if preflight.get("ok") is False:
+        download = record.get("download") or {}
+        stopped = ("the base model's download beside it was stopped" if download.get("stopped")
+                   else "before the base model was loaded")
         return (f"preflight failed at {preflight.get('step')} on pod {pod.pod_id} after {preflight.get('seconds')}s, "
-                f"before any download: {logs.redact(str(preflight.get('error')))[:600]}{where}")
+                f"{stopped}: {logs.redact(str(preflight.get('error')))[:600]}{where}")
     download = record.get("download") or {}
     if download.get("ok") is False:
         return (f"the base model's download failed on pod {pod.pod_id}: {logs.redact(str(download.get('error')))[:600]}"

@@ -213,7 +213,9 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
             "device": metrics.get("device"),
             "backend": metrics.get("backend"),
         },
-        "preflight": train.get("preflight"),  # the run's code path on a tiny model, before any download
+        # the run's code path on a tiny model, beside the download: its report, and what it cost beyond the download
+        "preflight": ({**train["preflight"], "cost": phases.preflight_cost(train, metrics)}
+                      if isinstance(train.get("preflight"), dict) else train.get("preflight")),
         "dataset": {k: stats.get(k) for k in ("lines_read", "dropped", "dropped_fraction", "examples", "advice",
                                               "shapes", "cut_to_fit", "warning", "skipped_files", "conversions")
                     if k in stats} or None,

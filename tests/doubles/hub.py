@@ -1,7 +1,7 @@
 """A model hub double on 127.0.0.1: a model's metadata as the hub answers it (`GET /api/models/<id>`),
 its config.json, and downloads of a model's files the way `huggingface_hub.snapshot_download` asks for
 them (the revision's file list, then each file by HEAD and GET), with a fault that stalls a download
-part-way, as large hub downloads have been reported to."""
+part-way, as large hub downloads have been reported to, and one that makes it take its time."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ def _files(model: str) -> dict[str, bytes]:
 class Faults:
     stall_after: int | None = None  # bytes of a file sent before the connection goes silent (None: no stall)
     stall_for: float = 30.0  # how long it stays silent (longer than any stall limit a test sets)
+    trickle_s: float = 0.0  # the weights arrive in 20 pieces over this many seconds (a download that takes time)
     downloads: list[str] = field(default_factory=list)  # "<model>/<file>" for every GET of a file's bytes
 
 
@@ -117,7 +118,16 @@ class HubDouble:
                     self.wfile.flush()
                     time.sleep(double.faults.stall_for)  # the connection stays open and silent
                     return
-                self.wfile.write(data)
+                trickle = double.faults.trickle_s if name.endswith(".safetensors") else 0.0
+                pieces = 20 if trickle else 1
+                try:
+                    for at in range(pieces):
+                        self.wfile.write(data[len(data) * at // pieces: len(data) * (at + 1) // pieces])
+                        self.wfile.flush()
+                        if trickle and at < pieces - 1:
+                            time.sleep(trickle / pieces)
+                except (BrokenPipeError, ConnectionResetError):  # the client was stopped part-way
+                    self.close_connection = True
 
             def _send(self, status: int, body: dict | list, extra: dict | None = None) -> None:
                 data = json.dumps(body).encode()

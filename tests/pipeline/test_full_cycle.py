@@ -155,7 +155,7 @@ def test_a_failed_preflight_ends_the_run_before_the_trainer_and_says_where(tmp_p
     assert proc.returncode != 0
     summary = proj.summary
     assert summary["error"].startswith("train: preflight failed at lora"), summary["error"]
-    assert "no_such_proj" in summary["error"] and "before any download" in summary["error"]
+    assert "no_such_proj" in summary["error"] and "before the base model was loaded" in summary["error"]
     assert summary["preflight"]["ok"] is False and summary["terminated"] is True
     assert summary["billed_seconds"] is not None and summary["cost_usd"] is not None
     assert "backend stand-in" not in (proj.work / "pod-train.log").read_text()

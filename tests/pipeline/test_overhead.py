@@ -20,11 +20,11 @@ def hub():
         yield double
 
 
-def _project(tmp_path, sshd, fake_api, hub, **runpod):
+def _project(tmp_path, sshd, fake_api, hub, remote: dict | None = None, training: dict | None = None, **runpod):
     from tests.conftest import runpod_project
 
-    proj = runpod_project(tmp_path, sshd, fake_api, training={"base_model": MODEL},
-                          remote={"preflight": "never"}, runpod=runpod)
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"base_model": MODEL, **(training or {})},
+                          remote={"preflight": "never", **(remote or {})}, runpod=runpod)
     proj.env["HF_ENDPOINT"] = hub.url
     return proj
 
@@ -84,3 +84,42 @@ def test_a_second_run_on_a_network_volume_downloads_nothing(tmp_path, sshd, fake
         assert body["cloud"] == "SECURE" and body["dataCenterIds"] == ["EU-RO-1"]
         assert body["mounts"]["network"] == [{"volumeId": "vol-abc123", "path": "/workspace"}]
     assert {c.split("/")[1] for op, c in fake_api.calls if op == "create"} == {"SECURE"}
+
+
+@pytest.mark.slow  # the preflight trains a tiny model for real while the hub double takes ~8 s
+def test_the_preflight_runs_beside_the_download_and_is_billed_only_beyond_it(tmp_path, sshd, fake_api, hub):
+    """The download starts the moment the pod's Python is there; the preflight runs meanwhile. The
+    summary counts the download whole and the preflight only for what it went on after the download."""
+    hub.faults.trickle_s = 8.0
+    proj = _project(tmp_path, sshd, fake_api, hub, remote={"preflight": "always"})
+    proj.doit("full_cycle", check=True)
+    summary = proj.summary
+    download, preflight = summary["model_download"], summary["preflight"]
+    assert download["ok"] is True and preflight["ok"] is True and preflight["where"] == "apart"  # the stand-in trains
+    assert preflight["started_at"] < download["ended_at"] and download["started_at"] < preflight["ended_at"]
+    assert download["ended_at"] - download["started_at"] >= 7
+    spent = summary["phases"]
+    beyond = max(preflight["ended_at"] - max(preflight["started_at"], download["ended_at"]), 0)
+    assert spent["preflight"] == pytest.approx(beyond, abs=0.02) and spent["preflight"] < preflight["seconds"]
+    assert preflight["cost"] == {"seconds": preflight["seconds"], "billed_beyond_download": spent["preflight"]}
+    serial = download["ended_at"] - download["started_at"] + preflight["seconds"]
+    block = max(download["ended_at"], preflight["ended_at"]) - min(download["started_at"], preflight["started_at"])
+    assert block < serial - 3  # the two together took seconds less than one after the other
+
+
+@pytest.mark.slow  # the preflight fails at its LoRA step while the hub double is still sending
+def test_a_failed_preflight_stops_the_download_beside_it_and_ends_the_pod(tmp_path, sshd, fake_api, hub):
+    hub.faults.trickle_s = 60.0
+    proj = _project(tmp_path, sshd, fake_api, hub, remote={"preflight": "always"},
+                    training={"target_modules": ["nope_proj"]})
+    started = time.monotonic()
+    proc = proj.doit("full_cycle")
+    assert proc.returncode != 0 and time.monotonic() - started < 50  # not the minute the download would take
+    summary = proj.summary
+    assert summary["error"].startswith("train: preflight failed at lora"), summary["error"]
+    assert "the base model's download beside it was stopped" in summary["error"]
+    download = summary["model_download"]
+    assert download["ok"] is False and download["stopped"] is True
+    assert download["bytes"] < sum(len(data) for data in _files(MODEL).values())
+    assert summary["terminated"] is True and fake_api.ops("terminate") >= 1
+    assert "backend stand-in" not in (proj.work / "pod-train.log").read_text()

@@ -1,6 +1,6 @@
 """Billed seconds by phase: each from where it was measured, `other` the rest, nothing guessed."""
 
-from tasks.record.phases import ORDER, model_download, not_training_share, phases
+from tasks.record.phases import ORDER, model_download, not_training_share, phases, preflight_cost
 
 POD = {"created_at": "2026-12-04T10:00:00+00:00", "running_at": "2026-12-04T10:01:00+00:00",
        "ready_at": "2026-12-04T10:01:20+00:00", "image_pull": {"seconds": 42.0, "from": "pod log"},
@@ -41,3 +41,29 @@ def test_hand_edited_records_are_read_as_missing():
 def test_the_download_keeps_what_the_pod_measured():
     assert model_download(TRAIN) == {"ok": True, "bytes": 17_000_000_000, "seconds": 80.0, "mb_s": 212.5, "tries": 1}
     assert model_download({}) is None
+
+
+def test_what_ran_beside_the_download_counts_only_beyond_it_and_the_phases_still_add_up():
+    """One process a day (the preflight inside the trainer): the trainer's start and its preflight ran
+    during the download, so the download counts whole and they only for what went past its end."""
+    t0 = 1_000_000.0
+    train = {"setup_seconds": 0, "preflight": {"ok": True, "seconds": 140.0, "started_at": t0, "ended_at": t0 + 140},
+             "download": {"ok": True, "seconds": 299.0, "started_at": t0, "ended_at": t0 + 300}}
+    metrics = {"started_at": t0, "phases": {"trainer_start": 30.0, "preflight": 110.0, "download_wait": 160.0,
+                                            "model_load": 60.0, "data_prep": 3.0, "training": 840.0,
+                                            "evaluation": 30.0, "save": 4.0}}
+    found = phases(POD, train, metrics, STAGES, billed=1500.0)
+    assert found["model_download"] == 300.0 and found["preflight"] == 0.0 and found["trainer_start"] == 0.0
+    assert found["model_load"] == 60.0 and found["training"] == 840.0  # after the download: whole
+    assert "download_wait" not in found  # the download's own seconds, counted once
+    # a short download (a 4-bit build, a fast link): the preflight's last 40 s are billed beyond it
+    quick = dict(train, download={"ok": True, "started_at": t0, "ended_at": t0 + 100})
+    later = dict(metrics, phases=dict(metrics["phases"], download_wait=0.0))
+    found = phases(POD, quick, later, STAGES, billed=1500.0)
+    assert found["model_download"] == 100.0 and found["preflight"] == 40.0 and found["trainer_start"] == 0.0
+    # a preflight as a process apart (a trainer of one's own): its report's interval, the trainer after
+    apart = dict(quick, preflight={"ok": True, "seconds": 140.0, "started_at": t0 + 1, "ended_at": t0 + 141})
+    found = phases(POD, apart, METRICS, STAGES, billed=1500.0)
+    assert found["preflight"] == 41.0 and found["trainer_start"] == 9.0
+    assert preflight_cost(apart, METRICS) == {"seconds": 140.0, "billed_beyond_download": 41.0}
+    assert preflight_cost({"preflight": {"ok": None, "skipped": "never"}}, {}) is None

@@ -63,13 +63,57 @@ def test_nothing_is_downloaded_for_a_model_that_travels(tmp_path, hub):
     assert proc.returncode == 0 and report["skipped"] and hub.faults.downloads == []
 
 
-def test_a_prequantized_build_the_preflight_could_not_load_is_not_downloaded():
+def test_the_plan_downloads_what_the_trainer_loads_and_nothing_for_a_preflight_alone():
     plan = trainer("download").plan
-    config = {"base_model": "Qwen/Qwen3-30B-A3B", "model_to_load": "unsloth/Qwen3-30B-A3B-bnb-4bit",
-              "exact_model_name": True, "fallback_model": "Qwen/Qwen3-30B-A3B"}
-    assert plan(config, {"prequantized": "ok"}) == ("unsloth/Qwen3-30B-A3B-bnb-4bit", None)
-    repo, why = plan(config, {"prequantized": "failed: ValueError: cannot load 4-bit experts"})
-    assert repo == "Qwen/Qwen3-30B-A3B" and "cannot load 4-bit experts" in why
+    moe = {"base_model": "Qwen/Qwen3-30B-A3B", "model_to_load": "unsloth/Qwen3-30B-A3B-bnb-4bit",
+           "fallback_model": "Qwen/Qwen3-30B-A3B"}
+    assert plan(moe) == "unsloth/Qwen3-30B-A3B-bnb-4bit"  # the preflight beside it finds out whether it loads
+    assert plan({"base_model": "Qwen/Qwen3-30B-A3B"}) == "Qwen/Qwen3-30B-A3B"
+    assert plan({**moe, "preflight_only": True}) is None  # `doit gpu_check` trains nothing after the preflight
+
+
+def test_a_stopped_download_says_so_with_the_bytes_it_had(tmp_path, hub):
+    """The runner stops the download (SIGTERM) when the preflight beside it fails: the hub's child is
+    ended with it and the report says it was stopped, whole, with its start and end."""
+    hub.faults.stall_after, hub.faults.stall_for = 50_000, 30
+    (tmp_path / "config.json").write_text(json.dumps(dict(MODEL, download_stall_s=20)))
+    proc = subprocess.Popen([sys.executable, "-m", "trainer.download", "--config", str(tmp_path / "config.json"),
+                             "--report", str(tmp_path / "download.json")], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
+                                 "PYTHONPATH": str(REMOTE)})
+    deadline = time.monotonic() + 30
+    while not hub.faults.downloads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.terminate()
+    _, err = proc.communicate(timeout=20)
+    report = json.loads((tmp_path / "download.json").read_text())
+    assert proc.returncode == 6 and report["ok"] is False and report["stopped"] is True, err
+    assert "stopped before it finished" in report["error"] and report["ended_at"] >= report["started_at"]
+    assert not (tmp_path / "download.json.tmp").exists()
+
+
+def test_the_trainer_waits_for_the_download_beside_it(tmp_path, monkeypatch):
+    download = trainer("download")
+    monkeypatch.delenv("FULLCYCLE_DOWNLOAD_PID", raising=False)
+    assert download.wait() is None  # none started beside this process: nothing to wait for
+    report = tmp_path / "download.json"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.6)"])
+    monkeypatch.setenv("FULLCYCLE_DOWNLOAD_PID", str(sleeper.pid))
+    monkeypatch.setenv("FULLCYCLE_DOWNLOAD_REPORT", str(report))
+    writer = subprocess.Popen([sys.executable, "-c", f"import time, json; time.sleep(0.3); "
+                               f"open({str(report)!r}, 'w').write(json.dumps({{'ok': True, 'repo': 'x/y'}}))"])
+    started = time.monotonic()
+    assert download.wait(poll_s=0.05) == {"ok": True, "repo": "x/y"} and time.monotonic() - started >= 0.25
+    report.write_text(json.dumps({"ok": False, "error": "the hub refused x/y", "bytes": 7}))
+    with pytest.raises(download.DownloadFailed, match="the hub refused") as failed:
+        download.wait(poll_s=0.05)
+    assert failed.value.got == 7 and failed.value.exit_code == 6
+    report.unlink()
+    sleeper.wait(), writer.wait()
+    with pytest.raises(download.DownloadFailed, match="ended without a report"):
+        download.wait(poll_s=0.05)
 
 
 def test_the_fast_path_needs_the_memory_for_it(monkeypatch):

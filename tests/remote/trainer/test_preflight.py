@@ -69,3 +69,15 @@ def test_no_shape_skips_it_and_says_why(tmp_path):
         "preflight": {"skipped": "no tiny build for architecture mamba"}}))
     proc, report = _preflight(tmp_path, tmp_path / "data.jsonl", tmp_path / "config.json")
     assert proc.returncode == 0 and report == {"ok": None, "skipped": "no tiny build for architecture mamba"}
+
+
+def test_the_runner_learns_where_the_preflight_runs(tmp_path):
+    where = __import__("tests.helpers", fromlist=["trainer"]).trainer("preflight").where
+    config = tmp_path / "config.json"
+    for spec, want in (({"shape": {"model_class": "X"}, "where": "trainer"}, "trainer"),
+                       ({"shape": {"model_class": "X"}, "where": "apart"}, "apart"),
+                       ({"shape": {"model_class": "X"}}, "apart"), ({"skipped": "never"}, "none"), (None, "none")):
+        config.write_text(json.dumps({"preflight": spec}))
+        assert where(config) == want, spec
+    config.write_text("{not json")
+    assert where(config) == "apart"  # unreadable: the safe way, a process of its own
