@@ -8,8 +8,8 @@ packing the adapter). A phase that did not happen or was not measured is None, n
 
 The base model's download runs beside the preflight (and, with the built-in trainer, beside the
 trainer's own start): the download is the cost that was always there, so it counts whole, and what
-ran beside it counts only for the seconds it went on after the download had ended: `preflight` is
-the preflight's billed seconds beyond the download, and the phases still add up to the bill.
+ran beside it counts only for the seconds the download was not running: `preflight` is the
+preflight's billed seconds beyond the download, and the phases still add up to the bill.
 """
 
 from __future__ import annotations
@@ -48,10 +48,11 @@ def _interval(report: dict[str, Any]) -> tuple[float, float] | None:
     return (start, end) if start is not None and end is not None and end >= start else None
 
 
-def _beyond(span: tuple[float, float], download_end: float | None) -> float:
-    """The seconds of `span` billed after the download had ended (all of them when none ran beside)."""
+def _beyond(span: tuple[float, float], download: tuple[float, float] | None) -> float:
+    """The seconds of `span` the download was not running for (all of them when none ran beside)."""
     start, end = span
-    return round(max(end - max(start, download_end if download_end is not None else start), 0.0), 2)
+    overlap = max(min(end, download[1]) - max(start, download[0]), 0.0) if download else 0.0
+    return round(max(end - start - overlap, 0.0), 2)
 
 
 def trainer_laps(metrics: dict[str, Any]) -> dict[str, tuple[float, float]]:
@@ -73,18 +74,17 @@ def _beside_download(train: dict[str, Any], metrics: dict[str, Any]) -> dict[str
     if download.get("skipped"):  # nothing was downloaded: no phase, and nothing ran beside one
         download = {}
     spans = _interval(download)
-    end = spans[1] if spans else None
     laps = trainer_laps(metrics)
     found: dict[str, float | None] = {
         "model_download": round(spans[1] - spans[0], 2) if spans else _number(download.get("seconds"))}
     if "preflight" in laps:  # inside the trainer's process: its own lap, the trainer's start apart
-        found["preflight"] = _beyond(laps["preflight"], end)
+        found["preflight"] = _beyond(laps["preflight"], spans)
     else:
         span = _interval(preflight)
-        found["preflight"] = _beyond(span, end) if span and end is not None else _number(preflight.get("seconds"))
+        found["preflight"] = _beyond(span, spans) if span and spans else _number(preflight.get("seconds"))
     trainer = section(metrics, "phases")
     for name in TRAINER_PHASES:
-        found[name] = _beyond(laps[name], end) if name in laps else _number(trainer.get(name))
+        found[name] = _beyond(laps[name], spans) if name in laps else _number(trainer.get(name))
     return found
 
 
