@@ -201,11 +201,14 @@ def inline(settings: dict, data_path: Path, output: Path, gpu: dict | None, unsl
 def where(path: Path) -> str:
     """Where the runner runs the preflight: inside the trainer, as a process apart, or not at all."""
     try:
-        spec = json.loads(path.read_text()).get("preflight") or {}
+        settings = json.loads(path.read_text())
+        spec = settings.get("preflight") or {}
     except (OSError, ValueError, AttributeError):
         return "apart"
     if not isinstance(spec, dict) or not spec.get("shape"):
         return "none"
+    if settings.get("preflight_only"):  # `doit gpu_check`: the preflight is the whole run, no trainer after it
+        return "apart"
     return "trainer" if spec.get("where") == "trainer" else "apart"
 
 

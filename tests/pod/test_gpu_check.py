@@ -4,6 +4,7 @@ the pod terminated whatever happened, and a record of what ran and what it cost.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,9 @@ def test_gpu_check_on_the_runpod_double_rents_one_pod_runs_the_preflight_and_end
     assert record["gpu"] == "NVIDIA RTX A6000" and record["cloud_type"] == "COMMUNITY"  # the cheapest available
     assert record["pod_seconds"] > 0 and record["cost_usd"] is not None
     assert "gpu_check PASSED" in proc.stdout
+    assert record["preflight"]["where"] == "apart"  # the preflight was the whole run: no trainer after it
+    pod_log = next(Path(record["folder"]).glob("pod-train.log")).read_text()
+    assert "preflight passed" in pod_log and "[train] step" not in pod_log.split("preflight passed", 1)[1]
     assert not (proj.root / "metahuman-runs").exists(), "a check touches no day's record"
 
 

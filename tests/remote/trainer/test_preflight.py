@@ -79,5 +79,8 @@ def test_the_runner_learns_where_the_preflight_runs(tmp_path):
                        ({"shape": {"model_class": "X"}}, "apart"), ({"skipped": "never"}, "none"), (None, "none")):
         config.write_text(json.dumps({"preflight": spec}))
         assert where(config) == want, spec
+    config.write_text(json.dumps({"preflight": {"shape": {"model_class": "X"}, "where": "trainer"},
+                                  "preflight_only": True}))
+    assert where(config) == "apart"  # `doit gpu_check`: nothing is trained after it
     config.write_text("{not json")
     assert where(config) == "apart"  # unreadable: the safe way, a process of its own
