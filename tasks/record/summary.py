@@ -190,6 +190,10 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         "phases": spent,
         "not_training_share": phases.not_training_share(spent, billed) if spent else None,
         "model_download": phases.model_download(train),
+        # what the model check planned before renting: the build downloaded, its size, and why that build
+        "model_check": {k: check[k] for k in ("model_to_load", "moe_build", "load_in_4bit", "precision", "needed_gb",
+                                              "download_gb", "download_minutes", "download_link_mb_s",
+                                              "download_advice", "fallback_model") if k in check} or None,
         "gpus": section(metrics, "scale").get("gpus"),  # training processes, one per GPU (torchrun)
         "scale": _scale(metrics, train),
         "cost_usd": cost_at(billed, pod.get("cost_per_hr")) if billed is not None else None,

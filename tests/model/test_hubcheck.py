@@ -152,6 +152,9 @@ def test_the_4bit_choice_reaches_the_trainers_config(tmp_path, sshd, fake_api):
     assert config["moe_build"].startswith("bf16: the pinned stack") and "fallback_model" not in config
     assert config["download_bytes"] == 61_064_245_248  # the trainer reports its download against it
     assert fake_api.ops("create") == 0
+    planned = proj.summary["model_check"]  # the record names what the pod will really download
+    assert planned["model_to_load"] == "Qwen/Qwen3-30B-A3B" and planned["download_gb"] == 61.1
+    assert planned["moe_build"].startswith("bf16: the pinned stack")
 
 
 def test_more_gpus_speed_up_but_never_make_a_model_fit(hub):
