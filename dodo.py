@@ -207,7 +207,7 @@ def task_gpu_check():
 
 def task_volume():
     return {"basename": "volume", "doc": "Plan a network volume that keeps the model and the stack between runs "
-                                        "(size, place, $/month against the download it saves); --create makes it",
+                                        "(size, place, $/month against the download, stack build and compile it saves); --create makes it",
             "actions": [(commands.volume, [CTX])], "verbosity": 2, "uptodate": [False],
             "params": [DATE_PARAM, {"name": "create", "long": "create", "type": bool, "default": False,
                                     "help": "create the volume (billed monthly until deleted)"}]}

@@ -91,7 +91,7 @@ class Faults:
     unavailable: set[tuple[str, str]] = field(default_factory=set)  # (gpu, cloud) the catalogue shows as NONE
     container_log: list[str] = field(default_factory=lambda: ["layer 3/14: 2.1 GB of 13.6 GB"])
     # The system log's image pull (simulated time: the lines are stamped, nothing waits): seconds it
-    # took, whether the host had the image, or "none" for a log that never mentions a pull.
+    # took, whether the host had the image, or "none" for a log that starts the container with no pull line.
     image_pull_s: float = 42.0
     image_cached: bool = False
     image_pull_log: str = "docker"
@@ -408,7 +408,8 @@ class FakeRunpod:
                     (0.0, "system", f"Status: Image is up to date for {image}"),
                     (1.0, "system", f"start container for {image}: begin")]
         layers = [hashlib.sha256(f"{image}/{n}".encode()).hexdigest()[:12] for n in range(self.faults.image_layers)]
-        lines = [(0.0, "system", f"Pulling image {image}")]
+        # as RunPod's hosts write it: the container is created, in the same whole second, before the pull
+        lines = [(0.0, "system", f"create container {image}"), (0.0, "system", f"Pulling image {image}")]
         lines += [(1.0, "system", f"{layer}: Pulling fs layer") for layer in layers]
         lines += [(1.0, "system", f"{layer}: Waiting") for layer in layers]
         for n, layer in enumerate(layers, 1):  # downloaded, then extracted in order, as docker does
@@ -416,8 +417,8 @@ class FakeRunpod:
             lines += [(at, "system", f"{layer}: {word}") for word in
                       ("Verifying Checksum", "Download complete", "Extracting", "Pull complete")]
         return [*lines,
-                (took - 1, "system", digest),
-                (took - 1, "system", f"Status: Downloaded newer image for {image}"),
+                (took, "system", digest),
+                (took, "system", f"Status: Downloaded newer image for {image}"),
                 (took, "system", f"start container for {image}: begin")]
 
     def rest(self, method: str, path: str, body: Any) -> tuple[int, Any]:

@@ -2,44 +2,78 @@
 
 The image pull is billed and can be the largest start-up cost (a 16 GB image ~165 s cold, ~33 s
 when the host has it). RunPod does not report it as a field: its pod log does, in the container
-runtime's own words, which nobody documents. So the log is read for the words a pull is known to
-leave (docker's and containerd's), the phase is timed from its first to its last such line, and
-when the log says nothing of the kind the record says so instead of guessing.
+runtime's own words, which nobody documents, stamped to the second (the API's own example) or finer.
+So the pull is bounded by the log's order, never by comparing stamps: from its first pull line to the
+last pull, extract or digest line before the container is created or started, whatever came in the
+same second; the stamps only measure that span, and the record says their resolution. A container
+created before the pull began does not end it; a log with no pull line but a container start means
+the host had the image; when the log says nothing of the kind the record says so instead of guessing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from tasks.core.dates import parse_stamp
-
-_PULLING = re.compile(r"pull(ing)?\b.*\bimage|pulling fs layer|image pull|downloading\b.*layer|pulling from", re.I)
-_PULLED = re.compile(r"pull complete|downloaded newer image|image is up to date|already exists|"
-                     r"digest: sha256|pulled\b|successfully pulled", re.I)
+_PULL_BEGINS = re.compile(r"pulling (from|image|fs layer)|\bpull(ing)? image|image pull\b", re.I)
+_PULL_GOES_ON = re.compile(r": (waiting|downloading|verifying checksum|download complete|extracting|pull complete|"
+                           r"already exists)\b|^digest: sha256|^status: (downloaded newer image|image is up to date)|"
+                           r"(successfully )?pulled image|image pulled|unpacking|extracting", re.I)
+_PULL_DONE = re.compile(r"^digest: sha256|^status: (downloaded newer image|image is up to date)|pulled image|"
+                        r"image pulled|: pull complete", re.I)
+_DOWNLOADED = re.compile(r": (downloading|download complete|extracting|pull complete)\b|downloaded newer image|"
+                         r"successfully pulled", re.I)
 _CACHED = re.compile(r"image is up to date|already (exists|present)|image .*present on (the )?(host|machine)", re.I)
-_STARTED = re.compile(r"start(ing|ed)? container|container (is )?start(ed|ing)|create container", re.I)
-_STAMP = re.compile(r"^(\S+)\s")
+_CONTAINER = re.compile(r"(create|creat(ed|ing)|start(ed|ing)?) container|container (is )?(creat|start)", re.I)
+_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:[.,](\d+))?(Z|[+-]\d\d:?\d\d)?\s+(?:\[(\w*)\]\s?)?(.*)$")
 _DIGEST = re.compile(r"\bdigest:\s*(sha256:[0-9a-f]{64})\b", re.I)
 # Tags that name a moment (a date) or a release (a version), or a digest, do not move.
 _IMMUTABLE = re.compile(r"@sha256:[0-9a-f]{64}$|:[^:/]*(\d{4}[.-]?\d{2}[.-]?\d{2}|\d+\.\d+)[^:/]*$")
 
 
-def _lines(text: str) -> list[tuple[dt.datetime, str]]:
-    """Timestamped lines, as the REST client writes them ("<ts> [<source>] <line>")."""
-    found = []
-    for line in text.splitlines():
-        match = _STAMP.match(line)
-        stamp = parse_stamp(match.group(1).replace("Z", "+00:00")) if match else None
-        if stamp is not None:
-            found.append((stamp, line[match.end():]))
-    return found
+@dataclass(frozen=True)
+class Line:
+    at: dt.datetime
+    resolution: float  # seconds: 1 for whole-second stamps, 0.001 for milliseconds, 1e-9 for nanoseconds
+    source: str
+    text: str
+
+
+def parse_line(raw: str) -> Line | None:
+    """One line as the REST client writes the log ("<ts> [<source>] <line>"); any fraction of a second
+    (nanoseconds too, which Python's own parser refuses); None for a line with no stamp."""
+    match = _LINE.match(raw.strip())
+    if not match:
+        return None
+    whole, fraction, zone, source, text = match.groups()
+    try:
+        at = dt.datetime.fromisoformat(whole)
+    except ValueError:
+        return None
+    if zone and zone != "Z":
+        sign, hours, minutes = (1 if zone[0] == "+" else -1), int(zone[1:3]), int(zone[-2:])
+        at = at.replace(tzinfo=dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes)))
+    else:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    if fraction:
+        at += dt.timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
+    return Line(at, 10.0 ** -len(fraction) if fraction else 1.0, source or "", text)
+
+
+def _lines(text: str) -> list[Line]:
+    """The stamped lines in the order the log gave them; the host's own (`system`) where it names any:
+    a container's output may speak of downloads too."""
+    found = [line for line in map(parse_line, text.splitlines()) if line is not None]
+    system = [line for line in found if line.source == "system"]
+    return system or found
 
 
 def pull_from_log(text: str | None) -> dict[str, Any]:
-    """{seconds, cached, from} for the image pull the pod's log shows, or {seconds: None, why}; with
-    the image's `digest` where the runtime printed one: the one name of that stack that cannot move."""
+    """{seconds, cached, from, resolution_s} for the image pull the pod's log shows, or {seconds: None,
+    why}; with the image's `digest` where the runtime printed one: the one name of that stack that
+    cannot move."""
     if not text:
         return {"seconds": None, "why": "the pod's log could not be read"}
     found = _timed(_lines(text))
@@ -47,22 +81,29 @@ def pull_from_log(text: str | None) -> dict[str, Any]:
     return {**found, "digest": digest.group(1).lower()} if digest else found
 
 
-def _timed(lines: list[tuple[dt.datetime, str]]) -> dict[str, Any]:
-    starts = [at for at, line in lines if _PULLING.search(line)]
-    cached = any(_CACHED.search(line) for _, line in lines) and not any(
-        re.search(r"pulling fs layer|download(ing| complete)", line, re.I) for _, line in lines)
-    if not starts:
-        if cached:
-            return {"seconds": 0.0, "cached": True, "from": "pod log"}
+def _timed(lines: list[Line]) -> dict[str, Any]:
+    first = next((i for i, line in enumerate(lines) if _PULL_BEGINS.search(line.text)), None)
+    if first is None:
+        if any(_CONTAINER.search(line.text) for line in lines):  # started with no pull: the host had it
+            return {"seconds": 0.0, "cached": True, "from": "pod log", "resolution_s": _resolution(lines[:1])}
         return {"seconds": None, "why": "the pod's log names no image pull"}
-    begun = starts[0]
-    ended = [at for at, line in lines if at >= begun and _STARTED.search(line) and not _PULLING.search(line)]
-    pulled = [at for at, line in lines if at >= begun and _PULLED.search(line)]
-    end = ended[0] if ended else (pulled[-1] if pulled else None)
-    if end is None:
+    boundary = next((i for i in range(first + 1, len(lines)) if _CONTAINER.search(lines[i].text)
+                     and not _PULL_BEGINS.search(lines[i].text)), len(lines))
+    pulling = [line for line in lines[first:boundary] if _PULL_BEGINS.search(line.text) or _PULL_GOES_ON.search(line.text)]
+    if boundary == len(lines) and not any(_PULL_DONE.search(line.text) for line in pulling):
         return {"seconds": None, "why": "the pod's log shows a pull that had not finished when it was read",
-                "started_at": begun.isoformat(timespec="seconds")}
-    return {"seconds": round((end - begun).total_seconds(), 1), "cached": cached, "from": "pod log"}
+                "started_at": lines[first].at.isoformat()}
+    begun, ended = pulling[0], pulling[-1]
+    cached = any(_CACHED.search(line.text) for line in pulling) and not any(
+        _DOWNLOADED.search(line.text) for line in pulling)
+    seconds = max((ended.at - begun.at).total_seconds(), 0.0)
+    return {"seconds": round(seconds, 3), "cached": cached, "from": "pod log",
+            "resolution_s": _resolution([begun, ended])}
+
+
+def _resolution(lines: list[Line]) -> float:
+    """How finely the span is known: the coarser of its two stamps."""
+    return max((line.resolution for line in lines), default=1.0)
 
 
 def pin_note(image: str | None, digest: str | None = None) -> str | None:

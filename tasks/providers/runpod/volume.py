@@ -1,18 +1,20 @@
-"""`doit volume`: a network volume that keeps the base model and the Python stack between runs,
-when it pays.
+"""`doit volume`: a network volume that keeps the base model, the Python stack and the compile caches
+between runs, and what that is worth.
 
 A volume is billed every month whether a run uses it or not ($0.07/GB-month under 1 TB), is
-Secure Cloud only, and pins every pod to its data center. So the plan is printed first (size,
-monthly cost, the download and install each run no longer pays for, where), a volume is created
-only when asked (`doit volume --create`), never twice, and the setting that uses it is named
-rather than written into a person's fullcycle.toml.
+Secure Cloud only, and pins every pod to its data center. So the plan is printed first: its size and
+monthly cost against each thing it saves a run (the base model's download, less the slower load over
+the network; the Python stack's build, as the last run on a pod measured it; the compile caches'
+warm start), each figure said. It is created only when asked (`doit volume --create`), then even
+where it does not pay (a person may know better, and is told), never twice, and the setting that
+uses it is named rather than written into a person's fullcycle.toml.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tasks.context import RunContext
@@ -29,6 +31,19 @@ RUNS_PER_MONTH = 30  # one run a day
 VOLUME_READ_MB_S = 237  # a network volume read, as one user measured it with dd (quoted: 200-400)
 LOCAL_READ_MB_S = 2000  # the pod's own disk (NVMe; an assumption, stated)
 LEVELS = {"HIGH": 3, "MEDIUM": 2, "LOW": 1}
+# The compile caches kept warm: the preflight took 140 s on a fresh H200 and 64-75 s where its caches
+# were warm (docs/reference/training.md); on a volume the preflight has no download to hide behind.
+# What warm caches save the real model's own compile is unmeasured, so it is not counted.
+COMPILE_WARM_SAVES_S = 70
+
+
+@dataclass
+class Saving:
+    """One thing a volume saves each run: billed minutes, and how the figure was had."""
+
+    what: str
+    minutes: float
+    how: str
 
 
 @dataclass
@@ -40,22 +55,40 @@ class Plan:
     model: str
     model_gb: float
     monthly_usd: float
-    saved_minutes_per_run: float
     price_per_hr: float | None
-    saved_usd_per_month: float | None
+    savings: list[Saving] = field(default_factory=list)
+
+    @property
+    def saved_minutes_per_run(self) -> float:
+        return round(sum(s.minutes for s in self.savings), 1)
+
+    @property
+    def saved_usd_per_month(self) -> float | None:
+        if self.price_per_hr is None:
+            return None
+        return round(self.saved_minutes_per_run / 60 * self.price_per_hr * RUNS_PER_MONTH, 2)
 
     @property
     def pays(self) -> bool | None:
-        return None if self.saved_usd_per_month is None else self.saved_usd_per_month >= self.monthly_usd
+        saved = self.saved_usd_per_month
+        return None if saved is None else saved >= self.monthly_usd
+
+    def record(self) -> dict[str, Any]:
+        return {**asdict(self), "saved_minutes_per_run": self.saved_minutes_per_run,
+                "saved_usd_per_month": self.saved_usd_per_month, "pays": self.pays}
 
     def lines(self) -> list[str]:
         saved = (f"${self.saved_usd_per_month:.2f}/month at ${self.price_per_hr:.2f}/h, one run a day"
                  if self.saved_usd_per_month is not None else "its worth unknown: no price for the GPU")
-        verdict = {True: "it pays", False: "it does not pay: each run's download is cheaper", None: "judge for yourself"}
+        verdict = {True: "it pays", False: "it does not pay: each run's download and build are cheaper",
+                   None: "judge for yourself"}
+        held = f"{self.model} (~{self.model_gb:.1f} GB), " if self.model_gb else ""
         return [f"network volume {self.name!r}: {self.size_gb} GB in {self.data_center} ({self.why_here})",
-                f"  holds {self.model} (~{self.model_gb:.1f} GB) and the Python stack (~{STACK_GB} GB), with headroom",
-                f"  costs ${self.monthly_usd:.2f}/month; saves ~{self.saved_minutes_per_run:.1f} billed min per run: "
-                f"the download, less the slower load from the volume ({saved}): {verdict[self.pays]}",
+                f"  holds {held}the Python stack (~{STACK_GB} GB) and the compile caches, with headroom",
+                "  saves each run:",
+                *(f"    {s.what}: {s.minutes:.1f} min ({s.how})" for s in self.savings),
+                f"  in all ~{self.saved_minutes_per_run:.1f} billed min per run, {saved}",
+                f"  costs ${self.monthly_usd:.2f}/month: {verdict[self.pays]}",
                 "  pods then rent Secure Cloud only, in that data center"]
 
 
@@ -97,11 +130,11 @@ def pick_data_center(centers: list[dict[str, Any]], gpu_types: tuple[str, ...]) 
 
 
 def _model(ctx: RunContext) -> tuple[str, float]:
-    """What the pod downloads each run, as the hub check says (asked now when the date has none)."""
+    """What the pod downloads each run, as the hub check says (asked now when the date has none); a
+    model that travels with the inputs downloads nothing."""
     t, r = ctx.settings.training, ctx.settings.runpod
     if t.is_local:
-        raise ProviderError(f"[training] base_model {t.base_model!r} travels with the inputs: a volume would save "
-                            f"no download; nothing was created")
+        return t.base_model, 0.0
     verdict = read_record(ctx.paths.model_check_file)
     if verdict.get("base_model") != t.base_model or not verdict.get("download_bytes"):
         from tasks.model.hubcheck import check
@@ -114,25 +147,43 @@ def _model(ctx: RunContext) -> tuple[str, float]:
     return str(verdict.get("model_to_load") or t.base_model), verdict["download_bytes"] / 1e9
 
 
+def savings(ctx: RunContext, model: str, model_gb: float) -> list[Saving]:
+    """Each thing a volume saves a run, with how its figure was had."""
+    r = ctx.settings.runpod
+    found = [Saving("the base model's download", round(saved_minutes(model_gb, r.download_mb_s), 1),
+                    f"{model_gb:.1f} GB at {r.download_mb_s:g} MB/s, less reading it at ~{VOLUME_READ_MB_S} MB/s "
+                    f"instead of ~{LOCAL_READ_MB_S} MB/s") if model_gb else
+             Saving("the base model's download", 0.0, f"{model} travels with the inputs: nothing is downloaded")]
+    found.append(_stack(ctx))
+    found.append(Saving("the compile caches", round(COMPILE_WARM_SAVES_S / 60, 1),
+                        f"the preflight warm instead of cold, {COMPILE_WARM_SAVES_S} s as measured on an H200"))
+    return found
+
+
+def _stack(ctx: RunContext) -> Saving:
+    """The Python stack's build as the latest run on a pod measured it (phases.python_stack): a volume
+    keeps the venv; where the image's own stack was used there is nothing to keep."""
+    from tasks.record.history import summaries
+
+    for date, _, summary in reversed(summaries(ctx.settings)):
+        spent = (summary.get("phases") or {}).get("python_stack") if isinstance(summary.get("phases"), dict) else None
+        source = str((summary.get("training") or {}).get("python_source") or "")
+        if isinstance(spent, (int, float)) and summary.get("provider") == "runpod":
+            if "bootstrapped" in source:
+                return Saving("the Python stack's build", round(spent / 60, 1), f"{spent:g} s on {date}'s pod ({source})")
+            return Saving("the Python stack's build", 0.0, f"{date}'s pod used {source or 'a stack it had'}: none built")
+    return Saving("the Python stack's build", 0.0, "not measured yet: no run on a pod has recorded python_stack")
+
+
 def plan(ctx: RunContext, api: Any) -> Plan:
     r = ctx.settings.runpod
     model, model_gb = _model(ctx)
     where, why = pick_data_center(api.data_centers(), tuple(r.gpu_types))
     offers = {(o.gpu, o.cloud): o.price_per_hr for o in api.catalog(("SECURE",), r.gpu_count) or []}
-    price = offers.get((r.gpu_types[0], "SECURE"))
-    minutes = saved_minutes(model_gb, r.download_mb_s) + _stack_minutes(ctx)
     size = size_gb(model_gb)
     return Plan(name=f"{r.name_prefix}-models", size_gb=size, data_center=where, why_here=why, model=model,
-                model_gb=round(model_gb, 2), monthly_usd=monthly_usd(size), saved_minutes_per_run=round(minutes, 1),
-                price_per_hr=price,
-                saved_usd_per_month=round(minutes / 60 * price * RUNS_PER_MONTH, 2) if price else None)
-
-
-def _stack_minutes(ctx: RunContext) -> float:
-    """The Python stack's set-up as the last run on a pod measured it (0 when the image's was used)."""
-    seconds = read_record(ctx.paths.summary_file).get("phases") or {}
-    spent = seconds.get("python_stack") if isinstance(seconds, dict) else None
-    return spent / 60 if isinstance(spent, (int, float)) else 0.0
+                model_gb=round(model_gb, 2), monthly_usd=monthly_usd(size),
+                price_per_hr=offers.get((r.gpu_types[0], "SECURE")), savings=savings(ctx, model, model_gb))
 
 
 def volume(ctx: RunContext, create: bool) -> dict[str, Any]:
@@ -154,13 +205,16 @@ def volume(ctx: RunContext, create: bool) -> dict[str, Any]:
     chosen = plan(ctx, api)
     print("\n".join(chosen.lines()))
     existing = [v for v in api.volumes() if v.get("name") == chosen.name]
-    record = {"plan": asdict(chosen), "pays": chosen.pays, "at": now()}
+    record = {"plan": chosen.record(), "pays": chosen.pays, "at": now()}
     if existing:
         found = existing[0]
         print(f"a volume named {chosen.name!r} exists already ({found['id']}, {found.get('size')} GB in "
               f"{found.get('dataCenter')}): nothing created; use it with\n  [runpod] network_volume_id = \"{found['id']}\"")
         record["volume"] = found
     elif create:
+        if chosen.pays is not True:
+            print(f"creating it as asked, although {'it does not pay' if chosen.pays is False else 'its worth is unknown'}"
+                  f": ${chosen.monthly_usd:.2f}/month for ~{chosen.saved_minutes_per_run:.1f} billed min saved per run")
         made = api.create_volume(chosen.name, chosen.size_gb, chosen.data_center)
         log.info("Created network volume %s (%s GB in %s)", made.get("id"), made.get("size"), made.get("dataCenter"))
         print(f"created {made['id']}: add to fullcycle.toml\n  [runpod] network_volume_id = \"{made['id']}\"")

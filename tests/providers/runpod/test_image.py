@@ -1,8 +1,11 @@
-"""The image pull as the pod's log tells it, in each runtime's words, and tags that can move."""
+"""The image pull as the pod's log tells it, in each runtime's words, bounded by the log's order
+whatever the stamps' resolution, and tags that can move."""
+
+import datetime as dt
 
 import pytest
 
-from tasks.providers.runpod.image import pin_note, pull_from_log
+from tasks.providers.runpod.image import parse_line, pin_note, pull_from_log
 
 DOCKER_COLD = """2026-12-04T10:00:00Z [system] Pulling image unsloth/unsloth:latest
 2026-12-04T10:00:01Z [system] a3ed95caeb02: Pulling fs layer
@@ -21,12 +24,66 @@ CONTAINERD = """2026-12-04T10:00:00Z [system] image pull: docker.example/unsloth
 2026-12-04T10:00:34Z [container] starting"""
 
 
-@pytest.mark.parametrize("text, seconds, cached", [(DOCKER_COLD, 165.0, False), (CACHED, 1.0, True),
+@pytest.mark.parametrize("text, seconds, cached", [(DOCKER_COLD, 164.0, False), (CACHED, 0.0, True),
                                                    (CONTAINERD, 33.0, False)])
-def test_a_pull_is_timed_from_its_first_line_to_the_container_start(text, seconds, cached):
+def test_a_pull_is_timed_from_its_first_line_to_its_last_before_the_container(text, seconds, cached):
     found = pull_from_log(text)
     found.pop("digest", None)
-    assert found == {"seconds": seconds, "cached": cached, "from": "pod log"}
+    assert found == {"seconds": seconds, "cached": cached, "from": "pod log", "resolution_s": 1.0}
+
+
+# A 40.25 s pull as RunPod's hosts write it, in two orders: the container created (in the pull's first
+# second) before "Pulling from", or after the pull; then started. Offsets in seconds after 12:02:03.
+CREATE_FIRST = [(0.0, "create container unsloth/unsloth:latest"), (0.1, "latest: Pulling from unsloth/unsloth"),
+                (0.2, "a3ed95caeb02: Pulling fs layer"), (0.2, "b4f1c2d3e4f5: Pulling fs layer"),
+                (12.5, "a3ed95caeb02: Downloading"), (30.0, "a3ed95caeb02: Download complete"),
+                (31.0, "a3ed95caeb02: Extracting"), (36.0, "a3ed95caeb02: Pull complete"),
+                (38.0, "b4f1c2d3e4f5: Pull complete"),
+                (40.35, "Digest: sha256:" + "cd" * 32),
+                (40.35, "Status: Downloaded newer image for unsloth/unsloth:latest"),
+                (40.35, "start container unsloth/unsloth:latest"), (41.0, "container started")]
+PULL_FIRST = [line for line in CREATE_FIRST if not line[1].startswith("create")]
+PULL_FIRST.insert(-2, (40.35, "create container unsloth/unsloth:latest"))
+
+
+def _log(events, digits: int | None, start: str = "2026-12-04T12:02:03") -> str:
+    """The log as the REST client writes it, stamps cut to whole seconds, milli- or nanoseconds."""
+    base = dt.datetime.fromisoformat(start)
+    lines = []
+    for offset, text in events:
+        at = base + dt.timedelta(seconds=offset)
+        stamp = at.strftime("%Y-%m-%dT%H:%M:%S")
+        if digits:
+            stamp += "." + f"{at.microsecond:06d}{0:03d}"[:digits]
+        lines.append(f"{stamp}Z [system] {text}")
+    return "\n".join(lines + [f"{base.strftime('%Y-%m-%dT%H:%M:%S')}Z [container] Downloading 1 of 3 files"])
+
+
+@pytest.mark.parametrize("order", [CREATE_FIRST, PULL_FIRST], ids=["create-before-pull", "pull-before-create"])
+@pytest.mark.parametrize("digits, resolution", [(None, 1.0), (3, 0.001), (9, 1e-9)],
+                         ids=["seconds", "milliseconds", "nanoseconds"])
+def test_the_pull_is_bounded_by_the_logs_order_in_every_resolution(order, digits, resolution):
+    """Whole seconds, milliseconds and nanoseconds give the same phase within the stamps' resolution,
+    which the record states; a container created in the pull's first second does not end it."""
+    found = pull_from_log(_log(order, digits))
+    assert found["resolution_s"] == pytest.approx(resolution) and found["cached"] is False
+    assert found["seconds"] == pytest.approx(40.25, abs=resolution + 1e-6), found
+    assert found["digest"] == "sha256:" + "cd" * 32
+
+
+def test_a_cached_image_with_no_pull_and_a_pull_still_running():
+    started = pull_from_log(_log([(0.0, "create container x:1.0"), (0.5, "start container x:1.0")], 3))
+    assert started["seconds"] == 0.0 and started["cached"] is True  # the host had it: nothing pulled
+    running = pull_from_log(_log(CREATE_FIRST[:7], None))
+    assert running["seconds"] is None and "had not finished" in running["why"]
+    assert running["started_at"].startswith("2026-12-04T12:02:03")
+
+
+def test_stamps_of_any_precision_parse():
+    nano = parse_line("2026-06-01T12:02:03.123456789Z [system] Pulling from x")
+    assert nano.at.microsecond == 123456 and nano.resolution == pytest.approx(1e-9) and nano.source == "system"
+    assert parse_line("2026-06-01T12:02:03+02:00 [container] hi").at.utcoffset() == dt.timedelta(hours=2)
+    assert parse_line("no stamp at all") is None
 
 
 def test_the_digest_the_runtime_printed_is_kept_and_offered_as_the_pin():

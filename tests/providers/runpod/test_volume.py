@@ -55,6 +55,9 @@ def test_doit_volume_plans_then_creates_once(tmp_path, fake_api, hub):
     planned = proj.doit("volume", check=True)
     assert "network volume 'fullcycle-models': 88 GB in US-KS-2" in planned.stdout  # the bf16 weights, ~61 GB
     assert "costs $6.16/month" in planned.stdout and "doit volume --create" in planned.stdout
+    assert "the base model's download: 6.4 min (61.1 GB at 100 MB/s" in planned.stdout
+    assert "the compile caches: 1.2 min" in planned.stdout
+    assert "the Python stack's build: 0.0 min (not measured yet" in planned.stdout
     assert fake_api.ops("create_volume") == 0
     created = proj.doit("volume", "--create", check=True)
     assert fake_api.ops("create_volume") == 1
@@ -66,14 +69,43 @@ def test_doit_volume_plans_then_creates_once(tmp_path, fake_api, hub):
     assert fake_api.ops("create_volume") == 1 and "exists already" in again.stdout
     assert fake_api.ops("create") == 0  # no pod was rented to plan or make it
     record = json.loads((proj.root / ".fullcycle" / "volume.json").read_text())
-    assert record["volume"]["id"] == volume_id and record["plan"]["saved_minutes_per_run"] == 6.4
-    assert record["pays"] is False and "it does not pay" in planned.stdout  # under a dollar a month saved, $2.52 spent
+    assert record["volume"]["id"] == volume_id and record["plan"]["saved_minutes_per_run"] == 7.6
+    assert [s["what"] for s in record["plan"]["savings"]] == ["the base model's download", "the Python stack's build",
+                                                              "the compile caches"]
 
 
-def test_doit_volume_refuses_a_model_that_travels_with_the_inputs(tmp_path, fake_api):
+def test_doit_volume_creates_one_for_the_tiny_base_when_asked_and_says_it_does_not_pay(tmp_path, fake_api):
+    """A model that travels with the inputs downloads nothing, but a volume still keeps the stack and
+    the compile caches: the plan says each figure, and --create makes it as asked, saying it does not pay."""
     from tests.conftest import runpod_project
 
     proj = runpod_project(tmp_path, None, fake_api)
-    proc = proj.doit("volume", "--create")
-    assert proc.returncode != 0 and "travels with the inputs: a volume would save no download" in proc.stdout + proc.stderr
-    assert fake_api.ops("create_volume") == 0
+    proc = proj.doit("volume", "--create", check=True)
+    assert "tiny travels with the inputs: nothing is downloaded" in proc.stdout
+    assert "creating it as asked, although it does not pay: $1.05/month" in proc.stdout
+    assert fake_api.ops("create_volume") == 1 and "network_volume_id = " in proc.stdout
+    body = json.loads(next(detail for op, detail in fake_api.calls if op == "create_volume"))
+    assert body["size"] == 15  # the stack and the caches, with headroom
+
+
+def test_the_stack_a_volume_saves_is_the_build_the_last_pod_measured(tmp_path, fake_api, monkeypatch):
+    from tasks.context import RunContext
+    from tasks.core.paths import remember_run
+    from tasks.providers.runpod.volume import _stack
+    from tests.conftest import runpod_project
+
+    proj = runpod_project(tmp_path, None, fake_api)
+    monkeypatch.setenv("FULLCYCLE_CONFIG", proj.env["FULLCYCLE_CONFIG"])
+    for date, seconds, source in (("2026-11-25", 84.0, "bootstrapped from requirements-gpu.txt"),
+                                  ("2026-11-26", 1.0, "venv built earlier")):
+        ctx = RunContext.load(date=date)
+        ctx.paths.work_local.mkdir(parents=True, exist_ok=True)
+        remember_run(ctx.paths)
+        ctx.paths.summary_file.write_text(json.dumps({"date": date, "provider": "runpod",
+                                                      "phases": {"python_stack": seconds},
+                                                      "training": {"python_source": source}}))
+    found = _stack(ctx)
+    assert found.minutes == 0.0 and "venv built earlier" in found.how  # the latest run: nothing was built
+    ctx.paths.summary_file.unlink()
+    found = _stack(ctx)
+    assert found.minutes == 1.4 and "84 s on 2026-11-25's pod" in found.how
