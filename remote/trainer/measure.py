@@ -46,15 +46,44 @@ def completion_loss(model, tokenizer, rows: list[dict], max_len: int) -> tuple[f
     return (round(total / count, 6) if count else None), count
 
 
+_UNREADABLE: dict[int, list[int]] = {}
+
+
+def unreadable_tokens(tokenizer) -> list[int]:
+    """Tokens that are a control character on their own (a byte-level vocabulary has one per byte):
+    an answer never needs them, and a half-trained model otherwise prints them. Newlines stay (an
+    answer may have lines). Worked out once per tokenizer."""
+    import unicodedata
+
+    key = id(tokenizer)
+    if key not in _UNREADABLE:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        _UNREADABLE[key] = [i for i, text in enumerate(texts) if text and any(
+            unicodedata.category(c) == "Cc" and c != "\n" for c in text)]
+    return _UNREADABLE[key]
+
+
+def readable(text: str) -> str:
+    """The answer as a person reads it: decoded whole; a character cut short at the token limit, or
+    bytes that make no character, dropped rather than shown as U+FFFD; no control character."""
+    import unicodedata
+
+    kept = "".join(c for c in text if c != "\ufffd" and (c == "\n" or unicodedata.category(c) != "Cc"))
+    return " ".join(kept.split(" ")).strip()
+
+
 def answer(model, tokenizer, prompt: str, max_new: int) -> str:
+    """The greedy answer, decoded as one sequence (a byte-level token alone can be half a character)."""
     import torch
 
     text = render(tokenizer, prompt) if tokenizer.chat_template else FALLBACK_PROMPT.format(
         instruction=prompt, input_block="")
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(compute_device(model))
+    banned = unreadable_tokens(tokenizer)
     with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=max_new, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        out = model.generate(**ids, max_new_tokens=max_new, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                             suppress_tokens=banned or None)
+    return readable(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
 
 
 def _held_out(path: Path, tokenizer) -> list[dict]:

@@ -37,7 +37,7 @@ class ConfigError(FullcycleError):
 # only at a learning rate no real base model would survive. A training setting left at its default
 # takes these for base_model = "tiny" alone; config.json and the summary record which (tiny_defaults).
 TINY_DEFAULTS = {"learning_rate": 0.02, "num_train_epochs": 4, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
-                 "lora_rank": 16, "lora_alpha": 32}
+                 "lora_rank": 32, "lora_alpha": 64}
 
 
 def training(settings: Settings) -> tuple[TrainingSettings, dict[str, Any]]:

@@ -29,9 +29,10 @@ SPEC = {"architecture": "qwen3_moe", "hidden_size": 32, "intermediate_size": 64,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 4096,
         "initializer_range": 0.02}
 # The built-in base model's own: embeddings large enough that a LoRA moves the logits within a few steps
-# of training (at 0.02 the best reachable held-out loss is barely below the base's). The family tests
-# keep SPEC's: llama.cpp and peft agree token for token on it.
-BASE_MODEL = {"initializer_range": 0.2}
+# of training (at 0.02 the best reachable held-out loss is barely below the base's), and twice SPEC's
+# width, so the demo's answers tell its three kinds of notes apart (at 32 every answer began as the
+# planner's). The family tests keep SPEC's: llama.cpp and peft agree token for token on it.
+BASE_MODEL = {"initializer_range": 0.2, "hidden_size": 64, "intermediate_size": 128}
 FILES = ("config.json", "model.safetensors")  # what a complete build has (besides the tokenizer)
 
 log = logging.getLogger("fullcycle")

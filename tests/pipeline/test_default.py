@@ -30,13 +30,19 @@ def test_the_default_run_learns_visibly_and_says_so(tmp_path):
     assert judged["adapter_loss"] <= 0.7 * judged["base_loss"], judged
     assert judged["verdict"] == "better" and judged["promoted"] is True
     assert summary["config"]["tiny_defaults"]["learning_rate"] == 0.02  # recorded: never applied to a real model
-    shopping = [a for a in judged["answers"] if "shopping list" in a["prompt"]]
+    answers = judged["answers"]
+    for a in answers:  # decoded whole: no control character, no U+FFFD from a byte-level token alone
+        for text in (a["today"], a["base"]):
+            assert "\ufffd" not in text and not any(c < " " and c != "\n" for c in text), a
+    shopping = [a for a in answers if "shopping list" in a["prompt"]]
     # today's answers take the data's pattern; the base model's random ones do not. Greedy answers of a
-    # tiny model differ in their middle from one CPU's float rounding to another's: over 11 seeds every
-    # answer began as the data's do, and at least one ended as they do
+    # tiny model differ in their middle from one CPU's float rounding to another's: over six seeds (1, 2, 3,
+    # 5, 7, 42) every answer began as the data's do, and at least one ended as they do
     assert shopping and all(a["today"].startswith("Added") and not a["base"].startswith("Added")
                             for a in shopping), shopping
     assert any("shopping list" in a["today"] for a in shopping), shopping
+    dish = next(a for a in answers if a["prompt"] == "What is my favourite dish?")
+    assert dish["today"].startswith("Your favourite") and not dish["base"].startswith("Your"), dish
     report = proj.doit("report", check=True).stdout
     assert f"{judged['adapter_loss']:.4f}" in report and "better" in report
     print(f"\ndefault run: {seconds:.1f}s; held-out loss {judged['base_loss']:.3f} -> {judged['adapter_loss']:.3f} "
