@@ -213,6 +213,17 @@ def task_volume():
                                     "help": "create the volume (billed monthly until deleted)"}]}
 
 
+def task_schedule():
+    return {"basename": "schedule", "doc": "Run full_cycle every day: --at HH:MM installs a user timer (or a crontab line), "
+                                          "--off removes it; alone it says what is installed and when it runs next",
+            "actions": [(commands.schedule, [CTX, os.path.abspath(__file__)])], "verbosity": 2, "uptodate": [False],
+            "params": [DATE_PARAM,
+                       {"name": "at", "long": "at", "default": "", "help": "the time of day, HH:MM (24-hour)"},
+                       {"name": "off", "long": "off", "type": bool, "default": False, "help": "remove the schedule"},
+                       {"name": "crontab", "long": "crontab", "type": bool, "default": False,
+                        "help": "add the crontab line (where systemd does not run your session)"}]}
+
+
 def task_report():
     return {"basename": "report", "doc": "Print the run history (attempts, loss, minutes, cost) and draw loss.png per run",
             "actions": [(commands.report, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}

@@ -42,6 +42,7 @@ class Attempt:
     closed: bool = False
     stages_run: list[str] = field(default_factory=list)
     hooks_installed: bool = False
+    secrets_read: bool = False
 
 
 @dataclass

@@ -91,7 +91,8 @@ def project_env(config: Path, date: str, extra: dict[str, str] | None = None) ->
     PYTHONPATH, none of this machine's own FULLCYCLE_/RUNPOD_ settings but the tests' shared caches."""
     kept = {tinymodel.CACHE_ENV, "FULLCYCLE_MODEL_CHECKS"}  # the tests' shared caches (conftest.py)
     env = {k: v for k, v in os.environ.items() if k in kept or not k.startswith(("FULLCYCLE_", "RUNPOD_"))}
-    env.update({"FULLCYCLE_CONFIG": str(config), "FULLCYCLE_DATE": date, "PYTHONPATH": str(REPO)})
+    env.update({"FULLCYCLE_CONFIG": str(config), "FULLCYCLE_DATE": date, "PYTHONPATH": str(REPO),
+                "FULLCYCLE_SECRETS": str(config.parent / "secrets.env")})  # never the machine's own file
     env.update(extra or {})
     return env
 

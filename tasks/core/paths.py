@@ -91,6 +91,11 @@ class RunPaths:
         return self.work_local / "post-steps.json"
 
     @property
+    def notify_file(self) -> Path:
+        """What the last notification of this date's run returned ([notify]: the command, the URL)."""
+        return self.work_local / "notify.json"
+
+    @property
     def container_log(self) -> Path:
         """The pod's own log (image pull, start script), kept when the pod never became reachable."""
         return self.work_local / "pod-container.log"

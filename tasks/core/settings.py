@@ -2,7 +2,8 @@
 
 Everything is checked when the settings load, before any stage runs and long before anything is
 rented, so a typo costs a second and not a GPU hour. Errors name the file, the field and what to do.
-Secrets (the RunPod API key) never live in the settings file: they come from the environment only.
+Secrets (the RunPod API key, tokens) never live in the settings file: they come from the environment,
+or from a file only their owner can read (tasks/core/secrets.py), when a run starts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ DATE_ENV = "FULLCYCLE_DATE"
 ROOT_ENV = "FULLCYCLE_PROJECT_ROOT"
 PROVIDER_ENV = "FULLCYCLE_PROVIDER"
 API_KEY_ENV = "RUNPOD_API_KEY"
+NOTIFY_URL_ENV = "FULLCYCLE_NOTIFY_URL"  # a webhook's URL is a secret: it may come from the secrets file
 TINY = "tiny"  # [training] base_model that means "build the tiny model here" (tasks/model/tiny.py)
 # The families the tiny model can be built as; tasks/model/families.py builds them (a test keeps the
 # two in step), named here so that loading the settings imports no model code.
@@ -47,6 +49,8 @@ class ProjectSettings:
     root: str = field(default=".", metadata=_rule(doc="project root, relative to the settings file"))
     date: str = field(default="", metadata=_rule(doc="run date YYYY-MM-DD; empty means today"))
     provider: str = field(default="local", metadata=_rule(choices=("local", "runpod")))
+    # NAME=value secrets read when a run starts (mode 600, checked): for a run nobody starts by hand
+    secrets_file: str = "~/.config/fullcycle/secrets.env"
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,15 @@ class PostSettings:
     commands: tuple[str, ...] = ()  # run in order after success; {date} {adapter_dir} {gguf} {summary}
 
 
+@dataclass(frozen=True)
+class NotifySettings:
+    """A word on every run that ends (tasks/pipeline/notify.py); neither can change the run's outcome."""
+
+    command: str = ""  # run with FULLCYCLE_OUTCOME, _DATE, _SUMMARY and _REASON in its environment
+    url: str = ""  # receives a short JSON POST (ntfy, a chat webhook); empty: $FULLCYCLE_NOTIFY_URL, if set
+    timeout_s: float = field(default=10, metadata=_rule(0.5, 300))
+
+
 SECTIONS: dict[str, type] = {
     "project": ProjectSettings,
     "paths": PathSettings,
@@ -208,6 +221,7 @@ SECTIONS: dict[str, type] = {
     "remote": RemoteSettings,
     "ssh": SshSettings,
     "post": PostSettings,
+    "notify": NotifySettings,
 }
 
 
@@ -222,13 +236,19 @@ class Settings:
     remote: RemoteSettings
     ssh: SshSettings
     post: PostSettings
+    notify: NotifySettings
     source_file: Path | None
     project_root: Path
     date: str
 
     @property
     def api_key(self) -> str | None:
-        """Read on use, never stored, so it cannot end up in a dump of the settings."""
+        """Read on use, never stored, so it cannot end up in a dump of the settings: the environment,
+        else the secrets file (refused, with the fix, when others may read it)."""
+        if not os.environ.get(API_KEY_ENV):
+            from tasks.core import secrets
+
+            secrets.fill_environment(self.project.secrets_file)
         return os.environ.get(API_KEY_ENV) or None
 
     def training_config(self) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from typing import Any
 from doit.reporter import ConsoleReporter
 
 from tasks.context import RunContext
-from tasks.core import lock, logs
+from tasks.core import lock, logs, secrets
 from tasks.core.errors import FullcycleError
+from tasks.pipeline import signals
 from tasks.pipeline.signals import install_hooks
 from tasks.record.stage import recording
 
@@ -25,6 +26,9 @@ def doit_action(ctx: RunContext, name: str, func: Callable[[RunContext], Any]) -
         install_hooks(ctx)
         try:
             with recording(ctx, name):
+                if not ctx.attempt.secrets_read:  # once, when the first stage runs: `doit list` reads none
+                    ctx.attempt.secrets_read = True
+                    secrets.fill_environment(ctx.settings.project.secrets_file)
                 func(ctx)
         except FullcycleError as exc:
             return TaskFailed(logs.redact(str(exc)))
@@ -58,6 +62,7 @@ class Reporter(ConsoleReporter):
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         self.selected = set(selected_tasks or ())
+        signals.REQUESTED.update(self.selected or {"full_cycle"})  # no task named: the default, full_cycle
 
     def skip_uptodate(self, task: Any) -> None:
         if task.name in self.selected and task.name != "full_cycle":

@@ -63,6 +63,26 @@ def volume(ctx: RunContext, create: bool) -> Any:
     return None
 
 
+def schedule(ctx: RunContext, dodo: str, at: str, off: bool, crontab: bool) -> Any:
+    """Install (--at), remove (--off) or show the daily run of `doit full_cycle` for this project."""
+    from doit.exceptions import TaskFailed
+
+    from tasks.core.errors import FullcycleError
+    from tasks.pipeline import schedule as daily
+
+    try:
+        if off:
+            said = daily.remove(ctx.settings, dodo)
+        elif at:
+            said = daily.install(ctx.settings, dodo, at, crontab)
+        else:
+            said = daily.status(ctx.settings, dodo)
+    except FullcycleError as exc:
+        return TaskFailed(str(exc))
+    print("\n".join(said))
+    return None
+
+
 def report(ctx: RunContext) -> None:
     from tasks.record import history
 

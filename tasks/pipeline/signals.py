@@ -14,7 +14,9 @@ from typing import Any
 
 from tasks.context import RunContext
 from tasks.core.files import read_record
-from tasks.record.stage import SIGNAL_NAMES, close_attempt
+from tasks.record.stage import SIGNAL_NAMES, close_attempt, write_summary
+
+REQUESTED: set[str] = set()  # the tasks doit was asked for (the reporter fills it): a full cycle is notified
 
 
 def install_hooks(ctx: RunContext) -> None:
@@ -46,6 +48,8 @@ def at_exit(ctx: RunContext) -> None:
     """Close this attempt's record, then exit with a code that says what happened."""
     attempt = ctx.attempt
     close_attempt(ctx)
+    if "full_cycle" in REQUESTED:
+        _notify(ctx)
     sys.stdout.flush()
     code = None
     if attempt.signal is not None or attempt.interrupted_stage:
@@ -66,3 +70,19 @@ def at_exit(ctx: RunContext) -> None:
     if code is not None:
         sys.stderr.flush()
         os._exit(code)
+
+
+def _notify(ctx: RunContext) -> None:
+    """The word on how the run ended ([notify]), then the summary again with what it returned. Nothing
+    it does changes the outcome or the exit code; a second Ctrl-C only cuts it short."""
+    import logging
+
+    from tasks.pipeline import notify
+
+    try:
+        sent = notify.notify(ctx)
+        if sent:
+            write_summary(ctx)
+            logging.getLogger("fullcycle").info("notified: %s", {k: v for k, v in sent.items() if k in ("command", "url")})
+    except BaseException as exc:  # noqa: BLE001 - a notifier never decides how the run ended
+        print(f"fullcycle: the notification failed: {type(exc).__name__}: {exc}", file=sys.stderr)

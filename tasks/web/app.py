@@ -118,6 +118,12 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
     async def history(request: Request) -> Response:
         return json_response(await run_in_threadpool(status.history, settings))
 
+    async def daily(request: Request) -> Response:
+        """The daily run `doit schedule` installed, and when it runs next (or none)."""
+        from tasks.pipeline.schedule import read_schedule
+
+        return json_response(await run_in_threadpool(read_schedule, settings, str(dodo)))
+
     @_about_a_date
     async def summary(request: Request, date: str) -> Response:
         text = await run_in_threadpool(status.summary_text, settings, date)
@@ -165,7 +171,7 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
     return Starlette(routes=[
         Route("/", index), Route("/login", login, methods=["POST"]),
         Route("/api/state", state), Route("/api/events", live), Route("/api/history", history),
-        Route("/api/summary", summary), Route("/api/pods", pods),
+        Route("/api/summary", summary), Route("/api/pods", pods), Route("/api/schedule", daily),
         Route("/api/run", run, methods=["POST"]), Route("/api/cancel", cancel, methods=["POST"]),
         Route("/api/pods/terminate", terminate, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -129,6 +129,8 @@ def date_state(settings: Settings, date: str) -> dict[str, Any]:
         "attempt": latest,
         "outputs": outputs(paths),
         "running_dates": running_dates(settings),
+        "provider": settings.project.provider,  # the local provider rents nothing: there is no bill to wait for
+        "notification": summary.get("notification"),  # what the word on the last run's end returned ([notify])
     }
 
 

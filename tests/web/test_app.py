@@ -368,3 +368,70 @@ def test_history_shows_the_eval_trend_and_the_answers_side_by_side(tmp_path, ser
     assert cells == ["What do I eat?", "xk", "Oatmeal", "Oatmeal with blueberries"]
     assert "previous 6.1900 (2026-11-20), today 6.1700" in page.inner_text(
         f'tr.history-detail[data-date="{days[1]}"] p.verdict')
+
+
+def _spill(page) -> dict:
+    """What sticks out: the page's own sideways scroll, and each card's content past its right edge
+    (a table that scrolls inside its own box is inside, as it should be)."""
+    return page.evaluate("""() => {
+      const page = document.documentElement.scrollWidth - document.documentElement.clientWidth;
+      const cards = [...document.querySelectorAll('section:not([hidden]) .card')].map((card) => {
+        const edge = card.getBoundingClientRect().right;
+        let worst = 0, who = "";
+        for (const node of card.querySelectorAll('*')) {
+          if (node.parentElement.closest('.table-box')) continue;  // inside a box that scrolls: its own business
+          const r = node.getBoundingClientRect();
+          if (r.width && r.right - edge > worst) [worst, who] = [r.right - edge, node.tagName + "#" + node.id + "." + node.className];
+        }
+        return [Math.round(worst), who];
+      });
+      return {page, cards, history: (() => {
+        const t = document.getElementById('history'), c = t.closest('.card');
+        return Math.round(t.getBoundingClientRect().right - c.getBoundingClientRect().right + 16);
+      })()};
+    }""")
+
+
+def test_the_page_fits_a_phone_and_a_wide_screen_and_says_schedule_notification_and_bill(tmp_path, serve, browser):
+    """A date with long answers, a long unbroken word and a failed date with a long error: at 1,400 px the
+    History table fits its card; at 390 px (a phone) nothing scrolls sideways but a table inside its own
+    box. The header names the daily run (none here), Results the last notification, the Pod card that
+    the local provider has no bill."""
+    proj = make_project(tmp_path / "proj", notify={"command": "true"})
+    day, failed = "2026-11-22", "2026-11-23"
+    proj.doit("full_cycle", "--date", day, check=True)
+    long_word = "Supercalifragilistic" * 12
+    (proj.root / "metahuman-runs" / day / "eval.json").write_text(json.dumps({
+        "base_loss": 7.4, "adapter_loss": 2.25, "verdict": "better", "promoted": True, "why": "held-out loss fell",
+        "answers": [{"prompt": f"What is my favourite {long_word}?", "base": "stem " * 60, "previous": None,
+                     "today": f"Your favourite {long_word} is {'very ' * 40}good."}] * 3}))
+    that_day = dataclasses.replace(proj, env={**proj.env, "FULLCYCLE_DATE": day})
+    that_day.doit("forget", "summarize", check=True)
+    that_day.doit("summarize", check=True)
+    missing = tmp_path / ("a-folder-with-a-very-long-name-" * 6) / "notes"
+    broken = make_project(tmp_path / "proj", source=missing, date=failed, notify={"command": "true"})
+    assert broken.doit("full_cycle").returncode != 0
+    server = serve(proj)
+    for width in (1400, 390):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        tab = context.new_page()
+        tab.goto(f"{server.url}/?date={day}")
+        tab.wait_for_function("() => document.querySelector('#stages tbody tr')")
+        tab.fill("#date", day)
+        tab.dispatch_event("#date", "change")
+        tab.wait_for_function("() => !document.getElementById('notified').hidden")
+        assert "no daily run" in tab.inner_text("#schedule")
+        assert tab.inner_text("#notified").startswith("Notified (succeeded") and "command exit 0" in tab.inner_text("#notified")
+        assert "no bill: the local provider rents nothing" in tab.inner_text("#pod")
+        run_tab = _spill(tab)
+        tab.click('nav .tab[data-tab="history"]')
+        tab.wait_for_selector(f'tr.history-detail[data-date="{failed}"] table.attempts', state="visible")
+        tab.click(f'tr.history-row[data-date="{day}"]')  # the newest, failed, is open already: both are
+        tab.wait_for_selector(f'tr.history-detail[data-date="{day}"] table.answers', state="visible")
+        history = _spill(tab)
+        shot(tab, tmp_path, f"14-history-{width}")
+        context.close()
+        assert run_tab["page"] <= 0 and max(w for w, _ in run_tab["cards"]) <= 1, (width, run_tab)
+        assert history["page"] <= 0 and max(w for w, _ in history["cards"]) <= 1, (width, history)
+        if width == 1400:
+            assert history["history"] <= 1, history  # the whole table inside its card: no scrolling needed

@@ -94,7 +94,8 @@ function renderPod(state) {
   const rows = [["Pod", pod.id], ["GPU", (pod.gpu || "—") + (pod.gpus > 1 ? ` × ${pod.gpus}` : "")], ["Cloud", pod.cloud || "—"],
     ["Connection", pod.connection_mode || "—"], ["Up", `${pod.minutes.toFixed(1)} min`],
     ["Cost so far", money(pod.cost_usd)],
-    ["Billed by RunPod", pod.cost_usd_billed == null ? "not yet known" : money(pod.cost_usd_billed)],
+    ["Billed by RunPod", state.provider === "local" ? "no bill: the local provider rents nothing"
+      : pod.cost_usd_billed == null ? "not yet known" : money(pod.cost_usd_billed)],
     ["Why this GPU", pod.why || "—"], ["Image", pod.image || "—"],
     ["Not training", pod.not_training_share == null ? "—" : `${Math.round(pod.not_training_share * 100)}% of the pod's time`],
     ["Where the time went", pod.phases.length ? pod.phases.map(([name, s]) =>
@@ -108,6 +109,31 @@ function renderPod(state) {
 function renderOutputs(state) {
   $("outputs").replaceChildren(...state.outputs.map((o) => el("li", {class: o.exists ? "here" : "missing"},
     el("b", {text: `${o.what}: `}), el("code", {text: o.path}), o.exists ? "" : el("span", {text: " (not yet)"}))));
+  const sent = state.notification;
+  const box = $("notified");
+  box.hidden = !sent;
+  if (!sent) return;
+  const parts = [];
+  if (sent.command) parts.push(`command ${sent.command.timeout ? "timed out" : sent.command.error
+    ? sent.command.error : `exit ${sent.command.exit}`}`);
+  if (sent.url) parts.push(`${sent.url.host} ${sent.url.error ? sent.url.error : `HTTP ${sent.url.status}`}`);
+  const failed = (sent.command && (sent.command.timeout || sent.command.error || sent.command.exit !== 0))
+    || (sent.url && (sent.url.error || !sent.url.ok));
+  box.className = failed ? "failed" : "ok";
+  box.textContent = `Notified (${sent.outcome}, ${sent.at}): ${parts.join("; ")}`;
+}
+
+async function loadSchedule() {
+  const box = $("schedule");
+  const response = await fetch("/api/schedule", {credentials: "same-origin"});
+  const found = response.ok ? await response.json() : null;
+  if (!found || !found.kind) {
+    box.className = "none";
+    box.textContent = "no daily run (doit schedule --at 03:00 installs one)";
+    return;
+  }
+  box.className = found.kind;
+  box.textContent = `daily run at ${found.at} (${found.kind === "timer" ? "systemd timer" : "cron"}): next ${found.next || "unknown"}`;
 }
 
 function renderOthers(state) {
@@ -231,7 +257,7 @@ function detail(row) {
     json.textContent = JSON.stringify(await response.json(), null, 2);
   });
   return el("div", {class: "detail"}, el("div", {class: "curve-box"}, lossCurve(row.loss)), evalBox(row.eval),
-    attempts, summary);
+    el("div", {class: "table-box"}, attempts), summary);
 }
 
 function evalBox(judged) {
@@ -246,7 +272,7 @@ function evalBox(judged) {
   el("tbody", {}, ...(judged.answers || []).map((a) => el("tr", {},
     el("td", {text: a.prompt}), el("td", {text: a.base ?? "—"}), el("td", {text: a.previous ?? "—"}),
     el("td", {text: a.today ?? "—"})))));
-  return el("div", {class: "eval"}, head, answers);
+  return el("div", {class: "eval"}, head, el("div", {class: "table-box"}, answers));
 }
 
 function trend(rows) {
@@ -332,3 +358,4 @@ for (const tab of document.querySelectorAll("nav .tab")) {
 }
 
 watch($("date").value);
+loadSchedule();
