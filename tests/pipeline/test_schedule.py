@@ -111,6 +111,7 @@ def test_a_time_of_day_that_is_not_one_is_refused(proj, tmp_path):
     proc = proj.doit("schedule", "--at", "25:00")
     assert proc.returncode != 0 and "--at '25:00': give the time of day as HH:MM" in proc.stdout + proc.stderr
     assert not (tmp_path / "config").exists()
+    assert re.search(r"^schedule +Run full_cycle every day", proj.doit("list", check=True).stdout, re.M)
 
 
 def test_the_timers_run_and_one_started_by_hand_never_overlap(proj, tmp_path):
