@@ -49,7 +49,7 @@ def test_full_cycle_produces_an_adapter_that_peft_loads(trained):
     model = PeftModel.from_pretrained(base, adapter)
     lora = [n for n, _ in model.named_parameters() if "lora_A" in n]
     assert lora, "no LoRA weights loaded"
-    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 16  # the tiny model's own default
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 32  # the tiny model's own default
 
 
 def test_summary_has_the_seed_fields_and_the_truth(project):
