@@ -29,10 +29,11 @@ def pytest_configure(config):
         shared = tempfile.mkdtemp(prefix="fullcycle-tests-")
         os.environ[standin.SHARED_ENV] = shared
         config._fullcycle_shared = shared
-    os.environ.setdefault(tinymodel.CACHE_ENV, str(Path(os.environ[standin.SHARED_ENV]) / "tiny-models"))
+    # the tiny models are content-keyed: kept between sessions, as the stand-in's adapter is (tests/doubles/standin.py)
+    os.environ.setdefault(tinymodel.CACHE_ENV, str(standin.cache_dir() / "tiny-models"))
     os.environ.setdefault("FULLCYCLE_MODEL_CHECKS", str(Path(os.environ[standin.SHARED_ENV]) / "model-checks"))
     whole_tier = not hasattr(config, "workerinput") and all(a in ("tests", "tests/") for a in config.args or ["tests"])
-    if whole_tier:  # most pipeline tests need the stand-in's adapter: train it while the rest starts
+    if whole_tier:  # most pipeline tests need the stand-in's adapter: train it while the rest starts (once)
         config._fullcycle_prebuild = standin.prebuild()
 
 

@@ -29,3 +29,24 @@ def wheel(name: str, version: str) -> Path:
         if proc.returncode != 0 or not found:
             pytest.skip(f"cannot download {name}=={version} (no package registry reachable?): {proc.stderr[-300:]}")
     return found[0]
+
+
+def unpacked(name: str, version: str) -> Path:
+    """The wheel of name==version unpacked once into the cache: a folder to put on a subprocess's
+    PYTHONPATH, so a package only one test needs is never imported by the rest (bitsandbytes, which
+    peft imports whenever it is installed, costs every trainer a second)."""
+    import zipfile
+
+    folder = CACHE / f"{name}-{version}" / "site"
+    if not (folder / ".complete").is_file():
+        partial = folder.with_name(f"site.{os.getpid()}.partial")
+        with zipfile.ZipFile(wheel(name, version)) as archive:
+            archive.extractall(partial)
+        (partial / ".complete").touch()
+        try:
+            partial.rename(folder)
+        except OSError:  # another worker got there first
+            import shutil
+
+            shutil.rmtree(partial, ignore_errors=True)
+    return folder

@@ -127,7 +127,7 @@ class FakeRunpod:
                                          "ListDataCentersResponse", "ListPodBillingResponse",
                                          "CreateNetworkVolumeRequest", "NetworkVolume", "ListNetworkVolumesResponse")}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     # ---------------------------------------------------------------- lifecycle
 

@@ -4,15 +4,20 @@ contract (--data --config --output, `[train] step i/N loss x` lines, exit codes)
 copy of one adapter trained for real once per test session. A pipeline run then costs a second or
 two instead of ten; the tests that check training itself pass `real_training=True`.
 
-The session's adapter and the script live in a folder shared by every pytest worker
-($FULLCYCLE_TEST_SHARED, set by conftest.py). Writing the script costs nothing; the adapter is
-trained the first time a stand-in runs (under a lock), so a test that never trains never pays.
+The script lives in a folder shared by every pytest worker ($FULLCYCLE_TEST_SHARED, set by
+conftest.py). The adapter it delivers is kept between sessions in the tests' cache
+($FULLCYCLE_TEST_CACHE, default ~/.cache/fullcycle-tests), under a key of everything that trains it
+(the trainer, the tiny model's builder, the tests' notes, the training stack's versions): it is trained
+the first time a stand-in runs (under a lock) and again only when one of those changes, so a test that
+never trains never pays, and a second session pays nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from functools import cache
@@ -21,6 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "tests" / "data" / "notes"  # the tests' own notes (the shipped examples are the demo's)
 SHARED_ENV = "FULLCYCLE_TEST_SHARED"
+CACHE_ENV = "FULLCYCLE_TEST_CACHE"
+# Everything that decides the adapter the stand-in delivers (see adapter_key).
+TRAINS_IT = ("remote", "tests/data/notes", "tasks/model", "tasks/data/cleaning.py", "tasks/data/shapes.py",
+             "tests/doubles/standin.py")
 STEP_SECONDS = 0.005  # a stand-in step: 400 steps take 2 s, enough to interrupt a run mid-training
 
 SCRIPT = '''#!/usr/bin/env python3
@@ -115,11 +124,46 @@ def shared_dir() -> Path:
     return folder
 
 
-def prebuild() -> subprocess.Popen:
+def cache_dir() -> Path:
+    """Kept between test sessions (content-keyed, like the tiny models): ~/.cache/fullcycle-tests."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = Path(os.environ.get(CACHE_ENV) or base / "fullcycle-tests")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@cache
+def adapter_key() -> str:
+    """A hash of the files that train the stand-in's adapter and the stack's versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    digest = hashlib.sha256()
+    for top in TRAINS_IT:
+        path = REPO / top
+        for file in sorted(path.rglob("*") if path.is_dir() else [path]):
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
+    for name in ("torch", "transformers", "peft", "trl", "tokenizers"):
+        try:
+            digest.update(f"{name}={version(name)}".encode())
+        except PackageNotFoundError:
+            pass
+    return digest.hexdigest()[:16]
+
+
+def adapter_dir() -> Path:
+    """Where the stand-in's adapter is trained and kept: one folder per key."""
+    folder = cache_dir() / f"standin-{adapter_key()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def prebuild() -> subprocess.Popen | None:
     """Start training the session's adapter in the background (a whole-tier run needs it soon):
     the stand-ins that start meanwhile wait on the same lock instead of training it again."""
-    folder = shared_dir() / "standin"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = adapter_dir()
+    if (folder / "adapter" / "metrics.json").is_file():
+        return None  # an earlier session trained it
     code = ("import fcntl, sys; from pathlib import Path; from tests.doubles import standin\n"
             f"folder = Path({str(folder)!r})\n"
             "with open(folder / 'adapter.lock', 'w') as lock:\n"
@@ -146,6 +190,7 @@ def train_once(folder: Path) -> Path:
     (folder / "config.json").write_text(json.dumps(config))
     adapter = folder / "adapter"
     partial = folder / "adapter.partial"
+    shutil.rmtree(partial, ignore_errors=True)  # a session killed mid-training leaves half of one
     subprocess.run([sys.executable, str(REPO / "remote" / "train_unsloth.py"), "--data", str(folder / "clean.jsonl"),
                     "--config", str(folder / "config.json"), "--output", str(partial)], check=True,
                    stdout=sys.stderr, timeout=600, env={**os.environ, "FULLCYCLE_NO_UNSLOTH": "1"})
@@ -161,8 +206,9 @@ def trainer_script() -> str:
     folder.mkdir(parents=True, exist_ok=True)
     if not script.is_file():
         env = {"PYTHONPATH": str(REPO), "FULLCYCLE_TINY_CACHE": os.environ.get("FULLCYCLE_TINY_CACHE", "")}
-        text = SCRIPT.format(adapter=str(folder / "adapter"), step_seconds=STEP_SECONDS,
-                             build=[sys.executable, str(Path(__file__).resolve()), str(folder)], env=env)
+        trained = adapter_dir()
+        text = SCRIPT.format(adapter=str(trained / "adapter"), step_seconds=STEP_SECONDS,
+                             build=[sys.executable, str(Path(__file__).resolve()), str(trained)], env=env)
         partial = folder / f".standin_trainer.{os.getpid()}.tmp"
         partial.write_text(text)
         partial.rename(script)

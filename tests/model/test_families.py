@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from tasks.model import families
 from tasks.model import tiny as tinymodel
@@ -48,6 +47,7 @@ def clean_data(tmp_path_factory) -> Path:
 
 
 def _adapter(model_dir: Path, out: Path, seed: int) -> tuple[Path, list[str]]:
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("bitsandbytes")
 pytestmark = pytest.mark.slow  # transformers and bitsandbytes imports, two tiny models (~5 s)
+BITSANDBYTES = "0.50.2"  # the pod's pin (remote/requirements-gpu.txt); on the CPU it quantizes and loads too
 
 SMALL = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, head_dim=16, max_position_embeddings=128, tie_word_embeddings=False)
@@ -69,18 +69,39 @@ def _checkpoint(folder: Path, config) -> Path:
     return folder
 
 
-def test_a_per_expert_4bit_moe_checkpoint_does_not_load_on_transformers_5(tmp_path):
+def _check(folder: Path) -> None:
+    """Runs in a process of its own, with bitsandbytes on its path (tests/wheels.py: no other test imports it)."""
     import transformers
     from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3MoeConfig
 
     from tasks.model.hubcheck import prequantized_moe_loads
 
     assert not prequantized_moe_loads(transformers.__version__)  # the rule covers the release installed here
-    dense = _checkpoint(tmp_path / "dense", Qwen3Config(**SMALL))
+    dense = _checkpoint(folder / "dense", Qwen3Config(**SMALL))
     loaded = AutoModelForCausalLM.from_pretrained(str(dense), device_map="cpu")
     assert type(loaded.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"  # the recipe is a real 4-bit load
-    moe = _checkpoint(tmp_path / "moe", Qwen3MoeConfig(**SMALL, num_experts=4, num_experts_per_tok=2,
-                                                       moe_intermediate_size=32, mlp_only_layers=[]))
-    with pytest.raises((RuntimeError, ValueError)) as refused:  # 5.23: size mismatch; 5.17: "Undefined Operation"
+    moe = _checkpoint(folder / "moe", Qwen3MoeConfig(**SMALL, num_experts=4, num_experts_per_tok=2,
+                                                     moe_intermediate_size=32, mlp_only_layers=[]))
+    try:
         AutoModelForCausalLM.from_pretrained(str(moe), device_map="cpu")
-    print(f"transformers {transformers.__version__}: {type(refused.value).__name__}: {str(refused.value)[:200]}")
+    except (RuntimeError, ValueError) as refused:  # 5.23: a size mismatch; 5.17 under Unsloth: "Undefined Operation"
+        print(f"REFUSED transformers {transformers.__version__}: {type(refused).__name__}: {str(refused)[:200]}")
+        return
+    print(f"LOADED transformers {transformers.__version__}")
+
+
+def test_a_per_expert_4bit_moe_checkpoint_does_not_load_on_transformers_5(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+    from tests.wheels import unpacked
+
+    site = unpacked("bitsandbytes", BITSANDBYTES)
+    code = f"import sys; from pathlib import Path; from tests.model.test_prequantized_moe import _check; _check(Path({str(tmp_path)!r}))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(site)])})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "REFUSED transformers 5." in proc.stdout, proc.stdout[-2000:]  # LOADED: the release that fixes it is here
+    print(proc.stdout.strip().splitlines()[-1])

@@ -27,6 +27,14 @@ def trained(tmp_path_factory):
     return proj
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished date (stand-in trainer) that the tests using it only read."""
+    proj = make_project(tmp_path_factory.mktemp("finished"))
+    proj.first = proj.doit("full_cycle", check=True)
+    return proj
+
+
 @pytest.fixture
 def project(tmp_path):
     """A finished date of its own (stand-in trainer), for a test that changes it."""
@@ -52,7 +60,8 @@ def test_full_cycle_produces_an_adapter_that_peft_loads(trained):
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 32  # the tiny model's own default
 
 
-def test_summary_has_the_seed_fields_and_the_truth(project):
+def test_summary_has_the_seed_fields_and_the_truth(finished):
+    project = finished
     summary = project.summary
     for field in SEED_FIELDS:
         assert field in summary, field
@@ -94,9 +103,9 @@ def test_trainer_log_has_the_phases(trained):
     assert "backend transformers+peft+trl" in log  # the real trainer, not the stand-in
 
 
-def test_command_prints_result_and_paths(project):
-    assert "full_cycle SUCCEEDED" in project.first.stdout
-    assert str(project.adapter) in project.first.stdout
+def test_command_prints_result_and_paths(finished):
+    assert "full_cycle SUCCEEDED" in finished.first.stdout
+    assert str(finished.adapter) in finished.first.stdout
 
 
 def test_second_run_reruns_nothing(project):

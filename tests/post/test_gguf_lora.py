@@ -7,9 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from tasks.model import tiny as tinymodel
 from tasks.post import gguf_lora
@@ -32,6 +30,7 @@ def tiny_base(tmp_path_factory) -> Path:
 
 
 def _adapter(base: Path, out: Path, **lora_kw) -> Path:
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -60,6 +59,8 @@ def test_gguf_reads_back_as_a_lora_adapter(tiny_base, tmp_path):
 
 
 def test_deltas_from_the_gguf_reproduce_peft_logits(tiny_base, tmp_path):
+    import torch
+    import numpy as np
     import gguf
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -14,9 +14,7 @@ import re
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from tasks.post import gguf_lora
 from tests import llamacpp
@@ -84,6 +82,7 @@ def prompt_tokens(stderr: bytes) -> list[int]:
 def peft_greedy(model_dir: Path, adapter: Path | None, banned: list[int],
                 prompt: str = PROMPT) -> tuple[list[int], bytes, float]:
     """peft's greedy continuation: token ids, the bytes they print, and the smallest top-1/top-2 margin."""
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -146,6 +145,7 @@ def test_llama_export_lora_merges_what_the_post_step_serves(llama_bin, files):
 def _rewrite(good: Path, out: Path, *, arch: str | None = None, transpose_a: bool = False,
              adapter_type: bool = True) -> Path:
     """A copy of adapter.gguf with one thing wrong, as a buggy writer would make it."""
+    import numpy as np
     import gguf
 
     reader = gguf.GGUFReader(str(good))

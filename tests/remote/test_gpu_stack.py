@@ -116,6 +116,7 @@ def function_params(tree: ast.Module, cls: str | None, func: str) -> set[str]:
     raise AssertionError(f"{cls}.{func} not found")
 
 
+@pytest.mark.slow  # imports trl here (~8 s of CPU): the fast tier's largest single cost
 def test_sft_config_fields_exist_in_both_sets(wheels):
     used = trainer_keywords("SFTConfig")
     assert {"max_length", "output_dir"} <= used
@@ -130,6 +131,7 @@ def test_sft_config_fields_exist_in_both_sets(wheels):
     print(f"\nSFTConfig: {len(used)} fields in trl {pins()['trl']} and the CPU set's: {sorted(used)}")
 
 
+@pytest.mark.slow  # imports trl here, as the SFTConfig check does
 def test_sft_trainer_keywords_exist_in_both_sets(wheels):
     used = trainer_keywords("SFTTrainer")
     gpu = function_params(source(wheels["trl"], "trl/trainer/sft_trainer.py"), "SFTTrainer", "__init__")
