@@ -153,10 +153,12 @@ if [ "$requirements" = requirements-gpu.txt ]; then
   mapfile -t torch_step < <(grep -E '^(torch|torchvision|xformers)==' "$input_dir/$requirements")
 fi
 echo "[setup] no Python with the checked stack: building $venv with $base from $requirements" >&2
+# --no-compile: pip would byte-compile every module of torch and its CUDA stack, billed, most never imported;
+# Python compiles what the trainer imports, once, and keeps it beside the venv (on the volume when there is one).
 if "$base" -m venv "$venv" >&2 \
-  && { [ ${#torch_step[@]} -eq 0 ] || "$venv/bin/python" -m pip install --progress-bar off --index-url "$torch_index" \
+  && { [ ${#torch_step[@]} -eq 0 ] || "$venv/bin/python" -m pip install --progress-bar off --no-compile --index-url "$torch_index" \
     "${torch_step[@]}" >&2; } \
-  && "$venv/bin/python" -m pip install --progress-bar off -r "$input_dir/$requirements" >&2 \
+  && "$venv/bin/python" -m pip install --progress-bar off --no-compile -r "$input_dir/$requirements" >&2 \
   && has_stack "$venv/bin/python"; then
   report "$venv/bin/python" "bootstrapped from $requirements"
   exit 0
