@@ -1,6 +1,6 @@
 """bench noop: `doit full_cycle` when everything is up to date, with a large dataset.
 
-    python bench/noop.py [--size-mb 1024] [--runs 5]
+    python bench/noop.py [--size-mb 1024] [--runs 5] [--trainer SCRIPT]
 
 Builds a project whose source folder holds a dataset of the given size, runs the whole pipeline
 once (local provider, tiny model, a few steps), then times `doit full_cycle` again several times:
@@ -30,13 +30,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=float, default=1024)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--trainer", default="", help="[remote] trainer for the set-up run (what it trains is not timed)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "source").mkdir()
         make_dataset(root / "source" / "notes.jsonl", int(args.size_mb * 1024 * 1024))
+        remote = f'[remote]\ntrainer = "{args.trainer}"\n' if args.trainer else ""
         (root / "fullcycle.toml").write_text(
-            '[dataset]\nsource = "source"\n[training]\nbase_model = "tiny"\nmax_steps = 2\n')
+            '[dataset]\nsource = "source"\n[training]\nbase_model = "tiny"\nmax_steps = 2\n' + remote)
         env = {**os.environ, "FULLCYCLE_CONFIG": str(root / "fullcycle.toml"), "FULLCYCLE_DATE": "2026-11-27"}
         doit = [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "full_cycle"]
         started = time.perf_counter()

@@ -46,11 +46,25 @@ def pytest_unconfigure(config):
         shutil.rmtree(shared, ignore_errors=True)
 
 
+# The modules that take longest (real trainings, the fault matrix, llama.cpp, the browser), longest first:
+# xdist hands whole modules to workers (--dist loadscope, pyproject.toml), so starting these first keeps
+# one worker from finishing them alone at the end while the other waits.
+HEAVY_FIRST = ("tests/post/test_verdict.py", "tests/pipeline/test_fault_matrix.py", "tests/model/test_families.py",
+               "tests/providers/runpod/test_provider.py", "tests/pipeline/test_default.py",
+               "tests/pipeline/test_multi_gpu.py", "tests/pipeline/test_overhead.py", "tests/test_bench.py",
+               "tests/pipeline/test_full_cycle.py", "tests/pod/test_lifecycle.py", "tests/pod/test_gpu_check.py",
+               "tests/web/test_app.py", "tests/post/test_llamacpp.py", "tests/data/test_prepare.py")
+
+
 def pytest_collection_modifyitems(items):
-    """What needs a real sshd, a browser or llama.cpp is in the slow tier, whether marked or not."""
+    """What needs a real sshd, a browser or llama.cpp is in the slow tier, whether marked or not; the
+    heaviest modules run first."""
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.nodeid.split("::", 1)[0], len(rank)), order[id(item)]))
 
 
 QWEN3_LIKE = (  # the shape of Qwen3's template: a hybrid-reasoning model's empty think block when thinking is off

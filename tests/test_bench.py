@@ -28,9 +28,11 @@ def test_bench_clean_small():
     assert figures["ours_peak_rss_mb"] > 0 and figures["ours_mb_s"]["median"] > 0
 
 
-@pytest.mark.slow  # a real training of the tiny model, in the bench's own projects
+@pytest.mark.slow  # a whole first run (the stand-in trainer: what it trains is not what the bench times)
 def test_bench_noop_small():
-    figures = _bench("noop", "--size-mb", "1", "--runs", "1")
+    from tests.doubles import standin
+
+    figures = _bench("noop", "--size-mb", "1", "--runs", "1", "--trainer", standin.trainer_script())
     assert figures["noop_s"]["median"] > 0
 
 

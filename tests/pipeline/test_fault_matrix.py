@@ -133,7 +133,7 @@ def test_fault(row: Row, tmp_path, sshd, fake_api, gateway):
         settings.setdefault("remote", {})["python"] = _remote_python(row.remote_python, tmp_path, settings)
     if row.after == "watchdog":
         settings.setdefault("runpod", {}).update(
-            {"max_runtime_h": 0.006, "watchdog_command": _watchdog_command(tmp_path, fake_api.url)})
+            {"max_runtime_h": 0.003, "watchdog_command": _watchdog_command(tmp_path, fake_api.url)})
     proj = runpod_project(tmp_path / "proj", sshd, fake_api, backend=row.backend,
                           gateway=gateway if row.gateway else None, **settings)
     run = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "full_cycle"], cwd=proj.root,

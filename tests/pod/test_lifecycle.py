@@ -131,8 +131,8 @@ def test_alternating_dates_rent_once_per_date(tmp_path, sshd, fake_api):
 
 
 def test_a_rerun_after_kill_9_reattaches_and_never_trains_twice(tmp_path, sshd, fake_api):
-    # the stand-in trainer: ~10 s of steps, still running when the rerun reaches the upload
-    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 2000, "gradient_accumulation_steps": 1})
+    # the stand-in trainer: ~6 s of steps, still running when the rerun reaches the upload
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 1200, "gradient_accumulation_steps": 1})
     _kill_mid_training(proj)
     second = proj.doit("full_cycle", check=True)
     assert "not uploading under it" in second.stdout

@@ -19,12 +19,12 @@ def test_full_cycle_on_the_fake_runpod(tmp_path, sshd, fake_api, gateway, backen
     fake_api.faults.public_ssh = mode == "direct"
     if mode == "gateway-pty":
         gateway.behaviour = "pty-only"
-    # Each connection mode trains for real once (REST, the API RunPod is moving to); GraphQL's runs
-    # check the same graph with the stand-in trainer.
+    # The PTY-only gateway (the hardest transport) trains for real over REST, the API RunPod is moving to;
+    # the other modes move the same files with the stand-in trainer (the training does not depend on them).
     fake_api.faults.billing_lag = 1  # billing shows the pod on the second ask
     remote = {"python": str(tmp_path / "no" / "such" / "python"), "python_candidates": [sys.executable]}
-    proj = runpod_project(tmp_path, sshd, fake_api, backend=backend, gateway=gateway, real_training=backend == "rest",
-                          remote=remote)
+    real = (backend, mode) == ("rest", "gateway-pty")
+    proj = runpod_project(tmp_path, sshd, fake_api, backend=backend, gateway=gateway, real_training=real, remote=remote)
     started = time.monotonic()
     proc = proj.doit("full_cycle", check=True)
     wall = time.monotonic() - started
