@@ -18,6 +18,12 @@ from tests.helpers import make_project
 
 API_KEY = "rpa_SENTINEL_0123456789abcdef"  # a sentinel: the tests check it never leaks
 
+# Compiled bytecode is kept (in the gitignored __pycache__ folders, never uploaded to a pod), also where the
+# environment says PYTHONDONTWRITEBYTECODE (container images often do): otherwise every test module is
+# rewritten again by each worker and every doit and trainer process compiles the project from source.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 
 SLOW_FIXTURES = {"sshd", "browser", "llama_bin"}  # a real sshd, Chromium, the llama.cpp build
 
@@ -32,7 +38,10 @@ def pytest_configure(config):
     # the tiny models are content-keyed: kept between sessions, as the stand-in's adapter is (tests/doubles/standin.py)
     os.environ.setdefault(tinymodel.CACHE_ENV, str(standin.cache_dir() / "tiny-models"))
     os.environ.setdefault("FULLCYCLE_MODEL_CHECKS", str(Path(os.environ[standin.SHARED_ENV]) / "model-checks"))
-    whole_tier = not hasattr(config, "workerinput") and all(a in ("tests", "tests/") for a in config.args or ["tests"])
+    controller = not hasattr(config, "workerinput")
+    if controller and getattr(config.option, "dist", "no") == "loadscope" and "not slow" in (config.option.markexpr or ""):
+        config.option.dist = "worksteal"  # no module-scoped training in the fast tier: small units balance better
+    whole_tier = controller and all(a in ("tests", "tests/") for a in config.args or ["tests"])
     if whole_tier:  # most pipeline tests need the stand-in's adapter: train it while the rest starts (once)
         config._fullcycle_prebuild = standin.prebuild()
 
