@@ -59,9 +59,9 @@ def pytest_unconfigure(config):
 # xdist hands whole modules to workers (--dist loadscope, pyproject.toml), so starting these first keeps
 # one worker from finishing them alone at the end while the other waits.
 HEAVY_FIRST = ("tests/post/test_verdict.py", "tests/pipeline/test_fault_matrix.py", "tests/model/test_families.py",
-               "tests/providers/runpod/test_provider.py", "tests/pipeline/test_default.py",
+               "tests/providers/runpod/test_provider.py", "tests/pipeline/test_full_cycle.py",
                "tests/pipeline/test_multi_gpu.py", "tests/pipeline/test_overhead.py", "tests/test_bench.py",
-               "tests/pipeline/test_full_cycle.py", "tests/pod/test_lifecycle.py", "tests/pod/test_gpu_check.py",
+               "tests/pod/test_lifecycle.py", "tests/pod/test_gpu_check.py",
                "tests/web/test_app.py", "tests/post/test_llamacpp.py", "tests/data/test_prepare.py")
 
 

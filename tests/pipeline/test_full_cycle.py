@@ -1,18 +1,21 @@
 """`doit full_cycle` end to end with the local provider and the tiny model, and doit's up-to-date rules.
 
-`trained` is the one real training of this module (the README's out-of-the-box run, slow tier);
-doit's up-to-date rules are checked on projects of their own with the stand-in trainer, so no test
-sees what another one changed."""
+`trained` is the one real training of this module: the embedded default as a newcomer meets it (`doit
+full_cycle` on a fresh clone: the shipped fullcycle.toml and examples, slow tier), which must show the
+feature: a held-out loss clearly below the base model's and answers that follow the data. doit's
+up-to-date rules are checked on projects of their own with the stand-in trainer, so no test sees what
+another one changed."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 
 from tasks.record.phases import ORDER as PHASE_ORDER
-from tests.helpers import make_project, ran
+from tests.helpers import REPO, Project, make_project, project_env, ran
 
 SEED_FIELDS = ("date", "samples_used", "base_model", "pod_id", "ssh_user", "ssh_host", "ssh_key_path",
                "connection_mode", "adapter_path", "upload_verification", "terminated", "training_success")
@@ -22,8 +25,14 @@ PHASES = ("Preparing dataset", "Config written", "Spawning remote run", "Remote 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    proj = make_project(tmp_path_factory.mktemp("local"), real_training=True)
+    """A fresh clone's `doit full_cycle`: the shipped settings and examples, trained for real."""
+    root = tmp_path_factory.mktemp("clone")
+    shutil.copy(REPO / "fullcycle.toml", root / "fullcycle.toml")
+    shutil.copytree(REPO / "examples", root / "examples")
+    proj = Project(root=root, env=project_env(root / "fullcycle.toml", "2026-11-27"))
+    started = time.monotonic()
     proj.first = proj.doit("full_cycle", check=True)
+    proj.seconds = time.monotonic() - started
     return proj
 
 
@@ -53,7 +62,7 @@ def test_full_cycle_produces_an_adapter_that_peft_loads(trained):
     for name in ("adapter_config.json", "adapter_model.safetensors", "base_model_config.json", "metrics.json",
                  "tokenizer.json"):
         assert (adapter / name).is_file(), name
-    base = AutoModelForCausalLM.from_pretrained(project.root / ".fullcycle" / "tiny-model")
+    base = AutoModelForCausalLM.from_pretrained(project.root / ".fullcycle" / "tiny-model")  # the built-in base
     model = PeftModel.from_pretrained(base, adapter)
     lora = [n for n, _ in model.named_parameters() if "lora_A" in n]
     assert lora, "no LoRA weights loaded"
@@ -168,3 +177,32 @@ def test_a_failed_preflight_ends_the_run_before_the_trainer_and_says_where(tmp_p
     assert summary["preflight"]["ok"] is False and summary["terminated"] is True
     assert summary["billed_seconds"] is not None and summary["cost_usd"] is not None
     assert "backend stand-in" not in (proj.work / "pod-train.log").read_text()
+
+
+@pytest.mark.slow
+def test_the_default_run_learns_visibly_and_says_so(trained):
+    proj, seconds = trained, trained.seconds
+    summary = proj.summary
+    judged = summary["eval"]
+    assert summary["success"] is True and judged["heldout_samples"] >= 8
+    assert isinstance(judged["base_loss"], float) and isinstance(judged["adapter_loss"], float)
+    assert judged["adapter_loss"] <= 0.7 * judged["base_loss"], judged
+    assert judged["verdict"] == "better" and judged["promoted"] is True
+    assert summary["config"]["tiny_defaults"]["learning_rate"] == 0.02  # recorded: never applied to a real model
+    answers = judged["answers"]
+    for a in answers:  # decoded whole: no control character, no U+FFFD from a byte-level token alone
+        for text in (a["today"], a["base"]):
+            assert "\ufffd" not in text and not any(c < " " and c != "\n" for c in text), a
+    shopping = [a for a in answers if "shopping list" in a["prompt"]]
+    # today's answers take the data's pattern; the base model's random ones do not. Greedy answers of a
+    # tiny model differ in their middle from one CPU's float rounding to another's: over six seeds (1, 2, 3,
+    # 5, 7, 42) every answer began as the data's do, and at least one ended as they do
+    assert shopping and all(a["today"].startswith("Added") and not a["base"].startswith("Added")
+                            for a in shopping), shopping
+    assert any("shopping list" in a["today"] for a in shopping), shopping
+    dish = next(a for a in answers if a["prompt"] == "What is my favourite dish?")
+    assert dish["today"].startswith("Your favourite") and not dish["base"].startswith("Your"), dish
+    report = proj.doit("report", check=True).stdout
+    assert f"{judged['adapter_loss']:.4f}" in report and "better" in report
+    print(f"\ndefault run: {seconds:.1f}s; held-out loss {judged['base_loss']:.3f} -> {judged['adapter_loss']:.3f} "
+          f"({judged['adapter_loss'] / judged['base_loss']:.2f}x), answers {json.dumps(shopping[:1])}")
