@@ -28,9 +28,19 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 SLOW_FIXTURES = {"sshd", "browser", "llama_bin"}  # a real sshd, Chromium, the llama.cpp build
 
 
+def threads() -> int:
+    """The cores one xdist worker may use: torch (OpenMP) and llama.cpp take every core by default, and
+    two workers' worth of spinning threads on the same cores make each of them several times slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def pytest_configure(config):
     """One folder for the whole session, every xdist worker included (they inherit the
     environment): the stand-in's adapter and the tiny models are built there once."""
+    if hasattr(config, "workerinput"):  # before anything here imports torch; its subprocesses inherit it
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, str(threads()))
     if not os.environ.get(standin.SHARED_ENV):
         shared = tempfile.mkdtemp(prefix="fullcycle-tests-")
         os.environ[standin.SHARED_ENV] = shared

@@ -59,9 +59,9 @@ def test_gguf_reads_back_as_a_lora_adapter(tiny_base, tmp_path):
 
 
 def test_deltas_from_the_gguf_reproduce_peft_logits(tiny_base, tmp_path):
-    import torch
-    import numpy as np
     import gguf
+    import numpy as np
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 

@@ -18,6 +18,7 @@ import pytest
 
 from tasks.post import gguf_lora
 from tests import llamacpp
+from tests.conftest import threads
 from tests.post.test_gguf_lora import _adapter, tiny_base  # noqa: F401  (tiny_base is a fixture)
 
 PROMPT = "The meeting notes"
@@ -49,7 +50,7 @@ def complete(bin_dir: Path, model: Path, *extra: str, banned: list[int], prompt:
     """
     bias = ["--logit-bias", ",".join(f"{token}-inf" for token in banned)] if banned else []
     argv = [str(bin_dir / "llama-completion"), "-m", str(model), *extra, "-p", prompt, "-n", str(STEPS), "--temp", "0",
-            "--seed", "0", "-no-cnv", "--ignore-eos", "--no-warmup", "--simple-io", "--no-display-prompt", "-t", "2",
+            "--seed", "0", "-no-cnv", "--ignore-eos", "--no-warmup", "--simple-io", "--no-display-prompt", "-t", str(threads()),
             "-c", "256", "-v", *bias]
     for _ in range(3):
         proc = subprocess.run(argv, capture_output=True, timeout=120, check=False)
@@ -132,7 +133,7 @@ def test_llamacpp_applies_the_adapter_as_peft_does(llama_bin, files):
 def test_llama_export_lora_merges_what_the_post_step_serves(llama_bin, files):
     merged = files["folder"] / "merged.gguf"
     proc = subprocess.run([str(llama_bin / "llama-export-lora"), "-m", str(files["base.gguf"]), "--lora",
-                           str(files["adapter.gguf"]), "-o", str(merged), "-t", "2"],
+                           str(files["adapter.gguf"]), "-o", str(merged), "-t", str(threads())],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     banned = _special_ids(files["model"])
@@ -145,8 +146,8 @@ def test_llama_export_lora_merges_what_the_post_step_serves(llama_bin, files):
 def _rewrite(good: Path, out: Path, *, arch: str | None = None, transpose_a: bool = False,
              adapter_type: bool = True) -> Path:
     """A copy of adapter.gguf with one thing wrong, as a buggy writer would make it."""
-    import numpy as np
     import gguf
+    import numpy as np
 
     reader = gguf.GGUFReader(str(good))
     writer = gguf.GGUFWriter(str(out), arch or reader.get_field("general.architecture").contents())
