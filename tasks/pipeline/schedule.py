@@ -95,7 +95,7 @@ def cron_line(j: Job, hour: int, minute: int) -> str:
 def _systemctl(*args: str) -> subprocess.CompletedProcess:
     tool = os.environ.get(SYSTEMCTL_ENV) or "systemctl"
     try:
-        return subprocess.run([tool, "--user", *args], capture_output=True, text=True, timeout=30)
+        return subprocess.run([tool, "--user", *args], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess([tool], 127, "", str(exc))
 
@@ -108,7 +108,7 @@ def systemd_runs_the_session() -> bool:
 def _crontab(*args: str, text: str | None = None) -> subprocess.CompletedProcess:
     tool = os.environ.get(CRONTAB_ENV) or "crontab"
     try:
-        return subprocess.run([tool, *args], input=text, capture_output=True, text=True, timeout=30)
+        return subprocess.run([tool, *args], input=text, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess([tool], 127, "", str(exc))
 
@@ -134,13 +134,14 @@ def install(settings: Settings, dodo: str, at: str, crontab: bool = False) -> li
             done = _systemctl(*step)
             if done.returncode != 0:
                 raise ScheduleError(f"systemctl --user {' '.join(step)} failed: {done.stderr.strip()[-300:]}")
-        return [f"installed {folder / (j.name + '.timer')}: `doit full_cycle` daily at {hour:02d}:{minute:02d} "
-                f"(a run missed while the machine slept happens when it wakes)", *status(settings, dodo)]
+        said = (f"installed {folder / (j.name + '.timer')}: `doit full_cycle` daily at {hour:02d}:{minute:02d} "
+                "(a run missed while the machine slept happens when it wakes)")
+        return [said, *status(settings, dodo)]
     line = cron_line(j, hour, minute)
     if not crontab:
         return ["systemd does not run your session here: a user timer cannot be installed. The crontab line:",
-                f"  {line}", "add it with `doit schedule --at " f"{hour:02d}:{minute:02d} --crontab` "
-                "(cron runs nothing it missed while the machine slept)"]
+                f"  {line}", (f"add it with `doit schedule --at {hour:02d}:{minute:02d} --crontab` "
+                              "(cron runs nothing it missed while the machine slept)")]
     table = _cron_table()
     if table is None:
         raise ScheduleError("there is no crontab program here (install cron), and systemd does not run your session; "

@@ -111,7 +111,7 @@ def test_a_time_of_day_that_is_not_one_is_refused(proj, tmp_path):
     proc = proj.doit("schedule", "--at", "25:00")
     assert proc.returncode != 0 and "--at '25:00': give the time of day as HH:MM" in proc.stdout + proc.stderr
     assert not (tmp_path / "config").exists()
-    assert re.search(r"^schedule +Run full_cycle every day", proj.doit("list", check=True).stdout, re.M)
+    assert re.search(r"^schedule +Run full_cycle every day", proj.doit("list", check=True).stdout, re.MULTILINE)
 
 
 def test_the_timers_run_and_one_started_by_hand_never_overlap(proj, tmp_path):
@@ -119,7 +119,7 @@ def test_the_timers_run_and_one_started_by_hand_never_overlap(proj, tmp_path):
     _systemctl(proj, tmp_path, session=True)
     proj.doit("schedule", "--at", "03:00", check=True)
     service = next((tmp_path / "config" / "systemd" / "user").glob("fullcycle-*.service")).read_text()
-    command = shlex.split(re.search(r"^ExecStart=(.*)$", service, re.M).group(1))
+    command = shlex.split(re.search(r"^ExecStart=(.*)$", service, re.MULTILINE).group(1))
     assert command[0] == sys.executable and command[-1] == "full_cycle"
     lock = proj.work / ".lock"
     lock.parent.mkdir(parents=True, exist_ok=True)

@@ -17,18 +17,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_PULL_BEGINS = re.compile(r"pulling (from|image|fs layer)|\bpull(ing)? image|image pull\b", re.I)
+_PULL_BEGINS = re.compile(r"pulling (from|image|fs layer)|\bpull(ing)? image|image pull\b", re.IGNORECASE)
 _PULL_GOES_ON = re.compile(r": (waiting|downloading|verifying checksum|download complete|extracting|pull complete|"
                            r"already exists)\b|^digest: sha256|^status: (downloaded newer image|image is up to date)|"
-                           r"(successfully )?pulled image|image pulled|unpacking|extracting", re.I)
+                           r"(successfully )?pulled image|image pulled|unpacking|extracting", re.IGNORECASE)
 _PULL_DONE = re.compile(r"^digest: sha256|^status: (downloaded newer image|image is up to date)|pulled image|"
-                        r"image pulled|: pull complete", re.I)
+                        r"image pulled|: pull complete", re.IGNORECASE)
 _DOWNLOADED = re.compile(r": (downloading|download complete|extracting|pull complete)\b|downloaded newer image|"
-                         r"successfully pulled", re.I)
-_CACHED = re.compile(r"image is up to date|already (exists|present)|image .*present on (the )?(host|machine)", re.I)
-_CONTAINER = re.compile(r"(create|creat(ed|ing)|start(ed|ing)?) container|container (is )?(creat|start)", re.I)
+                         r"successfully pulled", re.IGNORECASE)
+_CACHED = re.compile(r"image is up to date|already (exists|present)|image .*present on (the )?(host|machine)", re.IGNORECASE)
+_CONTAINER = re.compile(r"(create|creat(ed|ing)|start(ed|ing)?) container|container (is )?(creat|start)", re.IGNORECASE)
 _LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:[.,](\d+))?(Z|[+-]\d\d:?\d\d)?\s+(?:\[(\w*)\]\s?)?(.*)$")
-_DIGEST = re.compile(r"\bdigest:\s*(sha256:[0-9a-f]{64})\b", re.I)
+_DIGEST = re.compile(r"\bdigest:\s*(sha256:[0-9a-f]{64})\b", re.IGNORECASE)
 # Tags that name a moment (a date) or a release (a version), or a digest, do not move.
 _IMMUTABLE = re.compile(r"@sha256:[0-9a-f]{64}$|:[^:/]*(\d{4}[.-]?\d{2}[.-]?\d{2}|\d+\.\d+)[^:/]*$")
 
@@ -56,7 +56,7 @@ def parse_line(raw: str) -> Line | None:
         sign, hours, minutes = (1 if zone[0] == "+" else -1), int(zone[1:3]), int(zone[-2:])
         at = at.replace(tzinfo=dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes)))
     else:
-        at = at.replace(tzinfo=dt.timezone.utc)
+        at = at.replace(tzinfo=dt.UTC)
     if fraction:
         at += dt.timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
     return Line(at, 10.0 ** -len(fraction) if fraction else 1.0, source or "", text)

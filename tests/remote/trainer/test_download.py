@@ -102,8 +102,9 @@ def test_the_trainer_waits_for_the_download_beside_it(tmp_path, monkeypatch):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.6)"])
     monkeypatch.setenv("FULLCYCLE_DOWNLOAD_PID", str(sleeper.pid))
     monkeypatch.setenv("FULLCYCLE_DOWNLOAD_REPORT", str(report))
-    writer = subprocess.Popen([sys.executable, "-c", f"import time, json; time.sleep(0.3); "
-                               f"open({str(report)!r}, 'w').write(json.dumps({{'ok': True, 'repo': 'x/y'}}))"])
+    code = (f"import time, json; time.sleep(0.3); "
+            f"open({str(report)!r}, 'w').write(json.dumps({{'ok': True, 'repo': 'x/y'}}))")
+    writer = subprocess.Popen([sys.executable, "-c", code])
     started = time.monotonic()
     assert download.wait(poll_s=0.05) == {"ok": True, "repo": "x/y"} and time.monotonic() - started >= 0.25
     report.write_text(json.dumps({"ok": False, "error": "the hub refused x/y", "bytes": 7}))
