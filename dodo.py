@@ -207,15 +207,17 @@ def task_gpu_check():
 
 def task_volume():
     return {"basename": "volume", "doc": "Plan a network volume that keeps the model and the stack between runs "
-                                        "(size, place, $/month against the download, stack build and compile it saves); --create makes it",
+                                        "(size, place, $/month against the download, stack build and compile it "
+                                        "saves); --create makes it",
             "actions": [(commands.volume, [CTX])], "verbosity": 2, "uptodate": [False],
             "params": [DATE_PARAM, {"name": "create", "long": "create", "type": bool, "default": False,
                                     "help": "create the volume (billed monthly until deleted)"}]}
 
 
 def task_schedule():
-    return {"basename": "schedule", "doc": "Run full_cycle every day: --at HH:MM installs a user timer (or a crontab line), "
-                                          "--off removes it; alone it says what is installed and when it runs next",
+    return {"basename": "schedule", "doc": "Run full_cycle every day: --at HH:MM installs a user timer (or a crontab "
+                                          "line), --off removes it; alone it says what is installed and when it runs "
+                                          "next",
             "actions": [(commands.schedule, [CTX, os.path.abspath(__file__)])], "verbosity": 2, "uptodate": [False],
             "params": [DATE_PARAM,
                        {"name": "at", "long": "at", "default": "", "help": "the time of day, HH:MM (24-hour)"},

@@ -116,8 +116,9 @@ def main() -> int:
     for name, seconds in steps.items():
         print(f"  {name:16} {seconds['cold']!s:>8} {seconds['warm']!s:>8}")
     for day, (found, _) in zip(("day1", "day2"), days):
-        print(f"{day}: trainer start {found['phases'].get('trainer_start')} s, tokens/s {found['scale'].get('tokens_per_s')} "
-              f"({found['scale'].get('tokens')} tokens), phases {found['phases']}")
+        scale = found["scale"]
+        print(f"{day}: trainer start {found['phases'].get('trainer_start')} s, tokens/s {scale.get('tokens_per_s')} "
+              f"({scale.get('tokens')} tokens), phases {found['phases']}")
     print(f"pre-quantized 4-bit MoE checkpoint: {preflight.get('prequantized')}")
     backend = "transformers+peft+trl" if args.cpu else "unsloth"
     figures = {"bench": "gpu_smoke", "ok": metrics["backend"] == backend and "failed" not in measured

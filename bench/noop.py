@@ -30,7 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=float, default=1024)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--trainer", default="", help="[remote] trainer for the set-up run (what it trains is not timed)")
+    parser.add_argument("--trainer", default="",
+                        help="[remote] trainer for the set-up run (what it trains is not timed)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -126,7 +126,7 @@ def scenarios() -> dict[str, dict[str, Any]]:
 def print_scenarios() -> dict[str, dict[str, Any]]:
     found = scenarios()
     names = list(found)
-    print("simulated: Qwen3-30B-A3B on an RTX 5090 (Secure, $%.2f/h), billed seconds per phase" % REPORTED["price_per_hr"])
+    print(f"simulated: Qwen3-30B-A3B on an RTX 5090 (Secure, ${REPORTED['price_per_hr']:.2f}/h), billed seconds per phase")
     print("  (measured on an H200: trainer start %(trainer_start_s)s s, preflight %(preflight_cold_s)s s cold, "
           "%(preflight_warm_s)s s warm; the rest reported or assumed: bench/scenarios.py)" % MEASURED_H200)
     width = max(len(n) for n in names) + 2

@@ -49,7 +49,8 @@ def pytest_configure(config):
     os.environ.setdefault(tinymodel.CACHE_ENV, str(standin.cache_dir() / "tiny-models"))
     os.environ.setdefault("FULLCYCLE_MODEL_CHECKS", str(Path(os.environ[standin.SHARED_ENV]) / "model-checks"))
     controller = not hasattr(config, "workerinput")
-    if controller and getattr(config.option, "dist", "no") == "loadscope" and "not slow" in (config.option.markexpr or ""):
+    fast_tier = "not slow" in (config.option.markexpr or "")
+    if controller and getattr(config.option, "dist", "no") == "loadscope" and fast_tier:
         config.option.dist = "worksteal"  # no module-scoped training in the fast tier: small units balance better
     whole_tier = controller and all(a in ("tests", "tests/") for a in config.args or ["tests"])
     if whole_tier:  # most pipeline tests need the stand-in's adapter: train it while the rest starts (once)

@@ -45,7 +45,8 @@ def metrics(config: dict, gpu: dict | None, tokenizer, samples: int, losses: lis
         "model_loaded": loaded.model_id,
         "moe_build": loaded.moe_build,  # a pre-quantized build that would not load, and what was loaded instead
         "scale": scale,  # GPUs (torchrun processes), tokens, tokens/s in all and per GPU
-        "phases": clock.phases,  # trainer_start, [preflight, download_wait,] model_load, data_prep, training, save, evaluation
+        # trainer_start, [preflight, download_wait,] model_load, data_prep, training, save, evaluation
+        "phases": clock.phases,
         "started_at": round(clock.started, 3),  # epoch seconds the phases begin at (the bill's overlaps)
         "backend": "unsloth" if unsloth else "transformers+peft+trl",
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",

@@ -31,7 +31,8 @@ def outcome(summary: dict[str, Any]) -> tuple[str, str]:
     if summary.get("success"):
         judged = summary.get("eval") or {}
         loss = judged.get("adapter_loss")
-        said = f"held-out loss {loss:.4f}, {judged.get('verdict')}" if isinstance(loss, (int, float)) else "no evaluation"
+        measured = isinstance(loss, (int, float))
+        said = f"held-out loss {loss:.4f}, {judged.get('verdict')}" if measured else "no evaluation"
         cost = summary.get("cost_usd")
         return "succeeded", f"adapter home ({said})" + (f", ${cost:.2f}" if isinstance(cost, (int, float)) else "")
     error = " ".join(str(summary.get("error") or "no reason recorded").split())[:300]

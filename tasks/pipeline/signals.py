@@ -83,6 +83,7 @@ def _notify(ctx: RunContext) -> None:
         sent = notify.notify(ctx)
         if sent:
             write_summary(ctx)
-            logging.getLogger("fullcycle").info("notified: %s", {k: v for k, v in sent.items() if k in ("command", "url")})
+            returned = {k: v for k, v in sent.items() if k in ("command", "url")}
+            logging.getLogger("fullcycle").info("notified: %s", returned)
     except BaseException as exc:  # noqa: BLE001 - a notifier never decides how the run ended
         print(f"fullcycle: the notification failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -114,7 +114,8 @@ def preflight_cost(train: dict[str, Any], metrics: dict[str, Any]) -> dict[str, 
     report = section(train, "preflight")
     if not report or report.get("skipped"):
         return None
-    return {"seconds": _number(report.get("seconds")), "billed_beyond_download": _beside_download(train, metrics)["preflight"]}
+    beyond = _beside_download(train, metrics)["preflight"]
+    return {"seconds": _number(report.get("seconds")), "billed_beyond_download": beyond}
 
 
 def not_training_share(found: dict[str, float | None], billed: float | None) -> float | None:

@@ -99,7 +99,8 @@ def test_a_per_expert_4bit_moe_checkpoint_does_not_load_on_transformers_5(tmp_pa
     from tests.wheels import unpacked
 
     site = unpacked("bitsandbytes", BITSANDBYTES)
-    code = f"import sys; from pathlib import Path; from tests.model.test_prequantized_moe import _check; _check(Path({str(tmp_path)!r}))"
+    code = ("from pathlib import Path; from tests.model.test_prequantized_moe import _check; "
+            f"_check(Path({str(tmp_path)!r}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(site)])})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

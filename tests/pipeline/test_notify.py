@@ -75,7 +75,8 @@ def test_a_success_is_notified_to_the_url_and_the_command_and_recorded(tmp_path,
     proj.doit("full_cycle", check=True)
     body = receiver.bodies[-1]
     assert body["outcome"] == "succeeded" and body["date"] == proj.date and body["reason"].startswith("adapter home")
-    assert body["summary"] == str(proj.work / "run-summary.json") and body["text"].startswith(f"fullcycle {proj.date}: ")
+    assert body["summary"] == str(proj.work / "run-summary.json")
+    assert body["text"].startswith(f"fullcycle {proj.date}: ")
     assert receiver.paths == ["/fullcycle-topic-SECRETPATH"]
     env = _command_env(tmp_path)
     assert env["FULLCYCLE_OUTCOME"] == "succeeded" and env["FULLCYCLE_DATE"] == proj.date
@@ -134,7 +135,8 @@ def test_a_hanging_notifier_is_ended_at_its_timeout_and_changes_nothing(tmp_path
 
 
 def test_the_outcome_in_one_word_and_one_line():
-    assert outcome({"success": True, "eval": {"adapter_loss": 2.25, "verdict": "better"}, "cost_usd": 0.0})[0] == "succeeded"
+    good = {"success": True, "eval": {"adapter_loss": 2.25, "verdict": "better"}, "cost_usd": 0.0}
+    assert outcome(good) == ("succeeded", "adapter home (held-out loss 2.2500, better), $0.00")
     assert outcome({"success": False, "outcome": "interrupted", "error": "train: interrupted"})[0] == "interrupted"
     assert outcome({"success": False, "provider": "runpod", "pod_id": None, "error": "no key"}) == ("refused", "no key")
     assert outcome({"success": False, "provider": "runpod", "pod_id": "abc", "error": "x\n  y"}) == ("failed", "x y")

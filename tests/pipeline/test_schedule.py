@@ -26,7 +26,9 @@ SYSTEMCTL = """#!/bin/sh
 # systemctl --user, as a user manager answers: its calls logged, the timer's next elapse given.
 echo "$*" >> "{log}"
 case "$2" in
-  show-environment) [ "{session}" = yes ] || {{ echo "Failed to connect to bus: No medium found" >&2; exit 1; }}; echo HOME=/root ;;
+  show-environment)
+    [ "{session}" = yes ] || {{ echo "Failed to connect to bus: No medium found" >&2; exit 1; }}
+    echo HOME=/root ;;
   show) printf 'NextElapseUSecRealtime=Sat 2026-12-05 03:00:00 UTC\\nActiveState=active\\n' ;;
 esac
 exit 0

@@ -50,7 +50,8 @@ def complete(bin_dir: Path, model: Path, *extra: str, banned: list[int], prompt:
     """
     bias = ["--logit-bias", ",".join(f"{token}-inf" for token in banned)] if banned else []
     argv = [str(bin_dir / "llama-completion"), "-m", str(model), *extra, "-p", prompt, "-n", str(STEPS), "--temp", "0",
-            "--seed", "0", "-no-cnv", "--ignore-eos", "--no-warmup", "--simple-io", "--no-display-prompt", "-t", str(threads()),
+            "--seed", "0", "-no-cnv", "--ignore-eos", "--no-warmup", "--simple-io", "--no-display-prompt",
+            "-t", str(threads()),
             "-c", "256", "-v", *bias]
     for _ in range(3):
         proc = subprocess.run(argv, capture_output=True, timeout=120, check=False)

@@ -381,7 +381,9 @@ def _spill(page) -> dict:
         for (const node of card.querySelectorAll('*')) {
           if (node.parentElement.closest('.table-box')) continue;  // inside a box that scrolls: its own business
           const r = node.getBoundingClientRect();
-          if (r.width && r.right - edge > worst) [worst, who] = [r.right - edge, node.tagName + "#" + node.id + "." + node.className];
+          if (r.width && r.right - edge > worst) {
+            [worst, who] = [r.right - edge, `${node.tagName}#${node.id}.${node.className}`];
+          }
         }
         return [Math.round(worst), who];
       });
@@ -421,7 +423,8 @@ def test_the_page_fits_a_phone_and_a_wide_screen_and_says_schedule_notification_
         tab.dispatch_event("#date", "change")
         tab.wait_for_function("() => !document.getElementById('notified').hidden")
         assert "no daily run" in tab.inner_text("#schedule")
-        assert tab.inner_text("#notified").startswith("Notified (succeeded") and "command exit 0" in tab.inner_text("#notified")
+        notified = tab.inner_text("#notified")
+        assert notified.startswith("Notified (succeeded") and "command exit 0" in notified
         assert "no bill: the local provider rents nothing" in tab.inner_text("#pod")
         run_tab = _spill(tab)
         tab.click('nav .tab[data-tab="history"]')

@@ -25,7 +25,8 @@ _PULL_DONE = re.compile(r"^digest: sha256|^status: (downloaded newer image|image
                         r"image pulled|: pull complete", re.IGNORECASE)
 _DOWNLOADED = re.compile(r": (downloading|download complete|extracting|pull complete)\b|downloaded newer image|"
                          r"successfully pulled", re.IGNORECASE)
-_CACHED = re.compile(r"image is up to date|already (exists|present)|image .*present on (the )?(host|machine)", re.IGNORECASE)
+_CACHED = re.compile(r"image is up to date|already (exists|present)|image .*present on (the )?(host|machine)",
+                     re.IGNORECASE)
 _CONTAINER = re.compile(r"(create|creat(ed|ing)|start(ed|ing)?) container|container (is )?(creat|start)", re.IGNORECASE)
 _LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:[.,](\d+))?(Z|[+-]\d\d:?\d\d)?\s+(?:\[(\w*)\]\s?)?(.*)$")
 _DIGEST = re.compile(r"\bdigest:\s*(sha256:[0-9a-f]{64})\b", re.IGNORECASE)
@@ -89,7 +90,8 @@ def _timed(lines: list[Line]) -> dict[str, Any]:
         return {"seconds": None, "why": "the pod's log names no image pull"}
     boundary = next((i for i in range(first + 1, len(lines)) if _CONTAINER.search(lines[i].text)
                      and not _PULL_BEGINS.search(lines[i].text)), len(lines))
-    pulling = [line for line in lines[first:boundary] if _PULL_BEGINS.search(line.text) or _PULL_GOES_ON.search(line.text)]
+    pulling = [line for line in lines[first:boundary]
+               if _PULL_BEGINS.search(line.text) or _PULL_GOES_ON.search(line.text)]
     if boundary == len(lines) and not any(_PULL_DONE.search(line.text) for line in pulling):
         return {"seconds": None, "why": "the pod's log shows a pull that had not finished when it was read",
                 "started_at": lines[first].at.isoformat()}

@@ -160,6 +160,9 @@ def savings(ctx: RunContext, model: str, model_gb: float) -> list[Saving]:
     return found
 
 
+STACK = "the Python stack's build"
+
+
 def _stack(ctx: RunContext) -> Saving:
     """The Python stack's build as the latest run on a pod measured it (phases.python_stack): a volume
     keeps the venv; where the image's own stack was used there is nothing to keep."""
@@ -170,9 +173,9 @@ def _stack(ctx: RunContext) -> Saving:
         source = str((summary.get("training") or {}).get("python_source") or "")
         if isinstance(spent, (int, float)) and summary.get("provider") == "runpod":
             if "bootstrapped" in source:
-                return Saving("the Python stack's build", round(spent / 60, 1), f"{spent:g} s on {date}'s pod ({source})")
-            return Saving("the Python stack's build", 0.0, f"{date}'s pod used {source or 'a stack it had'}: none built")
-    return Saving("the Python stack's build", 0.0, "not measured yet: no run on a pod has recorded python_stack")
+                return Saving(STACK, round(spent / 60, 1), f"{spent:g} s on {date}'s pod ({source})")
+            return Saving(STACK, 0.0, f"{date}'s pod used {source or 'a stack it had'}: none built")
+    return Saving(STACK, 0.0, "not measured yet: no run on a pod has recorded python_stack")
 
 
 def plan(ctx: RunContext, api: Any) -> Plan:
@@ -213,7 +216,8 @@ def volume(ctx: RunContext, create: bool) -> dict[str, Any]:
         record["volume"] = found
     elif create:
         if chosen.pays is not True:
-            print(f"creating it as asked, although {'it does not pay' if chosen.pays is False else 'its worth is unknown'}"
+            why = "it does not pay" if chosen.pays is False else "its worth is unknown"
+            print(f"creating it as asked, although {why}"
                   f": ${chosen.monthly_usd:.2f}/month for ~{chosen.saved_minutes_per_run:.1f} billed min saved per run")
         made = api.create_volume(chosen.name, chosen.size_gb, chosen.data_center)
         log.info("Created network volume %s (%s GB in %s)", made.get("id"), made.get("size"), made.get("dataCenter"))
