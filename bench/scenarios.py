@@ -24,7 +24,7 @@ from tasks.record.phases import ORDER, not_training_share, phases
 
 MEASURED_H200 = {  # docs/reference/training.md: one H200, the pinned stack, main 7477583
     "trainer_start_s": 28,  # a trainer process's start: imports (unsloth alone 13.3 s) and the GPU check, 25-31 s
-    "preflight_cold_s": 140,  # a fresh machine: stack 30, build 0.4, load 4.8, lora 3.3, fit 76.8, measure 24.7
+    "preflight_cold_s": 140,  # fresh machine: stack 30, fit 76.8, measure 24.7 (again: 151 apart, 128 inside)
     "preflight_stack_s": 30,  # its first step: the same imports the trainer's start pays
     "preflight_warm_s": 70,  # 64-75 s where the compile caches were warm (fit 24-29, measure 6-9)
 }
@@ -126,7 +126,8 @@ def scenarios() -> dict[str, dict[str, Any]]:
 def print_scenarios() -> dict[str, dict[str, Any]]:
     found = scenarios()
     names = list(found)
-    print(f"simulated: Qwen3-30B-A3B on an RTX 5090 (Secure, ${REPORTED['price_per_hr']:.2f}/h), billed seconds per phase")
+    price = REPORTED["price_per_hr"]
+    print(f"simulated: Qwen3-30B-A3B on an RTX 5090 (Secure, ${price:.2f}/h), billed seconds per phase")
     print("  (measured on an H200: trainer start %(trainer_start_s)s s, preflight %(preflight_cold_s)s s cold, "
           "%(preflight_warm_s)s s warm; the rest reported or assumed: bench/scenarios.py)" % MEASURED_H200)
     width = max(len(n) for n in names) + 2

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -195,7 +196,25 @@ def inline(settings: dict, data_path: Path, output: Path, gpu: dict | None, unsl
     finally:
         Path(target).write_text(json.dumps(report, indent=2))
         shutil.rmtree(work, ignore_errors=True)
+    forget_compiled()
     return report
+
+
+def forget_compiled() -> None:
+    """Drop what the tiny model left in this process before the real model loads. torch.compile keys
+    its graphs and its guesses about which sizes vary by the layer's code, which the real model shares:
+    after the tiny model's steps it compiles the real layers as dynamic, and Unsloth's region compile of
+    each decoder block then fails ("SymNodeVariable() is not a constant", seen on an H200) and keeps the
+    stock forward for the whole training. A fresh process never sees this; a reset makes this one as
+    fresh. The compile caches on disk stay."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    with contextlib.suppress(Exception):  # a stack without dynamo trains uncompiled anyway
+        torch._dynamo.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def where(path: Path) -> str:

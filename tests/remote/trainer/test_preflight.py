@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tasks.model import families, tiny
-from tests.helpers import EXAMPLES, REMOTE
+from tests.helpers import EXAMPLES, REMOTE, trainer
 
 
 def _inputs(tmp_path, arch: str = "qwen3_moe", tie: bool = False, **settings) -> tuple:
@@ -84,3 +84,31 @@ def test_the_runner_learns_where_the_preflight_runs(tmp_path):
     assert where(config) == "apart"  # `doit gpu_check`: nothing is trained after it
     config.write_text("{not json")
     assert where(config) == "apart"  # unreadable: the safe way, a process of its own
+
+
+def test_the_real_model_compiles_as_a_fresh_process_would_after_the_preflight_inside_the_trainer():
+    """On the H200 the real model's decoder blocks, compiled after the tiny model's steps in the same
+    process, were compiled as dynamic and Unsloth kept their stock forward: forget_compiled() makes the
+    next compile static again, as in a fresh process."""
+    import torch
+
+    preflight = trainer("preflight")
+    dynamic: list[bool] = []
+
+    def backend(graph, inputs):  # records whether dynamo compiled this graph for varying sizes
+        dynamic.append(any(isinstance(i, torch.SymInt) for i in inputs))
+        return graph.forward
+
+    def block(x):
+        return (x * 2).sum(-1)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(block, backend=backend)
+    compiled(torch.ones(2, 3))
+    compiled(torch.ones(2, 5))  # a second size: dynamo now guesses the size varies
+    assert dynamic == [False, True]
+    compiled(torch.ones(2, 7))
+    assert dynamic == [False, True]  # without the reset, the dynamic graph is what the next model gets
+    preflight.forget_compiled()
+    torch.compile(block, backend=backend)(torch.ones(2, 9))
+    assert dynamic == [False, True, False]
