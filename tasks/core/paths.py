@@ -199,7 +199,7 @@ def _index(index: Path, problems: list[str] | None = None) -> dict[str, str]:
 def run_folders(settings: Settings) -> list[tuple[str, Path]]:
     """Every date's run folder, oldest date first: the index, plus folders of runs made before it
     existed (the work_local template globbed; their date from their summary or folder name)."""
-    found = {date: Path(folder) for date, folder in _index(runs_index(_cache_dir(settings))).items()}
+    found = {date: Path(folder) for date, folder in _index(runs_index(cache_dir(settings))).items()}
     for folder in _legacy_folders(settings):
         summary = read_record(folder / "run-summary.json")
         date = summary.get("date") or folder.name
@@ -232,7 +232,8 @@ def _resolve(root: Path, template: str, **names: str) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def _cache_dir(settings: Settings) -> Path:
+def cache_dir(settings: Settings) -> Path:
+    """[paths] cache_dir, resolved: the project's state that is not a date's (doit's, the tiny model, logs)."""
     return _resolve(settings.project_root, settings.paths.cache_dir)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.core.errors import FullcycleError
+from tasks.core.paths import cache_dir
 from tasks.core.settings import Settings
 
 SYSTEMCTL_ENV = "FULLCYCLE_SYSTEMCTL"  # another systemctl (the tests' double); else the one on PATH
@@ -43,6 +44,7 @@ class Job:
     root: Path
     command: list[str]
     config: Path | None
+    log: Path  # where cron's runs write what they print (a timer's go to the journal)
 
     @property
     def tag(self) -> str:
@@ -53,7 +55,7 @@ def job(settings: Settings, dodo: str) -> Job:
     root = settings.project_root
     name = "fullcycle-" + hashlib.sha256(str(root).encode()).hexdigest()[:8]
     return Job(name, root, [sys.executable, "-m", "doit", "-f", str(Path(dodo).resolve()), "full_cycle"],
-               settings.source_file)
+               settings.source_file, cache_dir(settings) / "schedule.log")
 
 
 def parse_at(at: str) -> tuple[int, int]:
@@ -86,10 +88,12 @@ def _quote(arg: str) -> str:
 
 
 def cron_line(j: Job, hour: int, minute: int) -> str:
-    log = j.root / ".fullcycle" / "schedule.log"
+    """The crontab line; its log's folder is made first (a redirection into a missing folder runs nothing)."""
     env = f"FULLCYCLE_CONFIG={shlex.quote(str(j.config))} " if j.config else ""
     run = " ".join(shlex.quote(a) for a in j.command)
-    return f"{minute} {hour} * * * cd {shlex.quote(str(j.root))} && {env}{run} >> {shlex.quote(str(log))} 2>&1 {j.tag}"
+    log = shlex.quote(str(j.log))
+    return (f"{minute} {hour} * * * cd {shlex.quote(str(j.root))} && mkdir -p {shlex.quote(str(j.log.parent))} && "
+            f"{env}{run} >> {log} 2>&1 {j.tag}")
 
 
 def _systemctl(*args: str) -> subprocess.CompletedProcess:

@@ -100,6 +100,7 @@ def test_without_a_user_session_the_crontab_line_is_printed_then_added_only_when
     table = (tmp_path / "table").read_text()
     assert line in table and "the person's own line" in table and "added to your crontab" in added
     assert SECRET not in table and "RUNPOD_API_KEY" not in table
+    _cron_runs_the_line(proj, line)
     assert re.search(r"a crontab line: `doit full_cycle` daily at 07:05; next run: \d{4}-\d\d-\d\dT07:05",
                      proj.doit("schedule", check=True).stdout)
     proj.doit("schedule", "--at", "08:00", "--crontab", check=True)  # moved, never doubled
@@ -133,3 +134,13 @@ def test_the_timers_run_and_one_started_by_hand_never_overlap(proj, tmp_path):
     assert "another run for this date is in progress" in timer_run.stdout + timer_run.stderr
     assert not (proj.root / "out" / "adapters" / proj.date / "adapter").exists()
     assert os.environ.get("RUNPOD_API_KEY") != SECRET  # the test's own environment was never touched
+
+
+def _cron_runs_the_line(proj, line: str) -> None:
+    """What cron would run, as cron runs it (sh -c, from a project with no cache folder yet), with
+    `doit list` for `doit full_cycle`: a redirection into a missing folder would run nothing."""
+    command = line.split(None, 5)[5]
+    command = command[:command.index(" # fullcycle-")].replace(" full_cycle >> ", " list >> ")
+    shutil.rmtree(proj.root / ".fullcycle", ignore_errors=True)
+    subprocess.run(["sh", "-c", command], env=proj.env, cwd="/", check=True, timeout=60)
+    assert "full_cycle" in (proj.root / ".fullcycle" / "schedule.log").read_text()
