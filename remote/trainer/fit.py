@@ -50,9 +50,10 @@ class TokenCount:
     def __call__(self, features):
         batch = self.collate(features)
         mask, ids = batch.get("attention_mask"), batch.get("input_ids")
-        counted = mask if mask is not None else ids
-        if counted is not None:
-            self.tokens += int(counted.sum()) if mask is not None else int(counted.numel())
+        if mask is not None:
+            self.tokens += int(mask.sum())
+        elif ids is not None:
+            self.tokens += int(ids.numel())
         return batch
 
 

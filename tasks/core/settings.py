@@ -27,6 +27,7 @@ DATE_ENV = "FULLCYCLE_DATE"
 ROOT_ENV = "FULLCYCLE_PROJECT_ROOT"
 PROVIDER_ENV = "FULLCYCLE_PROVIDER"
 API_KEY_ENV = "RUNPOD_API_KEY"
+SECRETS_FILE = "~/.config/fullcycle/secrets.env"  # the default; tasks/core/secrets.py reads it
 NOTIFY_URL_ENV = "FULLCYCLE_NOTIFY_URL"  # a webhook's URL is a secret: it may come from the secrets file
 TINY = "tiny"  # [training] base_model that means "build the tiny model here" (tasks/model/tiny.py)
 # The families the tiny model can be built as; tasks/model/families.py builds them (a test keeps the
@@ -50,7 +51,7 @@ class ProjectSettings:
     date: str = field(default="", metadata=_rule(doc="run date YYYY-MM-DD; empty means today"))
     provider: str = field(default="local", metadata=_rule(choices=("local", "runpod")))
     # NAME=value secrets read when a run starts (mode 600, checked): for a run nobody starts by hand
-    secrets_file: str = "~/.config/fullcycle/secrets.env"
+    secrets_file: str = SECRETS_FILE
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from tasks.core.files import section
 ORDER = ("create_to_running", "image_pull", "ssh_reachable", "upload", "python_stack", "model_download",
          "preflight", "trainer_start", "model_load", "data_prep", "training", "evaluation", "save",
          "adapter_transfer", "terminate_to_billed", "other")
+# (the trainer's "download_wait" lap is no phase: those are the download's own seconds, counted whole)
 TRAINER_PHASES = ("trainer_start", "model_load", "data_prep", "training", "evaluation", "save")
-WAITING = "download_wait"  # the trainer's lap spent waiting for the download: the download's own seconds
 
 
 def _between(start: Any, end: Any) -> float | None:

@@ -217,8 +217,8 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
             "device": metrics.get("device"),
             "backend": metrics.get("backend"),
         },
-        # the run's code path on a tiny model, beside the download: its report, and what it cost beyond the download
         "notification": read(paths.notify_file) or None,  # the word sent when the last run ended ([notify])
+        # the run's code path on a tiny model, beside the download: its report, and what it cost beyond the download
         "preflight": ({**train["preflight"], "cost": phases.preflight_cost(train, metrics)}
                       if isinstance(train.get("preflight"), dict) else train.get("preflight")),
         "dataset": {k: stats.get(k) for k in ("lines_read", "dropped", "dropped_fraction", "examples", "advice",
