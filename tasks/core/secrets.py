@@ -15,9 +15,9 @@ import stat
 from pathlib import Path
 
 from tasks.core.errors import FullcycleError
-from tasks.core.settings import SECRETS_FILE
 
 SECRETS_ENV = "FULLCYCLE_SECRETS"
+DEFAULT_FILE = "~/.config/fullcycle/secrets.env"
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 LOADED: set[str] = set()  # names this process took from the file: logs.redact scrubs their values too
 
@@ -27,7 +27,7 @@ class SecretsError(FullcycleError):
 
 
 def location(configured: str = "") -> Path:
-    return Path(os.environ.get(SECRETS_ENV) or configured or SECRETS_FILE).expanduser()
+    return Path(os.environ.get(SECRETS_ENV) or configured or DEFAULT_FILE).expanduser()
 
 
 def read(path: Path) -> dict[str, str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.core import dates
+from tasks.core import dates, secrets
 from tasks.core.errors import FullcycleError
 
 CONFIG_ENV = "FULLCYCLE_CONFIG"
@@ -27,7 +27,6 @@ DATE_ENV = "FULLCYCLE_DATE"
 ROOT_ENV = "FULLCYCLE_PROJECT_ROOT"
 PROVIDER_ENV = "FULLCYCLE_PROVIDER"
 API_KEY_ENV = "RUNPOD_API_KEY"
-SECRETS_FILE = "~/.config/fullcycle/secrets.env"  # the default; tasks/core/secrets.py reads it
 NOTIFY_URL_ENV = "FULLCYCLE_NOTIFY_URL"  # a webhook's URL is a secret: it may come from the secrets file
 TINY = "tiny"  # [training] base_model that means "build the tiny model here" (tasks/model/tiny.py)
 # The families the tiny model can be built as; tasks/model/families.py builds them (a test keeps the
@@ -51,7 +50,7 @@ class ProjectSettings:
     date: str = field(default="", metadata=_rule(doc="run date YYYY-MM-DD; empty means today"))
     provider: str = field(default="local", metadata=_rule(choices=("local", "runpod")))
     # NAME=value secrets read when a run starts (mode 600, checked): for a run nobody starts by hand
-    secrets_file: str = SECRETS_FILE
+    secrets_file: str = secrets.DEFAULT_FILE
 
 
 @dataclass(frozen=True)
@@ -247,8 +246,6 @@ class Settings:
         """Read on use, never stored, so it cannot end up in a dump of the settings: the environment,
         else the secrets file (refused, with the fix, when others may read it)."""
         if not os.environ.get(API_KEY_ENV):
-            from tasks.core import secrets
-
             secrets.fill_environment(self.project.secrets_file)
         return os.environ.get(API_KEY_ENV) or None
 
