@@ -128,6 +128,16 @@ def _incomplete(stages: dict[str, Any]) -> str:
             f"(run `doit full_cycle`)")
 
 
+def _billed(pod: dict[str, Any]) -> float | None:
+    """The pod's life, created to terminated (to now while it lives), to the tenth of a second the
+    record shows: the share, the cost and `other` are all read from this one figure, so a reader
+    recomputing them from the summary gets the same numbers."""
+    if not pod.get("created_at"):
+        return None
+    ended = _parse(pod.get("terminated_at")) or dt.datetime.now(dt.timezone.utc)
+    return round(seconds_between(_parse(pod.get("created_at")), ended), 1)
+
+
 def build(paths: RunPaths, provider: str, samples_used: int | None = None, live: bool = True) -> dict[str, Any]:
     """The summary from the date's files; a file truncated or hand-edited is named in `warnings`
     and read as empty: the summary of a broken record is still a summary."""
@@ -158,7 +168,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
     success = bool(training_success) and error is None
     if not training_success and error is None:
         error = _incomplete(stages)
-    billed = seconds_between(_parse(pod.get("created_at")), _parse(pod.get("terminated_at")) or dt.datetime.now(dt.timezone.utc)) if pod.get("created_at") else None
+    billed = _billed(pod)
     spent = phases.phases(pod, train, metrics, stages, billed) if pod else None
 
     return {
@@ -185,7 +195,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
                                           "terminated_at", "terminate_error", "ssh_port", "connection_source",
                                           "transport_notes", "network_volume_id", "data_center")}
         if pod else None,
-        "billed_seconds": round(billed, 1) if billed is not None else None,
+        "billed_seconds": billed,
         # Where the billed seconds went (tasks/record/phases.py), and the share that was not training.
         "phases": spent,
         "not_training_share": phases.not_training_share(spent, billed) if spent else None,
