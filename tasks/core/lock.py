@@ -38,15 +38,46 @@ def acquire(path: Path, held: dict[str, int]) -> None:
 
 
 def is_held(path: Path, held: dict[str, int] | None = None) -> bool:
-    """Whether some live process holds this lock (used by the reaper to spare live runs' pods)."""
+    """Whether some live process holds this lock (the reaper spares its pod, the page shows its run).
+
+    Asked without taking the lock: the page asks every second, and a probe that took it for an
+    instant would refuse a run starting at that instant. The holder wrote its pid into the file; it
+    holds the lock when one of its open files is this one with an flock on it (/proc/<pid>/fdinfo).
+    Where there is no /proc, a shared probe: it never blocks a holder, only, for an instant, a taker."""
     if held and str(path.resolve()) in held:
         return True
+    try:
+        pid = path.read_text(errors="replace").strip()
+    except FileNotFoundError:
+        return False
+    if Path("/proc/self/fdinfo").is_dir():
+        return pid.isdigit() and _holds(int(pid), path.resolve())
+    return _probe(path)
+
+
+def _holds(pid: int, path: Path) -> bool:
+    """Whether process `pid` has `path` open with an flock on it."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        entries = list(fds.iterdir())
+    except OSError:  # no such process (or not ours to look at)
+        return False
+    for fd in entries:
+        try:
+            if Path(os.readlink(fd)) == path and "FLOCK" in Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _probe(path: Path) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:
