@@ -38,6 +38,8 @@ if [ "$state" = none ] || [ "$state" = lost ]; then
   setsid nohup bash -c '
     echo $$ >train.pid.tmp && mv train.pid.tmp train.pid
     rm -rf -- "$1"
+    token="$(dirname "$PWD")/hf_token"  # the hub token, sent over ssh (never in the pod env): read once, then removed
+    if [ -s "$token" ]; then HF_TOKEN=$(cat "$token") && export HF_TOKEN; rm -f "$token"; fi
     caches="$(dirname "$PWD")/compile-cache"
     mkdir -p -m 700 "$caches" && chmod 700 "$caches"  # Unsloth loads a compile bundle only from a private folder
     export HF_HOME="$2" PYTHONUNBUFFERED=1 UNSLOTH_COMPILE_LOCATION="$caches/unsloth" \

@@ -12,19 +12,15 @@ import sys
 from pathlib import Path
 
 from tasks.core import secrets
-from tasks.core.settings import API_KEY_ENV, NOTIFY_URL_ENV
 
 LOGGER = "fullcycle"
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
-SECRET_ENVS = (API_KEY_ENV, "HF_TOKEN", NOTIFY_URL_ENV)
-
-
 def redact(text: str) -> str:
     """Remove every secret (the RunPod key, the model hub token, a notification URL, whatever the secrets
     file gave) from any text that may leave the process (logs, summaries, errors, notifications)."""
-    for name in (*SECRET_ENVS, *sorted(secrets.LOADED)):
+    for name in (*secrets.NAMES, *sorted(secrets.LOADED)):
         key = os.environ.get(name)
         if key and len(key) >= 4 and key in text:
             text = text.replace(key, "[REDACTED]")

@@ -18,6 +18,11 @@ from tasks.core.errors import FullcycleError
 
 SECRETS_ENV = "FULLCYCLE_SECRETS"
 DEFAULT_FILE = "~/.config/fullcycle/secrets.env"
+API_KEY_ENV = "RUNPOD_API_KEY"
+HF_TOKEN_ENV = "HF_TOKEN"
+NOTIFY_URL_ENV = "FULLCYCLE_NOTIFY_URL"  # a webhook's URL is a secret: it may come from the secrets file
+WEB_TOKEN_ENV = "FULLCYCLE_WEB_TOKEN"
+NAMES = (API_KEY_ENV, HF_TOKEN_ENV, NOTIFY_URL_ENV, WEB_TOKEN_ENV)  # never in a child's environment, nor a log
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 LOADED: set[str] = set()  # names this process took from the file: logs.redact scrubs their values too
 
@@ -70,3 +75,11 @@ def fill_environment(configured: str = "") -> list[str]:
             taken.append(name)
     LOADED.update(taken)
     return taken
+
+
+def child_env(keep: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
+    """The environment of every process this tool starts: its own, less every secret (the names above
+    and whatever the secrets file gave), but those a child needs by name in `keep` (the local trainer
+    downloads a gated model with HF_TOKEN; the page's run is this tool itself), plus `extra`."""
+    hidden = (set(NAMES) | LOADED) - set(keep)
+    return {**{k: v for k, v in os.environ.items() if k not in hidden}, **extra}

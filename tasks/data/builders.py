@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from tasks.core.files import atomic_writer
+from tasks.core.secrets import child_env
 from tasks.data.cleaning import DatasetError
 
 log = logging.getLogger("fullcycle")
@@ -162,7 +163,7 @@ def _build_from_command(template: str, date: str, out: Path, root: Path) -> None
     command = template.replace("{date}", shlex.quote(date)).replace("{out}", shlex.quote(str(tmp)))
     log.info("Building raw dataset with: %s", command)
     try:
-        sh.bash("-c", command, _cwd=str(root), _out=lambda line: log.info("builder: %s", line.rstrip()),
+        sh.bash("-c", command, _cwd=str(root), _env=child_env(), _out=lambda line: log.info("builder: %s", line.rstrip()),
                 _err=lambda line: log.info("builder: %s", line.rstrip()))
     except sh.ErrorReturnCode as exc:
         raise DatasetError(f"dataset command exited with {exc.exit_code}: {command}") from None

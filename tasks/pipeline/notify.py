@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from tasks.context import RunContext
 from tasks.core import logs
 from tasks.core.files import read_record, write_json
-from tasks.core.settings import API_KEY_ENV, NOTIFY_URL_ENV
+from tasks.core.secrets import NOTIFY_URL_ENV, child_env
 
 OUTPUT_CHARS = 300  # what a command printed, kept for the record
 
@@ -51,17 +51,11 @@ def message(ctx: RunContext) -> dict[str, str]:
     return fields
 
 
-def _child_env(fields: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in (API_KEY_ENV, "HF_TOKEN", NOTIFY_URL_ENV)}
-    env.update({f"FULLCYCLE_{k.upper()}": v for k, v in fields.items() if k != "text"})
-    return env
-
-
 def run_command(command: str, fields: dict[str, str], timeout_s: float) -> dict[str, Any]:
     """The user's command, in its own process group, so a hung one is ended whole at the timeout."""
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(command, shell=True, env=_child_env(fields), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(command, shell=True, env=child_env(**{f"FULLCYCLE_{k.upper()}": v for k, v in fields.items() if k != "text"}), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     except OSError as exc:
         return {"error": f"could not start: {exc}"}

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tasks.core.errors import FullcycleError
 from tasks.core.paths import cache_dir
+from tasks.core.secrets import child_env
 from tasks.core.settings import Settings
 
 SYSTEMCTL_ENV = "FULLCYCLE_SYSTEMCTL"  # another systemctl (the tests' double); else the one on PATH
@@ -99,7 +100,8 @@ def cron_line(j: Job, hour: int, minute: int) -> str:
 def _systemctl(*args: str) -> subprocess.CompletedProcess:
     tool = os.environ.get(SYSTEMCTL_ENV) or "systemctl"
     try:
-        return subprocess.run([tool, "--user", *args], capture_output=True, text=True, timeout=30, check=False)
+        return subprocess.run([tool, "--user", *args], capture_output=True, text=True, timeout=30, check=False,
+                              env=child_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess([tool], 127, "", str(exc))
 
@@ -112,7 +114,8 @@ def systemd_runs_the_session() -> bool:
 def _crontab(*args: str, text: str | None = None) -> subprocess.CompletedProcess:
     tool = os.environ.get(CRONTAB_ENV) or "crontab"
     try:
-        return subprocess.run([tool, *args], input=text, capture_output=True, text=True, timeout=30, check=False)
+        return subprocess.run([tool, *args], input=text, capture_output=True, text=True, timeout=30, check=False,
+                              env=child_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess([tool], 127, "", str(exc))
 

@@ -9,6 +9,8 @@ and if they differ (the user changed the config meanwhile) that trainer is stopp
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +19,7 @@ from tasks.context import RunContext
 from tasks.core import logs
 from tasks.core.errors import TransportError
 from tasks.core.retry import GaveUp, Policy, retry
+from tasks.core.secrets import HF_TOKEN_ENV
 from tasks.pod import manifest
 from tasks.pod.lifecycle import connect_or_keep, vanished
 from tasks.providers.base import Pod
@@ -25,6 +28,7 @@ from tasks.transport.connection import Connection, check
 log = logging.getLogger(logs.LOGGER)
 
 UPLOAD_ATTEMPTS = 3
+TOKEN_FILE = "hf_token"  # in the pod's work folder; remote/train_runner.sh reads it into HF_TOKEN, then deletes it
 
 
 def _stage_links(staging: Path, inputs: Mapping[str, Path]) -> None:
@@ -86,6 +90,8 @@ def upload_inputs(ctx: RunContext) -> list[str] | None:
             mode = "replace"
             outcome = retry(lambda: _upload_once(ctx, pod, conn, inputs, local, mode), "upload attempt", policy,
                             (TransportError,))
+        if ctx.provider.rents_pods:
+            send_token(conn, pod)
     except GaveUp as exc:
         vanished(ctx, pod, "upload")
         raise TransportError(str(exc)) from None
@@ -96,3 +102,16 @@ def upload_inputs(ctx: RunContext) -> list[str] | None:
     log.info("Upload verified on pod %s: %d files (%s); %s", pod.pod_id, len(lines), outcome,
              manifest.config_line(lines))
     return lines
+
+
+def send_token(conn: Connection, pod: Pod) -> None:
+    """The model hub's token (a gated base model is downloaded on the pod), into a file only the pod's
+    user may read, over the ssh session's stdin: never in the create request (RunPod returns a pod's
+    env to whoever lists pods) and never on a command line. The training run reads it and removes it."""
+    token = os.environ.get(HF_TOKEN_ENV)
+    if not token:
+        return
+    work = pod.remote["work_dir"]
+    command = f"umask 077 && mkdir -p {shlex.quote(work)} && cat > {shlex.quote(work + '/' + TOKEN_FILE)}"
+    check(conn.run(command, stdin=token.encode(), timeout=120), "send the model hub token", conn)
+

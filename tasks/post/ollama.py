@@ -12,6 +12,7 @@ from typing import Any
 
 from tasks.context import RunContext
 from tasks.core.files import read_record
+from tasks.core.secrets import child_env
 from tasks.post.outcomes import gguf_path, modelfile_path, record, skip, skipped
 
 log = logging.getLogger("fullcycle")
@@ -58,7 +59,7 @@ def _ollama_create(ctx: RunContext, ollama: str, name: str) -> tuple[bool, str]:
 
     try:
         proc = sh.Command(ollama)("create", name, "-f", str(modelfile_path(ctx)), _cwd=str(ctx.paths.out_root),
-                                  _timeout=600, _ok_code=range(256), _return_cmd=True, _err_to_out=True)
+                                  _env=child_env(), _timeout=600, _ok_code=range(256), _return_cmd=True, _err_to_out=True)
     except sh.TimeoutException:
         return False, "ollama create timed out"
     said = str(proc).strip()[-300:]
@@ -76,7 +77,7 @@ def _merge(ctx: RunContext) -> tuple[Path | None, str]:
                       else f"{post.llama_export_lora} is not on PATH")
     merged = ctx.paths.out_root / "merged.gguf"
     proc = sh.Command(tool)("-m", str(Path(post.base_gguf).expanduser()), "--lora", str(gguf_path(ctx)),
-                            "-o", str(merged), _ok_code=range(256), _return_cmd=True, _err_to_out=True, _timeout=3600)
+                            "-o", str(merged), _env=child_env(), _ok_code=range(256), _return_cmd=True, _err_to_out=True, _timeout=3600)
     if proc.exit_code != 0 or not merged.is_file():
         return None, f"llama-export-lora failed: {str(proc).strip()[-300:]}"
     return merged, "merged with llama-export-lora"

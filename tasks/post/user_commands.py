@@ -8,6 +8,7 @@ import shlex
 
 from tasks.context import RunContext
 from tasks.core.errors import FullcycleError
+from tasks.core.secrets import child_env
 from tasks.post.outcomes import gguf_path, record
 
 log = logging.getLogger("fullcycle")
@@ -25,7 +26,8 @@ def run_user_commands(ctx: RunContext) -> None:
         for key, value in names.items():
             command = command.replace(key, shlex.quote(value))
         log.info("post-step: %s", command)
-        proc = sh.bash("-c", command, _cwd=str(ctx.paths.project_root), _ok_code=range(256), _return_cmd=True,
+        proc = sh.bash("-c", command, _cwd=str(ctx.paths.project_root), _env=child_env(), _ok_code=range(256),
+                       _return_cmd=True,
                        _out=lambda line: log.info("post | %s", line.rstrip()),
                        _err=lambda line: log.info("post | %s", line.rstrip()))
         results.append({"command": command, "exit_code": proc.exit_code})

@@ -8,7 +8,6 @@ provider's connection runs the same commands with bash, so both providers share 
 from __future__ import annotations
 
 import io
-import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import sh
 
 from tasks.core.errors import TransportError
 from tasks.core.paths import REMOTE_DIR
-from tasks.core.settings import API_KEY_ENV
+from tasks.core.secrets import HF_TOKEN_ENV, child_env
 from tasks.transport.modes import ConnectionMode
 from tasks.transport.modes import parse as parse_mode
 
@@ -53,11 +52,6 @@ class Result:
         return self.stdout.decode("utf-8", "replace")
 
 
-def _child_env() -> dict[str, str]:
-    """Children never see the API key: nothing they log or dump can leak it."""
-    return {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
-
-
 @dataclass
 class Connection:
     """Base: run a command on the pod with its stdin/stdout as streams."""
@@ -70,6 +64,10 @@ class Connection:
 
     def argv(self, command: str) -> list[str]:
         raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        """What the local processes of a command see: no secret (ssh sends none of it anyway)."""
+        return child_env()
 
     @property
     def binary_safe(self) -> bool:
@@ -137,7 +135,7 @@ class Connection:
         try:
             proc = sh.Command(argv[0])(
                 *argv[1:], _in=stdin, _out=sink, _out_bufsize=1, _err=err.append, _ok_code=range(256),
-                _timeout=timeout, _env=_child_env(), _return_cmd=True,
+                _timeout=timeout, _env=self.env(), _return_cmd=True,
             )
         except sh.TimeoutException:
             raise TransportError(f"{self.describe()}: command timed out after {timeout}s") from None
@@ -154,6 +152,10 @@ class LocalConnection(Connection):
 
     def argv(self, command: str) -> list[str]:
         return ["bash", "-c", f"cd {shlex.quote(str(self.cwd))} && {command}"]
+
+    def env(self) -> dict[str, str]:
+        """The local 'pod' trains here: a gated base model is downloaded with the hub token."""
+        return child_env(keep=(HF_TOKEN_ENV,))
 
 
 @dataclass
@@ -232,7 +234,7 @@ class PtyConnection(SshConnection):
 
         if self._pty is None or not self._pty.alive:
             self.counter.sessions += 1
-            self._pty = PtySession(self.pty_argv(), _child_env(), self.ready_timeout_s)
+            self._pty = PtySession(self.pty_argv(), self.env(), self.ready_timeout_s)
         return self._pty
 
     def run(self, command: str, *, stdin: IO[bytes] | bytes | None = None, out: Any = None,
@@ -260,7 +262,7 @@ class PtyConnection(SshConnection):
         tar = subprocess.Popen(["bash", "-o", "pipefail", "-c",
                                 f"tar -b 2048 {TAR_EXCLUDES} -chf - -C {shlex.quote(str(staging))} "
                                 f"{' '.join(shlex.quote(n) for n in names)} | gzip -1 | base64 -w0"],
-                               stdout=subprocess.PIPE, env=_child_env())
+                               stdout=subprocess.PIPE, env=self.env())
         try:
             receive = script_command("receive.sh", remote_dir, run_dir, "base64-gzip", mode, *names)
             result = self.run(receive, stdin=tar.stdout)

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from tasks.core.secrets import NAMES, child_env
 from tasks.core.settings import Settings
 from tasks.web.status import holder, paths_for
 
@@ -56,7 +57,7 @@ class Launcher:
             argv = [sys.executable, "-m", "doit", "-f", str(self.dodo), "full_cycle", "--date", date]
             child = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=console,
                                      stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env=child_env(keep=NAMES, PYTHONUNBUFFERED="1"))  # this tool itself
             console.close()
             self.children[date] = child
             threading.Thread(target=child.wait, daemon=True).start()  # reaped when it ends: no zombie

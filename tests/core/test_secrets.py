@@ -80,3 +80,32 @@ def test_a_key_only_in_a_private_file_reaches_runpod(tmp_path, fake_api):
     proj.env[secrets.SECRETS_ENV] = str(_file(proj.root, f"RUNPOD_API_KEY={API_KEY}\n"))
     planned = proj.doit("volume", check=True)
     assert "network volume 'fullcycle-models'" in planned.stdout and API_KEY not in planned.stdout
+
+
+def test_no_child_process_sees_a_secret_but_those_it_needs(monkeypatch):
+    monkeypatch.setenv("RUNPOD_API_KEY", KEY)
+    monkeypatch.setenv("HF_TOKEN", "hf_sentinel")
+    monkeypatch.setenv("FULLCYCLE_NOTIFY_URL", "https://hooks.example/secret-path")
+    monkeypatch.setenv("PATH_LIKE_THING", "kept")
+    env = secrets.child_env(EXTRA="1")
+    assert not {"RUNPOD_API_KEY", "HF_TOKEN", "FULLCYCLE_NOTIFY_URL"} & set(env)
+    assert env["PATH_LIKE_THING"] == "kept" and env["EXTRA"] == "1"
+    assert secrets.child_env(keep=("HF_TOKEN",))["HF_TOKEN"] == "hf_sentinel"  # the local trainer's download
+
+
+def test_user_commands_and_the_dataset_command_never_get_the_runpod_key(tmp_path):
+    """[post] commands and the command dataset builder are the user's own programs: they get the
+    environment less every secret (they used to get all of it)."""
+    from tests.helpers import make_project
+
+    dump = tmp_path / "seen"
+    src = tmp_path / "notes.jsonl"
+    src.write_text("".join(f'{{"instruction": "say {i}", "output": "{i}"}}\n' for i in range(40)))
+    proj = make_project(tmp_path / "proj", dataset={"builder": "command",
+                                                    "command": f"env > {dump}.builder; cp {src} {{out}}"},
+                        post={"commands": [f"env > {dump}.post"]})
+    proj.env.update(RUNPOD_API_KEY=KEY, HF_TOKEN="hf_sentinel_token")
+    proj.doit("full_cycle", check=True)
+    for who in ("builder", "post"):
+        seen = (tmp_path / f"seen.{who}").read_text()
+        assert KEY not in seen and "hf_sentinel_token" not in seen and "PATH=" in seen, who
