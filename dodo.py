@@ -17,6 +17,7 @@ from doit.tools import config_changed
 from tasks import catalog
 from tasks.context import RunContext
 from tasks.core.settings import SettingsError
+from tasks.model import hubcheck
 from tasks.model.tiny import BASE_MODEL, tiny_files
 from tasks.pipeline import commands, uptodate
 from tasks.pipeline.actions import Reporter, doit_action, teardown_action
@@ -93,10 +94,8 @@ def task_check_stale_pods():
 
 
 def task_check_model():
-    t = CTX.settings.training
-    return _stage("check_model", targets=[str(P.model_check_file)],
-                  uptodate=[config_changed(repr((t.base_model, t.quantize, t.tiny_architecture, CTX.settings.runpod.gpu_types,
-                                                 os.environ.get("HF_ENDPOINT", ""))))])
+    # the check is computed from exactly these: none it reads can be missing here
+    return _stage("check_model", targets=[str(P.model_check_file)], uptodate=[config_changed(hubcheck.inputs(CTX.settings))])
 
 
 def task_build_dataset():
@@ -114,8 +113,7 @@ def task_clean_dataset():
 
 def task_write_config():
     return _stage("write_config", file_dep=[str(P.model_check_file), str(P.heldout_file)], targets=[str(P.config_file)],
-                  uptodate=[config_changed(repr((CTX.settings.training_config(), CTX.settings.dataset.too_long,
-                                                 CTX.settings.eval)))])
+                  uptodate=[uptodate.config_current(CTX)])
 
 
 def task_build_tiny_model():

@@ -181,18 +181,30 @@ def _check_fits(settings: Settings, date: str, adapter: Path) -> None:
                           + "; ".join(differ) + "; set the same values or start_from = \"base\". Nothing was rented")
 
 
-def write(settings: Settings, paths: RunPaths, verdict: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write config.json and prove it parses back to the same values (seed: 'then validate it parses')."""
-    path = paths.config_file
+def compose(settings: Settings, paths: RunPaths, verdict: dict[str, Any] | None) -> tuple[dict[str, Any], Any]:
+    """config.json as the settings, the model check and the history make it now, and the previous
+    adapter it names; nothing is written (the up-to-date check compares it with the file)."""
     config = build(settings, verdict)
     previous = _previous(settings, paths)
-    write_json(paths.previous_file, previous or {})
     heldout = paths.heldout_file.exists() and paths.heldout_file.stat().st_size > 0
     config["eval"] = {"heldout": PodNames.HELDOUT if heldout else None,
                       "previous_adapter": PodNames.PREVIOUS_DIR if previous else None,
                       "previous_date": (previous or {}).get("date"), "prompts": _prompts(settings, paths),
                       "max_new_tokens": settings.eval.max_new_tokens}
     config["start_from"] = PodNames.PREVIOUS_DIR if previous and settings.training.start_from == "latest" else None
+    return json.loads(json.dumps(config)), previous  # as it reads back: tuples are lists in JSON
+
+
+def is_current(ctx: RunContext) -> bool:
+    """write_config's up-to-date check: config.json holds what the stage would write now."""
+    return read_record(ctx.paths.config_file) == compose(ctx.settings, ctx.paths, read_json(ctx.paths.model_check_file))[0]
+
+
+def write(settings: Settings, paths: RunPaths, verdict: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write config.json and prove it parses back to the same values (seed: 'then validate it parses')."""
+    path = paths.config_file
+    config, previous = compose(settings, paths, verdict)
+    write_json(paths.previous_file, previous or {})
     write_json(path, config)
     back = read_json(path)
     missing = [k for k in REQUIRED if k not in back]

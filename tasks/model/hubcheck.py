@@ -18,6 +18,7 @@ from typing import Any
 
 from tasks.context import RunContext
 from tasks.core.errors import FullcycleError
+from tasks.core.settings import TINY, Settings
 
 log = logging.getLogger("fullcycle")
 
@@ -312,38 +313,54 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
     return verdict
 
 
+def inputs(settings: Settings) -> dict[str, Any]:
+    """Everything the model check reads, and nothing else: `check_model` is computed from exactly these,
+    and its up-to-date check (dodo.py) compares exactly these, so no setting the check uses can be left
+    out of it (a changed gpu_count or moe_build checks the model again)."""
+    t, r = settings.training, settings.runpod
+    return {"model": t.base_model, "quantize": t.quantize, "moe_build": t.moe_build,
+            "tiny_architecture": t.tiny_architecture, "gpu_types": list(r.gpu_types), "gpu_count": r.gpu_count,
+            "link_mb_s": r.download_mb_s, "volume": bool(r.network_volume_id),
+            "endpoint": os.environ.get("HF_ENDPOINT") or None}
+
+
+def judge(model: str, quantize: str, moe_build: str, tiny_architecture: str, gpu_types: list[str], gpu_count: int,
+          link_mb_s: float, volume: bool, endpoint: str | None) -> dict[str, Any]:
+    """The verdict model-check.json holds: a local model's architecture, or the hub's answer (check)."""
+    if model == TINY or model.startswith(("/", "./", "~")) or Path(model).expanduser().is_dir():
+        local = _local_config(model, tiny_architecture)
+        verdict = {"base_model": model, "checked": False, "reason": "a local model: nothing to ask the hub",
+                   "model_to_load": model, "load_in_4bit": quantize == "always", "base_config": local}
+        verdict.update(gguf_note(local))
+        return verdict
+    verdict = check(model, tuple(gpu_types), quantize, endpoint, link_mb_s=link_mb_s, volume=volume,
+                    moe_build=moe_build, gpu_count=gpu_count)
+    log.info("Base model %s: %s", model,
+             f"~{verdict['needed_gb']} GB in {verdict['precision']}, loading {verdict['model_to_load']}"
+             if verdict.get("needed_gb") else ("exists on the hub" if verdict["checked"] else "not checked"))
+    return verdict
+
+
 def check_model(ctx: RunContext) -> None:
     """The check_model stage: model-check.json, what will be loaded on which GPUs (or a refusal)."""
     from tasks.core.files import write_json
 
-    t = ctx.settings.training
-    if t.is_local or Path(t.base_model).expanduser().is_dir():
-        local = _local_config(ctx)
-        verdict = {"base_model": t.base_model, "checked": False, "reason": "a local model: nothing to ask the hub",
-                   "model_to_load": t.base_model, "load_in_4bit": t.quantize == "always", "base_config": local}
-        verdict.update(gguf_note(local))
-    else:
-        r = ctx.settings.runpod
-        verdict = check(t.base_model, r.gpu_types, t.quantize, link_mb_s=r.download_mb_s,
-                        volume=bool(r.network_volume_id), moe_build=t.moe_build, gpu_count=r.gpu_count)
-        log.info("Base model %s: %s", t.base_model,
-                 f"~{verdict['needed_gb']} GB in {verdict['precision']}, loading {verdict['model_to_load']}"
-                 if verdict.get("needed_gb") else ("exists on the hub" if verdict["checked"] else "not checked"))
+    verdict = judge(**inputs(ctx.settings))
     if verdict.get("data_parallel"):
         log.info("%s", verdict["data_parallel"])
     write_json(ctx.paths.model_check_file, verdict)
 
 
-def _local_config(ctx: RunContext) -> dict[str, Any] | None:
+def _local_config(model: str, tiny_architecture: str) -> dict[str, Any] | None:
     """The architecture of a local base model: the tiny one's family, or the folder's config.json."""
-    if ctx.settings.training.is_tiny:
+    if model == TINY:
         from tasks.model import families
 
-        fam = families.family(ctx.settings.training.tiny_architecture)
+        fam = families.family(tiny_architecture)
         return {"architectures": [fam.model_class], "model_type": fam.model_type}
     from tasks.core.files import read_json
 
     try:
-        return read_json(Path(ctx.settings.training.base_model).expanduser() / "config.json")
+        return read_json(Path(model).expanduser() / "config.json")
     except (OSError, ValueError):
         return None

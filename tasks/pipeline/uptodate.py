@@ -70,6 +70,13 @@ def pod_in_use(ctx: RunContext) -> Check:
                  lambda: lazy("tasks.pod.lifecycle:pod_in_use")(ctx))
 
 
+def config_current(ctx: RunContext) -> Check:
+    """config.json compared with what write_config would write now: every value it holds is checked, so
+    no setting it reads can be left out of the check."""
+    return Check("config.json is what the settings and the model check make now",
+                 lambda: lazy("tasks.data.trainconfig:is_current")(ctx))
+
+
 def pod_terminated(ctx: RunContext) -> Check:
     return Check("the recorded pod is terminated", lambda: lazy("tasks.pod.lifecycle:is_terminated")(ctx))
 
