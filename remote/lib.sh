@@ -40,3 +40,40 @@ trainer_state() {
 b64_decode() {
   if command -v openssl >/dev/null 2>&1; then openssl base64 -d -A; else base64 -d; fi
 }
+
+# rest METHOD URL [JSON]: one call to RunPod's REST API with the pod's own key, which is read from the
+# environment and never put on a command line (other processes on the pod could read it there).
+rest() {
+  [ -n "${RUNPOD_API_KEY:-}" ] || return 1
+  if command -v curl >/dev/null 2>&1; then
+    local body=()
+    [ -n "${3:-}" ] && body=(-H 'Content-Type: application/json' --data "$3")
+    printf 'Authorization: Bearer %s\n' "$RUNPOD_API_KEY" |
+      curl -fsS -m 30 -o /dev/null -X "$1" -H @- "${body[@]}" "$2"
+  else
+    python3 -c 'import os, sys, urllib.request
+req = urllib.request.Request(sys.argv[2], data=sys.argv[3].encode() or None, method=sys.argv[1],
+    headers={"Authorization": "Bearer " + os.environ["RUNPOD_API_KEY"], "Content-Type": "application/json"})
+urllib.request.urlopen(req, timeout=30)' "$1" "$2" "${3:-}"
+  fi
+}
+
+# end_pod POD_ID REST_URL: delete the pod (REST, then runpodctl); failing both, stop it (its disk bills on).
+end_pod() {
+  echo "watchdog: $(date -u +%FT%TZ): the maximum runtime is up: ending pod $1"
+  if rest DELETE "$2/v2/pods/$1"; then echo "watchdog: deleted pod $1 (REST)"; return 0; fi
+  if command -v runpodctl >/dev/null 2>&1 && runpodctl remove pod "$1"; then
+    echo "watchdog: deleted pod $1 (runpodctl remove pod)"
+    return 0
+  fi
+  if rest POST "$2/v2/pods/$1/action" '{"action":"stop"}'; then
+    echo "watchdog: could not delete pod $1: stopped it (REST); its disk bills until it is deleted"
+    return 0
+  fi
+  if command -v runpodctl >/dev/null 2>&1 && runpodctl stop pod "$1"; then
+    echo "watchdog: could not delete pod $1: stopped it (runpodctl); its disk bills until it is deleted"
+    return 0
+  fi
+  echo "watchdog: could neither delete nor stop pod $1: it runs on until it is ended from outside"
+  return 1
+}

@@ -153,7 +153,7 @@ def fake_api(request, tmp_path):
 
 @pytest.fixture
 def gateway(sshd, fake_api, tmp_path):
-    gw = GatewayDouble(tmp_path, fake_api.route_host, sshd.client_key).start()
+    gw = GatewayDouble(tmp_path, fake_api.route_host, sshd.client_key, keys=fake_api.proxy_keys).start()
     yield gw
     gw.stop()
 
@@ -171,7 +171,8 @@ def runpod_project(root: Path, sshd: Sshd | None, api: FakeRunpod, *, backend: s
     if gateway:
         runpod.update({"gateway_host": "127.0.0.1", "gateway_port": gateway.port})
     runpod.update(sections.pop("runpod", {}))
-    ssh = {"probe_timeout_s": 20, "reconnect_delay_s": 0.2, **sections.pop("ssh", {})}
+    # direct ssh is waited for 1 s (90 by default): the double publishes it at once, or never
+    ssh = {"probe_timeout_s": 20, "reconnect_delay_s": 0.2, "direct_grace_s": 1, **sections.pop("ssh", {})}
     remote = {"input_dir": str(pod / "workspace" / "input"), "output_dir": str(pod / "output" / "adapter"),
               "work_dir": str(pod / "workspace" / "fullcycle"), "python": sys.executable,
               "hf_home": str(pod / "hf-home"), **sections.pop("remote", {})}

@@ -26,8 +26,7 @@ CONFIG_ENV = "FULLCYCLE_CONFIG"
 DATE_ENV = "FULLCYCLE_DATE"
 ROOT_ENV = "FULLCYCLE_PROJECT_ROOT"
 PROVIDER_ENV = "FULLCYCLE_PROVIDER"
-API_KEY_ENV = "RUNPOD_API_KEY"
-NOTIFY_URL_ENV = "FULLCYCLE_NOTIFY_URL"  # a webhook's URL is a secret: it may come from the secrets file
+API_KEY_ENV, NOTIFY_URL_ENV = secrets.API_KEY_ENV, secrets.NOTIFY_URL_ENV
 TINY = "tiny"  # [training] base_model that means "build the tiny model here" (tasks/model/tiny.py)
 # The families the tiny model can be built as; tasks/model/families.py builds them (a test keeps the
 # two in step), named here so that loading the settings imports no model code.
@@ -141,8 +140,9 @@ class RunpodSettings:
     ready_timeout_s: float = field(default=900, metadata=_rule(1, 86_400))
     poll_interval_s: float = field(default=5, metadata=_rule(0.05, 600))
     retry_base_s: float = field(default=1.0, metadata=_rule(0.0, 60))
+    # RunPod not answering about a pod is asked again this long, then the stage fails (never read as "gone")
+    unknown_timeout_s: float = field(default=300, metadata=_rule(0, 86_400))
     max_runtime_h: float = field(default=6, metadata=_rule(0.0001, 168))
-    watchdog_command: str = "runpodctl remove pod {pod_id}"
     reap: str = field(default="report", metadata=_rule(choices=("off", "report", "terminate")))
     ssh_key_path: str = "~/.ssh/id_ed25519"
     gateway_host: str = "ssh.runpod.io"
@@ -249,8 +249,10 @@ class Settings:
             secrets.fill_environment(self.project.secrets_file)
         return os.environ.get(API_KEY_ENV) or None
 
-    def training_config(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.training)
+
+# Settings that are gone, and what took their place: a file that still has one is told, not ignored.
+REMOVED: dict[tuple[str, str], str] = {("runpod", "watchdog_command"): (
+    "the pod's watchdog ends the pod with the pod's own key, REST first (remote/watchdog.sh); delete the line")}
 
 
 def _suggest(name: str, known: list[str]) -> str:
@@ -300,6 +302,8 @@ def _section(source: str, name: str, raw: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in raw.items():
+        if (name, key) in REMOVED:
+            raise SettingsError(f"{source}: [{name}] {key} is no longer a setting: {REMOVED[(name, key)]}")
         if key not in fields:
             raise SettingsError(f"{source}: unknown setting [{name}] {key}{_suggest(key, list(fields))}")
         values[key] = _coerce(f"{source}: [{name}] {key}", fields[key], value)

@@ -31,7 +31,16 @@ def reap(ctx: RunContext, terminate: bool) -> Any:
 
 
 def check_stale_pods(ctx: RunContext) -> Any:
-    """Before a run: what a crashed run left, reported (or ended, per [runpod] reap)."""
+    """Before a run: what a crashed run left, reported (or ended, per [runpod] reap). The date's lock is
+    taken first, so the pod a crashed run left for this very date counts as this run's own (create_pod
+    resumes it) and is never reaped just before it would have been; another live run's pod is spared."""
+    from tasks.core import lock
+
+    try:
+        lock.acquire(ctx.paths.lock_file, ctx.attempt.locks)
+    except lock.RunLocked as exc:
+        log.warning("reaper: not checking: %s", exc)  # the first stage says the same, and stops
+        return None
     return reap(ctx, ctx.settings.runpod.reap == "terminate")
 
 

@@ -19,7 +19,7 @@ from tasks.core.errors import ProviderError
 from tasks.core.files import read_record
 from tasks.core.paths import RunPaths
 from tasks.pod import manifest
-from tasks.providers.base import Pod
+from tasks.providers.base import Fate, Pod, PodUnknown
 from tasks.record.attempts import append_event
 from tasks.transport.connection import Connection
 
@@ -51,30 +51,52 @@ def inputs_unchanged(ctx: RunContext) -> bool:
 
 
 def record_terminated(paths: RunPaths, attempt_id: str, pod: Pod, how: str) -> None:
-    """The one way a pod's end is recorded: pod.json, then the date's attempts log."""
-    pod.mark_terminated(now())
+    """The one way a pod's end is recorded (after the provider confirmed it gone following a DELETE):
+    pod.json, then the date's attempts log."""
+    pod.mark_terminated(now(), how)
     pod.save(paths.pod_file)
     append_event(paths, attempt_id, "pod_terminated", pod_id=pod.pod_id, how=how)
 
 
+def end_unusable(ctx: RunContext, pod: Pod, fate: Fate, status: str) -> str:
+    """A pod that can run nothing more: deleted and verified gone, whatever its state. A stopped pod
+    (EXITED, ERROR) still bills its disk; one already gone is deleted all the same (idempotent), so
+    the record says "terminated" only where the provider confirmed it after a DELETE. Returns why."""
+    if fate is Fate.STOPPED:
+        how = f"stopped outside this run (RunPod said {status}); deleted"
+    else:
+        how = f"ended outside this run (RunPod said {status})"
+    log.warning("Pod %s recorded in %s: %s", pod.pod_id, ctx.paths.pod_file, how)
+    ctx.provider.terminate(pod)
+    record_terminated(ctx.paths, ctx.attempt.id, pod, how)
+    return how
+
+
 def is_live(ctx: RunContext, pod: Pod) -> bool:
-    """Fresh provider data, not pod.json; a pod found gone is recorded as such."""
+    """Fresh provider data, not pod.json: alive, or ended here and recorded (deleted and verified).
+    An unanswered question raises PodUnknown: a pod that may live is never replaced."""
     if pod.terminated:
         return False
-    if ctx.provider.is_alive(pod):
+    fate, status = ctx.provider.fate(pod)
+    if fate is Fate.ALIVE:
         return True
-    log.warning("Pod %s recorded in %s is no longer running", pod.pod_id, ctx.paths.pod_file)
-    record_terminated(ctx.paths, ctx.attempt.id, pod, "found gone")
+    end_unusable(ctx, pod, fate, status)
     return False
 
 
 def pod_in_use(ctx: RunContext) -> bool:
-    """create_pod's up-to-date check: the recorded pod is alive, or it already delivered the adapter."""
+    """create_pod's up-to-date check: the recorded pod is alive, or it already delivered the adapter.
+    Asked once, without waiting: an unanswered question makes the stage run, and the stage asks
+    patiently before it rents anything."""
     pod = load_pod(ctx)
     if pod is None:
         return False
     if not pod.terminated:
-        return ctx.provider.is_alive(pod) or delivered(ctx, pod)
+        try:
+            if ctx.provider.fate(pod, patient=False)[0] is Fate.ALIVE:
+                return True
+        except PodUnknown:
+            return False
     return delivered(ctx, pod)
 
 
@@ -159,13 +181,15 @@ def record_billed(ctx: RunContext, pod: Pod) -> None:
 
 
 def vanished(ctx: RunContext, pod: Pod, stage: str) -> None:
-    """Before giving up on a pod that stopped answering: if it was ended outside this run, say so."""
-    fate = ctx.provider.fate(pod)
-    if fate is None:
+    """Before giving up on a pod that stopped answering: if it was stopped or ended outside this run,
+    delete it, verify, record why, and say so."""
+    fate, status = ctx.provider.fate(pod)
+    if fate is Fate.ALIVE:
         return
-    log.error("%s", fate)
-    record_terminated(ctx.paths, ctx.attempt.id, pod, "outside this run")
-    raise PodGone(f"{stage}: {fate}; `doit full_cycle --date {ctx.paths.date}` rents a new pod and trains again")
+    how = end_unusable(ctx, pod, fate, status)
+    what = "stopped" if fate is Fate.STOPPED else "terminated"
+    raise PodGone(f"{stage}: pod {pod.pod_id} was {what} outside this run ({how}); "
+                  f"`doit full_cycle --date {ctx.paths.date}` rents a new pod and trains again")
 
 
 def ensure_terminated(ctx: RunContext) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -14,6 +15,19 @@ from tasks.transport.connection import Connection
 
 class UnreadablePod(ProviderError):
     """pod.json is there and cannot be trusted: nothing may assume there is no pod."""
+
+
+class PodUnknown(ProviderError):
+    """The provider would not say what became of the pod for the whole time it was asked: the pod may
+    still be billing, so nothing may act as if it were gone (no second rental, no "terminated")."""
+
+
+class Fate(str, enum.Enum):
+    """What the provider says of a pod; an error is none of these (PodUnknown)."""
+
+    ALIVE = "alive"  # provisioning, starting or running: usable, and billing
+    STOPPED = "stopped"  # EXITED or ERROR: it runs nothing, and its disk bills until it is deleted
+    GONE = "gone"  # 404 or TERMINATED: nothing bills
 
 
 @dataclass
@@ -44,6 +58,7 @@ class Pod:
     terminate_requested_at: str | None = None
     terminated: bool = False
     terminated_at: str | None = None
+    terminated_how: str | None = None  # our stage, or what we found (stopped outside this run, gone) before deleting
     terminate_error: str | None = None
     cost_usd_billed: float | None = None  # what the provider billed, asked after termination
 
@@ -52,9 +67,12 @@ class Pod:
         """Where the pod-side scripts keep the training's log, pid, exit code and packed adapter."""
         return self.remote["work_dir"] + "/run"
 
-    def mark_terminated(self, at: str) -> None:
+    account_key: str | None = None  # whether RunPod's proxy knows our key from the account, or only SSH_PUBLIC_KEY
+
+    def mark_terminated(self, at: str, how: str = "") -> None:
         """Gone, verified: the first time it was seen gone stays the time it was gone."""
         self.terminated, self.terminated_at, self.terminate_error = True, self.terminated_at or at, None
+        self.terminated_how = self.terminated_how or how or None
 
     def save(self, path: Path) -> None:
         write_json(path, dataclasses.asdict(self))
@@ -91,17 +109,15 @@ class Provider(Protocol):
     def connect(self, pod: Pod) -> Connection:
         """A connection that runs commands on a ready pod."""
 
-    def is_alive(self, pod: Pod) -> bool:
-        """Whether the pod still exists and can run commands (fresh API data, not pod.json)."""
+    def fate(self, pod: Pod, patient: bool = True) -> tuple[Fate, str]:
+        """What the provider says of the pod now (fresh data, not pod.json), with its own word for it.
+        An error is not an answer: it is asked again for a bounded time (`patient`), then PodUnknown."""
 
     def terminate(self, pod: Pod) -> None:
-        """Terminate and verify; raise ProviderError if the pod may still be billing."""
+        """Delete and verify gone; raise ProviderError if the pod may still be billing."""
 
     def list_pods(self) -> list:
         """Every pod the account has (PodInfo-like: id, name, status, uptime_s), for the reaper."""
-
-    def fate(self, pod: Pod) -> str | None:
-        """What became of a pod this run cannot reach (terminated or stopped outside it); None: still there."""
 
     def billed(self, pod: Pod) -> float | None:
         """What the provider billed for the terminated pod (USD); None when it does not say (yet)."""

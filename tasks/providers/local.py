@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tasks.core.dates import now
 from tasks.core.paths import RunPaths
 from tasks.core.settings import Settings
-from tasks.providers.base import Pod
+from tasks.providers.base import Fate, Pod
 from tasks.transport.connection import Connection, LocalConnection
 from tasks.transport.modes import ConnectionMode
 
@@ -56,8 +56,9 @@ class LocalProvider:
     def connect(self, pod: Pod) -> Connection:
         return LocalConnection(cwd=self.root, counter=self.attempt)
 
-    def fate(self, pod: Pod) -> str | None:
-        return None if self.root.is_dir() else f"pod {pod.pod_id} was removed outside this run ({self.root} is gone)"
+    def fate(self, pod: Pod, patient: bool = True) -> tuple[Fate, str]:
+        """Its folder is the pod: there while it lives."""
+        return (Fate.ALIVE, "its folder is there") if self.root.is_dir() else (Fate.GONE, f"{self.root} is gone")
 
     def billed(self, pod: Pod) -> float | None:
         """Nobody bills the local machine."""
@@ -65,9 +66,6 @@ class LocalProvider:
 
     def container_log(self, pod: Pod) -> str | None:
         return None
-
-    def is_alive(self, pod: Pod) -> bool:
-        return not pod.terminated and self.root.is_dir()
 
     def list_pods(self) -> list:
         """The local provider rents nothing: there is never a pod to reap."""

@@ -192,7 +192,8 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         "provider": provider,
         "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "image", "image_pull",
                                           "created_at", "running_at", "ready_at", "terminate_requested_at",
-                                          "terminated_at", "terminate_error", "ssh_port", "connection_source",
+                                          "terminated_at", "terminated_how", "terminate_error", "ssh_port", "connection_source",
+                                          "account_key",
                                           "transport_notes", "network_volume_id", "data_center")}
         if pod else None,
         "billed_seconds": billed,

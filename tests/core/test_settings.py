@@ -19,6 +19,8 @@ from tests.helpers import make_project, write_settings
         ({"training": {"base_model": "not an id"}}, "neither 'tiny', a local path, nor an 'org/name' model id"),
         ({"training": {"quantize": "maybe"}}, "[training] quantize: 'maybe' is not one of auto, never, always"),
         ({"runpod": {"gpu_types": []}}, "[runpod] gpu_types: expected a non-empty list"),
+        ({"runpod": {"watchdog_command": "runpodctl remove pod {pod_id}"}},
+         "[runpod] watchdog_command is no longer a setting: the pod's watchdog ends the pod with the pod's own key"),
     ],
 )
 def test_bad_settings_name_the_field(tmp_path, monkeypatch, sections, message):

@@ -24,6 +24,8 @@ import jsonschema
 from graphql import build_schema, execute_sync, parse, validate
 from graphql.error import GraphQLError
 
+from tests.doubles.sshpod import PortForward
+
 # RunPod's REST v2 OpenAPI spec, vendored so the tests run from a clone with nothing beside it.
 SPEC_PATH = Path(__file__).resolve().parent / "runpod-v2-openapi.json"
 CAPACITY = "There are no longer any instances available with the requested specifications. Please refresh and try again."
@@ -65,10 +67,12 @@ class FakePod:
     host_id: str
     env: dict[str, str]
     created: float = field(default_factory=time.time)
-    status: str = "RUNNING"
+    status: str = "RUNNING"  # RUNNING once the runtime is up (until then the API says STARTING), EXITED, ERROR, TERMINATED
     polls: int = 0
     terminated_at: float | None = None
     image: str = "runpod/pytorch:fake"
+    ready_at: float | None = None  # when its runtime came up
+    endpoint: PortForward | None = None  # its own public port for tcp/22 (closed when it stops or ends)
 
 
 @dataclass
@@ -96,6 +100,11 @@ class Faults:
     image_cached: bool = False
     image_pull_log: str = "docker"
     image_layers: int = 40  # the official image's layer count, order of: each leaves several lines in the log
+    # RunPod as its own documents describe it (runpod-v2-openapi.json, pods/configuration/use-ssh.mdx):
+    direct_after_s: float = 0.0  # ssh.direct stays null this long after the pod is RUNNING (the proxy is there)
+    start_status: str = "RUNNING"  # EXITED / ERROR: what the pod goes to instead of RUNNING when it starts
+    outage: dict[str, float] = field(default_factory=dict)  # op -> until (time.time()): 503 for every such call
+    pod_key_may: set[str] = field(default_factory=lambda: {"delete", "stop", "graphql"})  # what a pod's own key may do
 
 
 TEMPLATE_IMAGES = {"pzr9tt3vvq": "unsloth/unsloth:latest"}  # the official Unsloth template's image
@@ -119,13 +128,16 @@ class FakeRunpod:
             "NVIDIA GeForce RTX 5090": (32, 0.89, 0.69), "NVIDIA GeForce RTX 4090": (24, 0.59, 0.34),
             "NVIDIA RTX A6000": (48, 0.49, 0.33), "NVIDIA A40": (48, 0.40, 0.35)}
         self.billing_asks = 0
+        self.account_keys: list[str] = []  # PUT /v2/account/ssh-keys replaces them; a new user has none
+        self.authorised_as = "account"  # who sent the request being answered: the account's key, or a pod's
         self.urls: list[str] = []
         self.lock = threading.Lock()
         spec = json.loads(SPEC_PATH.read_text())
         self._validators = {name: jsonschema.Draft202012Validator({**spec, "$ref": f"#/components/schemas/{name}"})
                             for name in ("CreatePodRequest", "Pod", "ListPodsResponse", "ListGpuTypesResponse",
                                          "ListDataCentersResponse", "ListPodBillingResponse",
-                                         "CreateNetworkVolumeRequest", "NetworkVolume", "ListNetworkVolumesResponse")}
+                                         "CreateNetworkVolumeRequest", "NetworkVolume", "ListNetworkVolumesResponse",
+                                         "SshKeys", "UpdateSshKeysRequest", "PodActionRequest")}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
@@ -138,18 +150,39 @@ class FakeRunpod:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+        for pod in self.pods.values():
+            if pod.endpoint:
+                pod.endpoint.close()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def running(self) -> list[FakePod]:
+        """Every pod that still exists, stopped ones too: an EXITED pod's disk bills until it is deleted."""
         return [p for p in self.pods.values() if p.status != "TERMINATED"]
 
     def route_host(self, host_id: str) -> int | None:
         """For the gateway double: the sshd port of the running pod with this podHostId."""
         pod = next((p for p in self.pods.values() if p.host_id == host_id), None)
-        return self.ssh_port if pod and pod.status == "RUNNING" else None
+        return self.ssh_port if pod and pod.status == "RUNNING" and pod.ready_at else None
+
+    def proxy_keys(self, host_id: str) -> list[str]:
+        """Who RunPod's proxy lets in as this pod's user: the account's registered keys (as they were
+        when the pod was created with startSsh) and the pod's own SSH_PUBLIC_KEY."""
+        pod = next((p for p in self.pods.values() if p.host_id == host_id), None)
+        if pod is None:
+            return []
+        return [*pod.env.get("_ACCOUNT_KEYS", "").split("\n"), pod.env.get("SSH_PUBLIC_KEY", "")]
+
+    def stop(self, pod_id: str, status: str = "EXITED") -> None:
+        """A stop from RunPod's console (or a container that died): the pod exists, runs nothing, and its
+        direct port and proxy route are gone."""
+        pod = self.pods[pod_id]
+        pod.status = status
+        if pod.endpoint:
+            pod.endpoint.close()
+            pod.endpoint = None
 
     def ops(self, op: str) -> int:
         return sum(1 for o, _ in self.calls if o == op)
@@ -157,6 +190,8 @@ class FakeRunpod:
     # ---------------------------------------------------------------- behaviour
 
     def _fault(self, op: str) -> int | None:
+        if time.time() < self.faults.outage.get(op, 0.0):
+            return 503
         queue = self.faults.http_errors.get(op)
         return queue.pop(0) if queue else None
 
@@ -167,6 +202,8 @@ class FakeRunpod:
         if (gpu, cloud) in caps or ("*", cloud) in caps or (gpu, "*") in caps or ("*", "*") in caps:
             raise LookupError(CAPACITY)
         pod_id = secrets.token_hex(7)[:14]
+        env = dict(env)
+        env["_ACCOUNT_KEYS"] = "\n".join(self.account_keys)  # startSsh: the keys registered at creation (not shown)
         pod = FakePod(id=pod_id, name=name, gpu=gpu, cloud=cloud, host_id=f"{pod_id}-{secrets.token_hex(4)}", env=env,
                       image=image or TEMPLATE_IMAGES.get(template or "", "runpod/pytorch:fake"))
         self.pods[pod_id] = pod
@@ -174,7 +211,26 @@ class FakeRunpod:
 
     def _runtime_ready(self, pod: FakePod) -> bool:
         pod.polls += 1
-        return pod.status == "RUNNING" and not self.faults.never_ready and pod.polls > self.faults.ready_after_polls
+        if pod.ready_at is None and pod.status == "RUNNING" and not self.faults.never_ready \
+                and pod.polls > self.faults.ready_after_polls:
+            if self.faults.start_status != "RUNNING":
+                pod.status = self.faults.start_status  # the container exited as it started
+                return False
+            pod.ready_at = time.time()
+            if self.ssh_port != 22 and not self.faults.ssh_port:  # a real sshd: the pod's own public port
+                pod.endpoint = PortForward(self.ssh_port)
+        return pod.status == "RUNNING" and pod.ready_at is not None
+
+    def _direct_port(self, pod: FakePod) -> int | None:
+        """The public port of tcp/22, once RunPod has assigned it (direct_after_s after RUNNING)."""
+        if not (self.faults.public_ssh and pod.status == "RUNNING" and pod.ready_at):
+            return None
+        if time.time() - pod.ready_at < self.faults.direct_after_s:
+            return None
+        return self.faults.ssh_port or (pod.endpoint.port if pod.endpoint else self.ssh_port)
+
+    def _pod_key_may(self, what: str) -> bool:
+        return what in self.faults.pod_key_may
 
     def _terminate(self, pod_id: str) -> None:
         if self.faults.terminate_errors > 0:
@@ -185,6 +241,9 @@ class FakeRunpod:
             raise LookupError(f"pod {pod_id} not found")
         if pod.status != "TERMINATED":
             pod.status, pod.terminated_at = "TERMINATED", time.time()
+            if pod.endpoint:
+                pod.endpoint.close()
+                pod.endpoint = None
 
     # ---------------------------------------------------------------- GraphQL
 
@@ -192,13 +251,15 @@ class FakeRunpod:
         runtime = None
         if ready:
             ports = [{"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22, "publicPort": 1, "type": "udp"}]
-            if self.faults.public_ssh:
-                ports.append({"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22,
-                              "publicPort": self.faults.ssh_port or self.ssh_port, "type": "tcp"})
-            else:
+            direct = self._direct_port(pod)
+            if direct:
+                ports.append({"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22, "publicPort": direct,
+                              "type": "tcp"})
+            elif not self.faults.public_ssh:
                 ports = [{"ip": "10.0.0.5", "isIpPublic": False, "privatePort": 22, "publicPort": 22, "type": "tcp"}]
             runtime = {"uptimeInSeconds": int(time.time() - pod.created), "ports": ports}
-        return {"id": pod.id, "name": pod.name, "desiredStatus": pod.status, "costPerHr": 0.89, "runtime": runtime,
+        return {"id": pod.id, "name": pod.name, "desiredStatus": pod.status, "runtime": runtime,
+                "costPerHr": 0.89 if pod.status == "RUNNING" else 0.0,
                 "imageName": pod.image,
                 "machine": {"podHostId": pod.host_id, "gpuDisplayName": pod.gpu.replace("NVIDIA GeForce ", "")}}
 
@@ -220,6 +281,8 @@ class FakeRunpod:
 
         def terminate(_info: Any, input: dict[str, Any]) -> None:
             self.calls.append(("terminate", input["podId"]))
+            if self.authorised_as == "pod" and not self._pod_key_may("graphql"):
+                raise PermissionError("this key may not terminate pods")
             self._terminate(input["podId"])
             return None
 
@@ -256,30 +319,31 @@ class FakeRunpod:
     # ---------------------------------------------------------------- REST v2
 
     def _rest_pod(self, pod: FakePod, ready: bool) -> dict[str, Any]:
-        ports = []
-        port = self.faults.ssh_port or self.ssh_port
-        if ready and self.faults.public_ssh:
-            ports = [{"private": 22, "public": 1, "type": "udp", "ip": "127.0.0.1"},
-                     {"private": 22, "public": port, "type": "tcp", "ip": "127.0.0.1"}]
-        status = pod.status if pod.status == "TERMINATED" or ready else "STARTING"
+        """The pod as the spec's `Pod`: STARTING until its runtime is up; `ssh.proxy` once it has a machine,
+        `ssh.direct` null until tcp/22 has a public port (and again once it stops); no cost when stopped."""
+        up = pod.status == "RUNNING" and ready
+        status = pod.status if pod.status != "RUNNING" else ("RUNNING" if up else "STARTING")
+        direct = self._direct_port(pod) if up else None
+        ports = ([{"private": 22, "public": 1, "type": "udp", "ip": "127.0.0.1"}]
+                 + ([{"private": 22, "public": direct, "type": "tcp", "ip": "127.0.0.1"}] if direct else []))
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(pod.created))
+        actions = {"RUNNING": ["stop", "restart", "terminate"], "STARTING": ["stop", "terminate"],
+                   "EXITED": ["start", "terminate"], "ERROR": ["start", "terminate"]}.get(status, [])
         body = {
-            "id": pod.id, "name": pod.name, "status": status, "cost": 0.89, "cloud": pod.cloud,
-            "gpu": {"id": pod.gpu, "count": 1}, "ports": ["22/tcp"], "env": {},
-            "actions": [] if status == "TERMINATED" else ["stop", "restart", "terminate"],
-            "image": pod.image, "args": "", "disk": 50, "registry": None,
+            "id": pod.id, "name": pod.name, "status": status, "cost": 0.89 if status in ("RUNNING", "STARTING") else 0.0,
+            "cloud": pod.cloud, "gpu": {"id": pod.gpu, "count": 1}, "ports": ["22/tcp"],
+            "env": {k: v for k, v in pod.env.items() if not k.startswith("_")},  # RunPod returns a pod's env
+            "actions": actions, "image": pod.image, "args": "", "disk": 50, "registry": None,
             "mounts": {"persistent": {"size": 20, "path": "/workspace"}}, "dataCenterId": "US-TEST-1",
             "cudaVersion": "12.8", "template": None, "locked": False, "createdAt": created,
-            "startedAt": created if ready else None, "globalNetworking": {"enabled": False},
+            "startedAt": created if up else None, "globalNetworking": {"enabled": False},
             "ssh": {"proxy": {"host": "ssh.runpod.io", "port": 22, "username": pod.host_id,
-                              "command": f"ssh {pod.host_id}@ssh.runpod.io"},
-                    "direct": {"host": "127.0.0.1", "port": port, "username": "root",
-                               "command": f"ssh root@127.0.0.1 -p {port}"}},
-            "runtime": {"uptime": int(time.time() - pod.created), "ports": ports} if ready else None,
+                              "command": f"ssh {pod.host_id}@ssh.runpod.io"} if status != "TERMINATED" else None,
+                    "direct": {"host": "127.0.0.1", "port": direct, "username": "root",
+                               "command": f"ssh root@127.0.0.1 -p {direct}"} if direct else None},
+            "runtime": {"uptime": int(time.time() - pod.created), "ports": ports} if up else None,
         }
-        if not self.faults.public_ssh or not ready:
-            body["ssh"]["direct"] = {"host": "", "port": 0, "username": "root", "command": ""}
-        if self.faults.private_runtime_port and ready:
+        if self.faults.private_runtime_port and up:
             body["ssh"]["direct"] = None
             body["runtime"]["ports"] = [{"private": 22, "public": 22, "type": "tcp", "ip": "10.65.0.7"}]
         errors = list(self._validators["Pod"].iter_errors(body))
@@ -421,18 +485,41 @@ class FakeRunpod:
                 (took, "system", f"Status: Downloaded newer image for {image}"),
                 (took, "system", f"start container for {image}: begin")]
 
+    @staticmethod
+    def _op(method: str, parts: list[str]) -> str:
+        """The name a test injects faults under (Faults.http_errors, Faults.outage)."""
+        if parts[:3] == ["", "v2", "pods"]:
+            if len(parts) == 5:
+                return {"logs": "logs", "action": "action"}.get(parts[4], parts[4])
+            return {"POST": "create", "GET": "get" if len(parts) == 4 else "list", "DELETE": "terminate"}.get(method, method)
+        named = {"/v2/catalog/gpus": "catalog", "/v2/catalog/datacenters": "datacenters", "/v2/billing/pods": "billing",
+                 "/v2/account/ssh-keys": "keys"}
+        if "/".join(parts) in named:
+            return named["/".join(parts)]
+        if parts[:3] == ["", "v2", "network-volumes"]:
+            return "create_volume" if method == "POST" else "volumes"
+        return "/".join(parts)
+
     def rest(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         url = urlsplit(path)
         path, query = url.path, parse_qs(url.query)
+        parts = path.rstrip("/").split("/")
+        status = self._fault(self._op(method, parts))
+        if status:
+            return status, {"title": "Service Unavailable" if status == 503 else "Error", "status": status,
+                            "detail": "injected"}
         if method == "GET" and path == "/v2/catalog/gpus":
             return self.catalog(query)
         if method == "GET" and path == "/v2/catalog/datacenters":
             return self.datacenters()
         if method == "GET" and path == "/v2/billing/pods":
             return self.billing(query)
-        parts = path.rstrip("/").split("/")
+        if path == "/v2/account/ssh-keys":
+            return self.ssh_keys(method, body)
         if method == "GET" and len(parts) == 5 and parts[:3] == ["", "v2", "pods"] and parts[4] == "logs":
             return self.logs(parts[3], query)
+        if method == "POST" and len(parts) == 5 and parts[:3] == ["", "v2", "pods"] and parts[4] == "action":
+            return self.action(parts[3], body)
         if parts[:3] == ["", "v2", "network-volumes"] and len(parts) == 3:
             return self.network_volumes(method, body)
         if parts[:3] == ["", "v2", "network-volumes"] and method == "GET" and len(parts) == 4:
@@ -442,10 +529,6 @@ class FakeRunpod:
             return 200, body
         if parts[:3] != ["", "v2", "pods"]:
             return 404, {"title": "Not Found", "status": 404, "detail": path}
-        op = {"POST": "create", "GET": "get" if len(parts) == 4 else "list", "DELETE": "terminate"}.get(method, method)
-        status = self._fault(op)
-        if status:
-            return status, {"title": "Error", "status": status, "detail": "injected"}
         with self.lock:
             if method == "POST" and len(parts) == 3:
                 self.calls.append(("create", f"{(body or {}).get('gpu', {}).get('id')}/{(body or {}).get('cloud')}"))
@@ -461,7 +544,7 @@ class FakeRunpod:
                 return 201, self._rest_pod(pod, ready=False)
             if method == "GET" and len(parts) == 3:
                 self.calls.append(("list", ""))
-                return 200, {"pods": [self._rest_pod(p, False) for p in self.running()]}
+                return 200, {"pods": [self._rest_pod(p, p.ready_at is not None) for p in self.running()]}
             pod = self.pods.get(parts[3])
             if method == "GET":
                 self.calls.append(("get", parts[3]))
@@ -470,6 +553,8 @@ class FakeRunpod:
                 return 200, self._rest_pod(pod, self._runtime_ready(pod))
             if method == "DELETE":
                 self.calls.append(("terminate", parts[3]))
+                if self.authorised_as == "pod" and not self._pod_key_may("delete"):
+                    return 403, {"title": "Forbidden", "status": 403, "detail": "this key may not delete pods"}
                 try:
                     self._terminate(parts[3])
                 except LookupError as exc:
@@ -478,6 +563,36 @@ class FakeRunpod:
                     return 500, {"title": "Internal", "status": 500, "detail": str(exc)}
                 return 204, None
         return 405, {"title": "Method Not Allowed", "status": 405, "detail": method}
+
+    def action(self, pod_id: str, body: Any) -> tuple[int, Any]:
+        """POST /v2/pods/{id}/action: start, stop, restart or terminate, as the pod's `actions` allow."""
+        self.calls.append(("action", f"{pod_id}:{(body or {}).get('action')}"))
+        errors = list(self._validators["PodActionRequest"].iter_errors(body))
+        if errors:
+            return 422, {"title": "Unprocessable Entity", "status": 422, "detail": errors[0].message}
+        pod = self.pods.get(pod_id)
+        if pod is None or pod.status == "TERMINATED":
+            return 404, {"title": "Not Found", "status": 404, "detail": f"pod {pod_id} not found"}
+        wanted = body["action"]
+        if self.authorised_as == "pod" and not self._pod_key_may("delete" if wanted == "terminate" else wanted):
+            return 403, {"title": "Forbidden", "status": 403, "detail": f"this key may not {wanted} pods"}
+        if wanted == "stop" and pod.status in ("RUNNING", "STARTING"):
+            self.stop(pod_id)
+            return 200, self._rest_pod(pod, False)
+        if wanted == "terminate":
+            self._terminate(pod_id)
+            return 204, None
+        return 409, {"title": "Conflict", "status": 409, "detail": f"{wanted} is not valid for a {pod.status} pod"}
+
+    def ssh_keys(self, method: str, body: Any) -> tuple[int, Any]:
+        """The account's registered keys: GET lists them, PUT replaces the whole set."""
+        self.calls.append(("keys", method))
+        if method == "PUT":
+            errors = list(self._validators["UpdateSshKeysRequest"].iter_errors(body))
+            if errors:
+                return 422, {"title": "Unprocessable Entity", "status": 422, "detail": errors[0].message}
+            self.account_keys = list(body["keys"])
+        return 200, self._checked("SshKeys", {"keys": list(self.account_keys)})
 
     # ---------------------------------------------------------------- HTTP
 
@@ -513,10 +628,16 @@ class FakeRunpod:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 auth = self.headers.get("Authorization") or ""
-                if auth.startswith("Bearer pod-key-") and b"podTerminate" in raw:
-                    pass  # a pod-scoped key (what the watchdog on the pod has) may terminate its pod
+                if auth.startswith("Bearer pod-key-"):  # a pod's own key (what its watchdog has): ending pods only
+                    fake.authorised_as = "pod"
+                    ends = (b"podTerminate" in raw or method == "DELETE"
+                            or (method == "POST" and self.path.rstrip("/").endswith("/action")))
+                    if not ends:
+                        return self._answer(403, {"title": "Forbidden", "status": 403, "detail": "a pod key"})
                 elif auth != f"Bearer {fake.api_key}":
                     return self._answer(401, {"title": "Unauthorized", "status": 401, "detail": "bad key"})
+                else:
+                    fake.authorised_as = "account"
                 body = json.loads(raw) if raw else None
                 if self.path.startswith("/graphql"):
                     if fake.faults.graphql_gone:
@@ -533,5 +654,8 @@ class FakeRunpod:
 
             def do_DELETE(self) -> None:
                 self._dispatch("DELETE")
+
+            def do_PUT(self) -> None:
+                self._dispatch("PUT")
 
         return Handler

@@ -23,6 +23,7 @@ import asyncssh
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
+POD_KEY = "pod-key-sshd"  # the pod-scoped key the fake API knows (what the pod's watchdog ends it with)
 POD_TAGS = ("fullcycle-trainer", "fullcycle-watchdog")  # argv[3] of what remote/*.sh start detached
 
 
@@ -54,6 +55,59 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortForward:
+    """One pod's own public port: a TCP relay on 127.0.0.1 to the shared sshd. Closing it is what a
+    stopped or deleted pod does to its direct ssh: the port refuses, and every session on it drops."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.open |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(262144):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for sock in self.open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+                except OSError:
+                    pass
+            self.open.clear()
+
+
 def keygen(path: Path) -> Path:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     return path
@@ -75,7 +129,9 @@ class Sshd:
             f"AuthorizedKeysFile {folder / 'authorized_keys'}", "PasswordAuthentication no",
             "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", "PermitRootLogin prohibit-password",
             "UsePAM no", "StrictModes no", f"PidFile {folder / 'sshd.pid'}", "LogLevel ERROR",
-            "MaxStartups 100:30:200", "MaxSessions 100", "ClientAliveInterval 5", "",
+            "MaxStartups 100:30:200", "MaxSessions 100", "ClientAliveInterval 5",
+            f"SetEnv RUNPOD_API_KEY={POD_KEY}",  # what RunPod puts in every pod: a key of the pod's own
+            "",
         ]))
         self.proc: subprocess.Popen | None = None
 
@@ -121,11 +177,16 @@ class GatewayDouble:
 
     REFUSED = ("scp", "sftp", "sftp-server", "rsync")
 
-    def __init__(self, folder: Path, route: Callable[[str], int | None], client_key: Path) -> None:
+    def __init__(self, folder: Path, route: Callable[[str], int | None], client_key: Path,
+                 keys: Callable[[str], list[str]] | None = None) -> None:
         self.host_key = keygen(folder / "gateway_host_ed25519")
         self.client_pub = Path(str(client_key) + ".pub")
         self.client_key = client_key
         self.route = route
+        # Who may log in as a pod's user: as RunPod documents its proxy, the account's registered keys and
+        # that pod's SSH_PUBLIC_KEY (the fake API says which); without `keys`, the client's key.
+        self.keys = keys or (lambda _user: [self.client_pub.read_text()])
+        self.denied: list[str] = []
         self.port = free_port()
         self.sessions = 0
         self.refused: list[str] = []
@@ -271,12 +332,33 @@ class GatewayDouble:
             return True
         return False
 
+    def allows(self, user: str, key: asyncssh.SSHKey) -> bool:
+        for line in self.keys(user):
+            try:
+                if asyncssh.import_public_key(line.strip()).public_data == key.public_data:
+                    return True
+            except (asyncssh.KeyImportError, ValueError):
+                continue
+        self.denied.append(user)
+        return False
+
     def start(self) -> "GatewayDouble":
+        gateway = self
+
+        class Server(asyncssh.SSHServer):
+            def begin_auth(self, username: str) -> bool:
+                return True
+
+            def public_key_auth_supported(self) -> bool:
+                return True
+
+            def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+                return gateway.allows(username, key)
+
         async def serve() -> asyncssh.SSHAcceptor:
             return await asyncssh.create_server(
-                asyncssh.SSHServer, "127.0.0.1", self.port, server_host_keys=[str(self.host_key)],
-                authorized_client_keys=str(self.client_pub), process_factory=self._session, encoding=None,
-                line_editor=False,
+                Server, "127.0.0.1", self.port, server_host_keys=[str(self.host_key)],
+                process_factory=self._session, encoding=None, line_editor=False,
                 allow_scp=False, sftp_factory=None)
 
         self.thread.start()

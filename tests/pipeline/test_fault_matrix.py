@@ -30,11 +30,13 @@ class Row:
     faults: dict[str, Any] = field(default_factory=dict)
     gateway_faults: set[str] = field(default_factory=set)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    during_train: str | None = None  # "drop", "vanish", "SIGINT", "SIGTERM", "SIGKILL"
-    after: str | None = None  # "reap" or "watchdog"
+    during_train: str | None = None  # "drop", "vanish", "stop" (from RunPod's console), "SIGINT", "SIGTERM", "SIGKILL"
+    after: str | None = None  # "reap", "watchdog", "watchdog-stops" (then reap), "rerun" or "rerun-503" (through an outage)
     pod_rented: bool = True
     remote_python: str | None = None  # "fail", "evil", "elsewhere" (found among candidates), "nowhere" (built)
     gateway_behaviour: str = "exec"
+    mode: str | None = None  # the connection mode the summary must name
+    within_s: float | None = None  # the run must end this soon (from the fault, or from its start)
 
 
 FAST_FAIL = {"runpod": {"ready_timeout_s": 2}, "ssh": {"probe_timeout_s": 2}}
@@ -78,6 +80,23 @@ ROWS = [
         faults={"public_ssh": False}, settings=LONG_TRAIN, during_train="vanish"),
     Row("SIGKILL mid-train, then watchdog", False, "step", during_train="SIGKILL", after="watchdog",
         settings={"training": {"max_steps": 2000, "gradient_accumulation_steps": 1}}),
+    # RunPod as its own documents describe it (docs/reference/runpod.md, "Read again in RunPod's own documents")
+    Row("direct port published late", True, "direct ssh published", gateway=True, faults={"direct_after_s": 3},
+        settings={"ssh": {"direct_grace_s": 20}}, mode="direct-ssh"),
+    Row("proxy knows only SSH_PUBLIC_KEY", True, "not registered with the account", gateway=True,
+        faults={"public_ssh": False}, mode="gateway-exec"),
+    Row("pod EXITED at start", False, "went EXITED while starting", faults={"start_status": "EXITED"}, within_s=30),
+    Row("pod ERROR at start", False, "went ERROR while starting", faults={"start_status": "ERROR"}, within_s=30),
+    Row("stopped from the console mid-train", False, "was stopped outside this run", settings=LONG_TRAIN,
+        during_train="stop", within_s=30),
+    Row("SIGKILL mid-train, rerun through 10 s of 503s", True, "asking again", settings=LONG_TRAIN,
+        during_train="SIGKILL", after="rerun-503"),
+    Row("SIGKILL mid-train, rerun with reap = terminate", True, "Resuming with live pod",
+        settings={**LONG_TRAIN, "runpod": {"reap": "terminate"}}, during_train="SIGKILL", after="rerun"),
+    Row("watchdog after GraphQL retired", False, "step", faults={"graphql_gone": True}, during_train="SIGKILL",
+        after="watchdog", settings={"training": {"max_steps": 2000, "gradient_accumulation_steps": 1}}),
+    Row("watchdog whose key may only stop", False, "step", faults={"pod_key_may": {"stop"}}, during_train="SIGKILL",
+        after="watchdog-stops", settings={"training": {"max_steps": 2000, "gradient_accumulation_steps": 1}}),
 ]
 
 
@@ -100,19 +119,6 @@ def _remote_python(kind: str, folder: Path, settings: dict[str, dict[str, Any]])
     return str(script)
 
 
-def _watchdog_command(folder: Path, api_url: str) -> str:
-    """What runpodctl does on the pod, against the fake API, with a pod-scoped key."""
-    tool = folder / "runpodctl-double"
-    tool.write_text(
-        f"#!{sys.executable}\nimport json, sys, urllib.request\npod = sys.argv[-1]\n"
-        "body = json.dumps({'query': 'mutation T($input: PodTerminateInput!) { podTerminate(input: $input) }',"
-        " 'variables': {'input': {'podId': pod}}}).encode()\n"
-        f"req = urllib.request.Request({api_url + '/graphql'!r}, body, {{'Content-Type': 'application/json',"
-        " 'Authorization': 'Bearer pod-key-' + pod})\nurllib.request.urlopen(req).read()\n")
-    tool.chmod(0o755)
-    return f"{tool} remove pod {{pod_id}}"
-
-
 def _wait_for(predicate, timeout: float) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -131,11 +137,11 @@ def test_fault(row: Row, tmp_path, sshd, fake_api, gateway):
     settings = {k: dict(v) for k, v in row.settings.items()}
     if row.remote_python:
         settings.setdefault("remote", {})["python"] = _remote_python(row.remote_python, tmp_path, settings)
-    if row.after == "watchdog":
-        settings.setdefault("runpod", {}).update(
-            {"max_runtime_h": 0.003, "watchdog_command": _watchdog_command(tmp_path, fake_api.url)})
+    if row.after in ("watchdog", "watchdog-stops"):  # the pod ends itself with its own key (remote/watchdog.sh)
+        settings.setdefault("runpod", {}).update({"max_runtime_h": 0.003})
     proj = runpod_project(tmp_path / "proj", sshd, fake_api, backend=row.backend,
                           gateway=gateway if row.gateway else None, **settings)
+    started = time.monotonic()
     run = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "full_cycle"], cwd=proj.root,
                            env=proj.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if row.during_train:
@@ -143,20 +149,32 @@ def test_fault(row: Row, tmp_path, sshd, fake_api, gateway):
         assert _wait_for(lambda: log.exists() and "step 5/" in log.read_text(), 120), "training never started"
         if row.during_train == "drop":
             sshd.drop_connections()
-        elif row.during_train == "vanish":  # ended from RunPod's console: its processes and sessions go with it
-            fake_api._terminate(next(iter(fake_api.pods)))
+        elif row.during_train in ("vanish", "stop"):  # ended or stopped from RunPod's console: its processes go too
+            pod_id = next(iter(fake_api.pods))
+            fake_api._terminate(pod_id) if row.during_train == "vanish" else fake_api.stop(pod_id)
             end_pod_processes(tmp_path)
             sshd.drop_connections()
         else:
             run.send_signal(getattr(signal, row.during_train))
+        started = time.monotonic()
     out, _ = run.communicate(timeout=600)
-    code = run.returncode
+    code, took = run.returncode, time.monotonic() - started
     if row.after == "reap":
         assert len(fake_api.running()) == 1, "the killed run's pod should still be up before the reaper"
         reap = proj.doit("reap_pods")
         assert reap.returncode == 0, reap.stdout + reap.stderr
     if row.after == "watchdog":
         assert _wait_for(lambda: not fake_api.running(), 60), "the watchdog never terminated the pod"
+    if row.after == "watchdog-stops":  # the pod's key may only stop it: the GPU stops, its disk bills until reaped
+        assert _wait_for(lambda: [p.status for p in fake_api.running()] == ["EXITED"], 60), "the watchdog never stopped it"
+        reap = proj.doit("reap_pods")
+        assert reap.returncode == 0 and "EXITED" in reap.stdout, reap.stdout + reap.stderr
+    if row.after in ("rerun", "rerun-503"):  # the killed run's pod is live: the rerun resumes on it, never rents again
+        if row.after == "rerun-503":
+            fake_api.faults.outage = {"get": time.time() + 10}
+        rerun = proj.doit("full_cycle", timeout=600)
+        code, out = rerun.returncode, rerun.stdout + rerun.stderr
+        assert len(fake_api.pods) == 1, f"{len(fake_api.pods)} pods rented: the live one was taken for gone"
 
     leaked = len(fake_api.running())
     summary = json.loads((proj.work / "run-summary.json").read_text())
@@ -173,3 +191,7 @@ def test_fault(row: Row, tmp_path, sshd, fake_api, gateway):
     assert summary_ok, json.dumps({k: summary[k] for k in ("training_success", "success", "terminated", "error")}) + out[-2000:]
     assert row.log in trainer_log, trainer_log[-3000:]
     assert (proj.adapter / "adapter_model.safetensors").is_file() is row.ok
+    if row.mode:
+        assert summary["connection_mode"] == row.mode, summary["pod"]
+    if row.within_s:
+        assert took < row.within_s, f"the run took {took:.0f} s after the fault"

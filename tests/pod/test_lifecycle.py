@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -156,3 +157,20 @@ def test_a_pod_lost_with_its_run_is_in_the_totals_of_the_rerun(tmp_path, sshd, f
     assert summary["success"] is True and summary["totals"]["pods"] == 2
     assert [a["pod_id"] for a in summary["attempts"]][0] == first
     assert summary["totals"]["pod_seconds"] >= sum(a["pod_seconds"] for a in summary["attempts"])
+
+
+def test_a_pod_stopped_while_its_run_was_dead_is_deleted_before_a_new_one_is_rented(tmp_path, sshd, fake_api):
+    """EXITED is not gone: a stopped pod's disk bills until it is deleted. The rerun deletes it, verifies,
+    records why, and only then rents again."""
+    proj = runpod_project(tmp_path, sshd, fake_api, training={"max_steps": 150, "gradient_accumulation_steps": 1})
+    _kill_mid_training(proj)
+    first = next(iter(fake_api.pods))
+    fake_api.stop(first)
+    proj.doit("full_cycle", check=True)
+    assert fake_api.pods[first].status == "TERMINATED" and fake_api.ops("create") == 2 and fake_api.running() == []
+    assert ("terminate", first) in fake_api.calls
+    first_life = next(a for a in proj.summary["attempts"] if a["pod_id"] == first)
+    assert first_life["outcome"] == "died"
+    events = [json.loads(line) for line in (proj.work / "attempts.jsonl").read_text().splitlines()]
+    ended = next(e for e in events if e["event"] == "pod_terminated" and e["pod_id"] == first)
+    assert "stopped outside this run (RunPod said EXITED); deleted" in ended["how"]

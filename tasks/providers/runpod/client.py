@@ -37,6 +37,11 @@ class RetryableApiError(ProviderError):
         self.retry_after = retry_after
 
 
+class Unanswered(ApiError):
+    """RunPod kept answering 429/5xx or not at all for the whole retry: its answer is unknown, which
+    is never an answer (a pod it could not describe may still be billing)."""
+
+
 class Gone(ApiError):
     """The endpoint answered 410 Gone: that API generation is retired."""
 
@@ -67,8 +72,11 @@ class CreateRequest:
 
     @property
     def pod_env(self) -> dict[str, str]:
-        """The pod's environment: sshd there takes our key from PUBLIC_KEY, no account keys needed."""
-        return dict(self.env, **({"PUBLIC_KEY": self.public_key} if self.public_key else {}))
+        """The pod's environment. PUBLIC_KEY feeds the container's own sshd (direct ssh); RunPod's proxy
+        authenticates with the account's registered keys or, for this pod alone, SSH_PUBLIC_KEY
+        (pods/configuration/use-ssh.mdx): both carry our key, so neither path depends on the account."""
+        keys = {"PUBLIC_KEY": self.public_key, "SSH_PUBLIC_KEY": self.public_key} if self.public_key else {}
+        return dict(self.env, **keys)
 
 
 @dataclass
@@ -130,27 +138,44 @@ def _detail(resp: requests.Response) -> str:
 
 def with_retries(call: Callable[[], T], what: str, attempts: int = 6, base_delay: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep) -> T:
-    """Retry 429/5xx/timeouts with exponential backoff, honouring Retry-After; then ApiError."""
+    """The one way every call to RunPod meets a 429, a 5xx or a timeout: exponential back-off that
+    honours Retry-After; when the tries are spent, Unanswered (the answer is unknown, not "no")."""
     policy = Policy(attempts=attempts, delay=base_delay)
     try:
         return retry(call, what, policy, (RetryableApiError,), wait_hint=lambda exc: getattr(exc, "retry_after", None),
                      sleep=sleep)
     except GaveUp as exc:
-        raise ApiError(str(exc)) from None
+        raise Unanswered(str(exc)) from None
 
 
 class Http:
-    def __init__(self, api_key: str, timeout: float = 30.0) -> None:
+    """One session with the key in its Authorization header; every request goes through `with_retries`
+    except those that must not be repeated blindly (a create: its caller looks for what it made first)."""
+
+    def __init__(self, api_key: str, timeout: float = 30.0, retry_base_s: float = 1.0, attempts: int = 6) -> None:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {api_key}"
         self.session.headers["User-Agent"] = "fullcycle"
         self.timeout = timeout
+        self.retry_base_s, self.attempts = retry_base_s, attempts
         self.calls = 0
 
-    def request(self, method: str, url: str, **kw: Any) -> requests.Response:
+    def retrying(self, call: Callable[[], T], what: str) -> T:
+        return with_retries(call, what, attempts=self.attempts, base_delay=self.retry_base_s)
+
+    def request(self, method: str, url: str, *, once: bool = False, **kw: Any) -> requests.Response:
+        """The response to a request that RunPod answered (any status but 429 and 5xx); `once` leaves
+        the retry to the caller."""
+        if once:
+            return self.send(method, url, **kw)
+        return self.retrying(lambda: self.send(method, url, **kw), f"{method} {url.split('?')[0]}")
+
+    def send(self, method: str, url: str, **kw: Any) -> requests.Response:
+        """One try: RetryableApiError for 429, 5xx and a connection that failed or timed out."""
         self.calls += 1
+        kw.setdefault("timeout", self.timeout)
         try:
-            resp = self.session.request(method, url, timeout=self.timeout, **kw)
+            resp = self.session.request(method, url, **kw)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise RetryableApiError(f"{method} {url}: {type(exc).__name__}") from None
         if resp.status_code == 401:
@@ -181,7 +206,8 @@ class PodApi(Protocol):
         """Rent one pod of `req`'s GPU and cloud type; NoCapacityError when none is free."""
 
     def get(self, pod_id: str) -> PodInfo | None:
-        """The pod as the API sees it now; None when it no longer exists."""
+        """The pod as the API sees it now; None only when the API says it does not exist (404), never
+        for an error: an error raises."""
 
     def terminate(self, pod_id: str) -> None:
         """End the pod; idempotent (an unknown pod is already gone)."""
@@ -191,6 +217,10 @@ class PodApi(Protocol):
 
     def volume_data_center(self, volume_id: str) -> str | None:
         """The data center a network volume lives in (None when the account has no such volume)."""
+
+    def account_keys(self) -> list[str] | None:
+        """The account's registered ssh public keys (what RunPod's proxy lets in); None when this API
+        cannot say."""
 
     def catalog(self, clouds: tuple[str, ...], gpu_count: int) -> list[Offer] | None:
         """Every GPU type's price, memory and availability per cloud; None when this API has none."""

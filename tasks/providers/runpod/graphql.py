@@ -42,17 +42,24 @@ class GraphqlApi:
     name = "graphql"
     has_billing = False
 
-    def __init__(self, api_key: str, url: str | None = None) -> None:
-        self.http = Http(api_key)
+    def __init__(self, api_key: str, url: str | None = None, retry_base_s: float = 1.0) -> None:
+        self.http = Http(api_key, retry_base_s=retry_base_s)
         self.url = url or os.environ.get("RUNPOD_GRAPHQL_URL") or GRAPHQL_URL
 
     @property
     def calls(self) -> int:
         return self.http.calls
 
-    def _post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _post(self, query: str, variables: dict[str, Any] | None = None, once: bool = False) -> dict[str, Any]:
+        """One query, retried as every call to RunPod is (a 429, a 5xx, "Something went wrong"); `once`
+        leaves the retry to the caller (a create: it looks for the pod it may have made first)."""
+        if once:
+            return self._post_once(query, variables)
+        return self.http.retrying(lambda: self._post_once(query, variables), f"GraphQL {query.split('(')[0]}")
+
+    def _post_once(self, query: str, variables: dict[str, Any] | None) -> dict[str, Any]:
         try:
-            resp = self.http.request("POST", self.url, json={"query": query, "variables": variables or {}})
+            resp = self.http.send("POST", self.url, json={"query": query, "variables": variables or {}})
         except Gone as exc:
             raise Gone(RETIRED.format(detail=str(exc))) from None
         try:
@@ -94,7 +101,7 @@ class GraphqlApi:
             payload["imageName"] = req.image_name
         if req.pod_env:
             payload["env"] = [{"key": k, "value": v} for k, v in req.pod_env.items()]
-        pod = self._post(CREATE, {"input": payload}).get("podFindAndDeployOnDemand")
+        pod = self._post(CREATE, {"input": payload}, once=True).get("podFindAndDeployOnDemand")
         if not pod or not pod.get("id"):
             raise NoCapacityError("podFindAndDeployOnDemand returned no pod id")
         return self._info(pod)
@@ -118,6 +125,9 @@ class GraphqlApi:
     def volume_data_center(self, volume_id: str) -> str | None:
         volumes = (self._post(VOLUMES).get("myself") or {}).get("networkVolumes") or []
         return next((v.get("dataCenterId") for v in volumes if v.get("id") == volume_id), None)
+
+    def account_keys(self) -> list[str] | None:
+        return None  # asked of REST only (GET /v2/account/ssh-keys)
 
     # GraphQL has no catalogue, billing record or container log: the REST API does.
     def catalog(self, clouds: tuple[str, ...], gpu_count: int) -> list[Offer] | None:

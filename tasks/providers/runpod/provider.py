@@ -11,7 +11,6 @@ import concurrent.futures
 import datetime as dt
 import logging
 import os
-import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +22,7 @@ from tasks.core.logs import redact
 from tasks.core.paths import RunPaths
 from tasks.core.retry import Deadline
 from tasks.core.settings import Settings
-from tasks.providers.base import Pod
+from tasks.providers.base import Fate, Pod, PodUnknown
 from tasks.providers.runpod import choice, image, reach
 from tasks.providers.runpod.client import (
     ApiError,
@@ -32,6 +31,7 @@ from tasks.providers.runpod.client import (
     PodInfo,
     RetryableApiError,
     SkipCandidate,
+    Unanswered,
     with_retries,
 )
 from tasks.providers.runpod.connection_file import read_connection_file
@@ -43,21 +43,39 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fullcycle")
 
-GONE = ("TERMINATED",)
+GONE = ("TERMINATED",)  # PodStatus: permanently deleted
+STOPPED = ("EXITED", "ERROR")  # PodStatus: container exited, or an unrecoverable error; the pod's disk still bills
 
 
-def api_client(backend: str, api_key: str | None) -> PodApi:
+class PodStopped(ProviderError):
+    """The pod went EXITED or ERROR: it will run nothing, and it bills until it is deleted."""
+
+
+def api_client(settings: Settings) -> PodApi:
     """The API generation [runpod] api names, with the key from the environment (never a file)."""
+    api_key = settings.api_key
     if not api_key:
         raise ApiError("RUNPOD_API_KEY is not set: export your RunPod API key before `doit full_cycle` "
                        "(nothing was rented)")
-    if backend == "rest":
+    if settings.runpod.api == "rest":
         from tasks.providers.runpod.rest import RestApi
 
-        return RestApi(api_key)
+        return RestApi(api_key, retry_base_s=settings.runpod.retry_base_s)
     from tasks.providers.runpod.graphql import GraphqlApi
 
-    return GraphqlApi(api_key)
+    return GraphqlApi(api_key, retry_base_s=settings.runpod.retry_base_s)
+
+
+def fate_of(info: PodInfo | None) -> Fate:
+    """RunPod's word for a pod, as one of three: only a 404 (None) or TERMINATED is gone."""
+    if info is None or info.status in GONE:
+        return Fate.GONE
+    return Fate.STOPPED if info.status in STOPPED else Fate.ALIVE
+
+
+def key_fingerprint(line: str) -> str:
+    """An authorized_keys line's type and key, without its comment (the account may hold another)."""
+    return " ".join(line.split()[:2])
 
 
 class RunpodProvider:
@@ -68,16 +86,13 @@ class RunpodProvider:
         self.settings, self.paths, self.attempt = settings, paths, attempt
         self.pod_name = pod_name or f"{settings.runpod.name_prefix}-{paths.date}"  # how the reaper knows ours
         self.s = settings.runpod
-        self._api = None
+        self._api: PodApi | None = None
         self.data_center: str | None = None
-
-    def _retry(self, call, what: str, attempts: int = 6):
-        return with_retries(call, what, attempts=attempts, base_delay=self.s.retry_base_s)
 
     @property
     def api(self):
         if self._api is None:
-            self._api = api_client(self.s.api, self.settings.api_key)
+            self._api = api_client(self.settings)
         return self._api
 
     # ------------------------------------------------------------------ create
@@ -104,18 +119,36 @@ class RunpodProvider:
 
     @staticmethod
     def _pod_env() -> dict[str, str]:
-        """The official image syncs its notebooks at start (10-20 s billed for nothing here); a gated
-        base model is downloaded on the pod and needs the hub token the check used."""
-        env = {"UNSLOTH_SKIP_NOTEBOOK_SYNC": "1"}
-        if os.environ.get("HF_TOKEN"):
-            env["HF_TOKEN"] = os.environ["HF_TOKEN"]
-        return env
+        """The official image syncs its notebooks at start (10-20 s billed for nothing here). No secret
+        travels here: RunPod returns a pod's env to anyone who lists pods, so the hub token goes over
+        ssh into a file only the pod's user reads (tasks/pod/upload.py)."""
+        return {"UNSLOTH_SKIP_NOTEBOOK_SYNC": "1"}
+
+    def _account_key(self, public_key: str) -> str:
+        """Whether RunPod's proxy knows our key from the account (GET /v2/account/ssh-keys, read only:
+        a PUT would replace the user's whole set). When it does not, the gateway relies on the pod's
+        own SSH_PUBLIC_KEY, which every pod here carries."""
+        if not public_key:
+            return "no public key beside [runpod] ssh_key_path: neither the pod's sshd nor the proxy knows it"
+        try:
+            keys = self.api.account_keys()
+        except ApiError as exc:
+            return f"not read ({str(exc)[:120]}); the proxy relies on the pod's SSH_PUBLIC_KEY"
+        if keys is None:
+            return f"not asked ({self.api.name} API); the proxy relies on the pod's SSH_PUBLIC_KEY"
+        if key_fingerprint(public_key) in {key_fingerprint(k) for k in keys}:
+            return "registered with the account"
+        note = (f"not registered with the account ({len(keys)} key(s) there): RunPod's ssh proxy lets this key in "
+                f"only through the pod's SSH_PUBLIC_KEY, which is sent; your account's keys are left as they are")
+        log.warning("Your key %s.pub is %s", self.s.ssh_key_path, note)
+        return note
 
     def create(self) -> Pod:
         key = self._key_path()
         pub = key.with_name(key.name + ".pub")
         public_key = pub.read_text().strip() if pub.is_file() else ""
-        self._retry(self.api.check_key, "RunPod API key check")  # a bad key stops here, before renting
+        self.api.check_key()  # a bad key stops here, before renting
+        account_key = self._account_key(public_key)
         self.data_center = self._volume_data_center()
         verdict = read_json(self.paths.model_check_file) or {}
         picked = choice.choose(self.api, list(verdict.get("gpu_types") or self.s.gpu_types),  # those the model fits
@@ -125,7 +158,8 @@ class RunpodProvider:
         for cand in picked.to_try():
             req = self._request(cand.gpu, cand.cloud, public_key)
             try:
-                info = self._retry(lambda: self._create_once(req), f"create {cand.gpu} / {cand.cloud}")
+                info = with_retries(lambda: self._create_once(req), f"create {cand.gpu} / {cand.cloud}",
+                                    base_delay=self.s.retry_base_s)
             except (NoCapacityError, SkipCandidate) as exc:
                 log.info("No %s %s pod: %s", cand.cloud, cand.gpu, exc)
                 cand.verdict = f"no capacity: {str(exc)[:120]}"
@@ -137,7 +171,7 @@ class RunpodProvider:
             return Pod(provider=self.name, pod_id=info.id, name=req.name, created_at=now(), gpu=cand.gpu,
                        cloud_type=cand.cloud, cost_per_hr=info.cost_per_hr, host_id=info.host_id,
                        remote=self._remote(), network_volume_id=self.s.network_volume_id or None,
-                       data_center=self.data_center)
+                       data_center=self.data_center, account_key=account_key)
         write_json(self.paths.gpu_choice_file, picked.record())
         seen = "; ".join(f"{c.gpu}/{c.cloud} {c.verdict}" for c in picked.candidates)
         raise NoCapacityError(f"no capacity on any candidate ({seen}); nothing was rented")
@@ -160,8 +194,7 @@ class RunpodProvider:
         volume = self.s.network_volume_id
         if not volume:
             return None
-        center = self.s.data_center_id or self._retry(lambda: self.api.volume_data_center(volume),
-                                                       f"look up network volume {volume}")
+        center = self.s.data_center_id or self.api.volume_data_center(volume)
         if not center:
             raise ProviderError(f"[runpod] network_volume_id {volume!r} is not on this account, or its data center is "
                                 f"unknown: check the id, or set [runpod] data_center_id; nothing was rented")
@@ -189,9 +222,13 @@ class RunpodProvider:
 
     def _wait_running(self, pod: Pod, deadline: Deadline) -> PodInfo:
         while True:
-            info = self._retry(lambda: self.api.get(pod.pod_id), f"poll pod {pod.pod_id}")
-            if info is None or info.status in GONE:
+            info = self._read(pod.pod_id)
+            if fate_of(info) is Fate.GONE:
                 raise ProviderError(f"pod {pod.pod_id} disappeared while starting")
+            if fate_of(info) is Fate.STOPPED:  # it will not come up by waiting: the start failed
+                raise PodStopped(f"pod {pod.pod_id} went {info.status} while starting "
+                                 f"({'its container exited' if info.status == 'EXITED' else 'an unrecoverable error'})"
+                                 f"; it is deleted, not retried on another GPU (the same image would start the same way)")
             if info.running and (info.public_ip or info.host_id):
                 return info
             if deadline.passed():
@@ -226,10 +263,16 @@ class RunpodProvider:
                      " (the host had it)" if pod.image_pull.get("cached") else "")
         return pod
 
+    def _endpoints(self, info: PodInfo | None) -> list[reach.Endpoint]:
+        return reach.endpoints(info, None, self.s.gateway_host, self.s.gateway_port, self.s.direct_users) if info else []
+
     def _reach(self, pod: Pod, info: PodInfo) -> Pod:
         override = read_connection_file(self.paths.connection_file)
         key = override["ssh_key_path"] if override else str(self._key_path())
         candidates = reach.endpoints(info, override, self.s.gateway_host, self.s.gateway_port, self.s.direct_users)
+        # RunPod names the proxy as soon as the pod has a machine, the direct port only once it is assigned
+        # (PodSsh): while only the proxy is known the pod is read again, so a late direct port is still taken
+        refresh = None if override else (lambda: self._endpoints(self._read(pod.pod_id, patient=False)))
         log.info("Reaching pod %s: %s (from %s)", pod.pod_id, ", ".join(e.describe() for e in candidates),
                  "connection.json" if override else "the API")
         ssh = self.settings.ssh
@@ -238,7 +281,7 @@ class RunpodProvider:
             make_pty=lambda ep: self._conn(ep.user, ep.host, ep.port, key, modes.ConnectionMode.GATEWAY_PTY),
             probe_command=self._watchdog_command(pod), deadline_s=ssh.probe_timeout_s,
             pause_s=min(self.s.poll_interval_s, 2.0), timeout_s=ssh.connect_timeout_s + 10,
-            direct_grace_s=ssh.direct_grace_s)
+            direct_grace_s=ssh.direct_grace_s, refresh=refresh, refresh_every_s=self.s.poll_interval_s)
         reached = prober.reach(candidates, pod.pod_id)
         ep = reached.endpoint
         pod.connection_mode, pod.ssh_user, pod.ssh_host, pod.ssh_port = reached.mode, ep.user, ep.host, ep.port
@@ -253,15 +296,16 @@ class RunpodProvider:
         return pod
 
     def _watchdog_command(self, pod: Pod) -> str:
-        """The dead-man's switch, started by the first command that reaches the pod: it ends the pod
-        after max_runtime_h even if this machine dies. Restarting it replaces the old one."""
-        command = self.s.watchdog_command
-        if not command:
-            return "true"
+        """The dead-man's switch, started by the first command that reaches the pod: after max_runtime_h
+        the pod ends itself even if this machine is gone, with its own key, over REST first
+        (remote/watchdog.sh says the order). Restarting it replaces the old one."""
+        from tasks.providers.runpod.rest import URL_ENV, rest_base
+
         created = dt.datetime.fromisoformat(pod.created_at)
         left = self.s.max_runtime_h * 3600 - (dt.datetime.now(dt.timezone.utc) - created).total_seconds()
+        url = getattr(self.api, "url", "") if self.api.name == "rest" else rest_base(os.environ.get(URL_ENV))
         return script_command("watchdog.sh", pod.remote["work_dir"] + "/watchdog.pid", max(int(left), 1),
-                              command.replace("{pod_id}", shlex.quote(pod.pod_id)))
+                              pod.pod_id, url)
 
     def _conn(self, user: str, host: str, port: int, key: str, mode: str) -> SshConnection:
         ssh = self.settings.ssh
@@ -276,21 +320,34 @@ class RunpodProvider:
 
     # ------------------------------------------------------------------ liveness, listing, terminate
 
+    def _read(self, pod_id: str, patient: bool = True) -> PodInfo | None:
+        """The pod as RunPod says it is now, None when it says 404. An error is not an answer: while
+        RunPod does not answer (an outage, a rate limit) it is asked again with back-off for
+        [runpod] unknown_timeout_s (`patient`), then PodUnknown: the pod may still be billing."""
+        deadline = Deadline(self.s.unknown_timeout_s if patient else 0)
+        pause = max(self.s.retry_base_s, 0.05)
+        while True:
+            try:
+                return self.api.get(pod_id)
+            except Unanswered as exc:
+                if deadline.passed():
+                    raise PodUnknown(
+                        f"RunPod did not say what became of pod {pod_id}"
+                        f"{f' for {self.s.unknown_timeout_s:.0f} s' if patient else ''} ({str(exc)[-160:]}); "
+                        f"it may still be running and billing: nothing was rented in its place, and "
+                        f"`doit full_cycle` (or `doit terminate_pod`) asks again") from None
+                log.warning("RunPod did not answer about pod %s (%s); asking again in %.0f s (for %.0f s more)",
+                            pod_id, str(exc)[-120:], min(pause, deadline.left()), deadline.left())
+                time.sleep(min(pause, deadline.left()))
+                pause = min(pause * 2, 60.0)
+
+    def fate(self, pod: Pod, patient: bool = True) -> tuple[Fate, str]:
+        info = self._read(pod.pod_id, patient)
+        return fate_of(info), (info.status if info else None) or "not found (404)"
+
     def list_pods(self) -> list[PodInfo]:
         """Every pod on the account (the reaper picks this project's by name)."""
-        return self._retry(self.api.list, "list pods")
-
-    def fate(self, pod: Pod) -> str | None:
-        """What became of a pod this run cannot reach: None while the API still has it running."""
-        try:
-            info = self._retry(lambda: self.api.get(pod.pod_id), f"look up pod {pod.pod_id}", attempts=3)
-        except ApiError:
-            return None  # the API cannot tell either: nothing to add
-        if info is None:
-            return f"pod {pod.pod_id} was terminated outside this run (RunPod no longer lists it)"
-        if info.status in GONE or info.status == "EXITED":
-            return f"pod {pod.pod_id} was stopped or terminated outside this run (RunPod says {info.status})"
-        return None
+        return self.api.list()
 
     def billed(self, pod: Pod) -> float | None:
         """What RunPod billed for the pod; billing lags the pod's end, so it is asked a few times."""
@@ -318,24 +375,24 @@ class RunpodProvider:
             log.info("container log of pod %s not read: %s", pod.pod_id, exc)
             return None
 
-    def is_alive(self, pod: Pod) -> bool:
-        try:
-            info = self._retry(lambda: self.api.get(pod.pod_id), f"poll pod {pod.pod_id}", attempts=3)
-        except ApiError:
-            return False
-        return info is not None and info.status not in GONE and info.status != "EXITED"
-
     def terminate(self, pod: Pod, verify_s: float = 60.0) -> None:
-        """podTerminate, retried; then poll until the API no longer lists the pod as alive."""
+        """DELETE (a stopped pod too: its disk bills), then read it until RunPod says 404 or TERMINATED;
+        an error while verifying is asked again, never taken for gone."""
         try:
-            self._retry(lambda: self.api.terminate(pod.pod_id), f"terminate pod {pod.pod_id}")
+            self.api.terminate(pod.pod_id)
         except ApiError as exc:
             raise ProviderError(f"could not terminate pod {pod.pod_id}: {exc}") from None
         deadline = Deadline(verify_s)
         while True:
-            info = self._retry(lambda: self.api.get(pod.pod_id), f"verify termination of {pod.pod_id}")
-            if info is None or info.status in GONE:
-                return
+            try:
+                info = self._read(pod.pod_id, patient=False)
+            except PodUnknown as exc:
+                info, said = False, str(exc)
+            else:
+                if fate_of(info) is Fate.GONE:
+                    return
+                said = f"still reported {info.status}"
             if deadline.passed():
-                raise ProviderError(f"pod {pod.pod_id} still reported {info.status} {verify_s:.0f}s after podTerminate")
+                raise ProviderError(f"pod {pod.pod_id}: {said} {verify_s:.0f}s after the DELETE; it may still be "
+                                    f"billing: `doit terminate_pod` tries again")
             time.sleep(min(self.s.poll_interval_s, 2.0))

@@ -17,6 +17,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +70,16 @@ class Prober:
     """Tries endpoints in order until one answers a probe command, against a deadline."""
 
     def __init__(self, make_exec: Any, make_pty: Any, probe_command: str, deadline_s: float, pause_s: float,
-                 timeout_s: float, direct_grace_s: float = 0.0) -> None:
+                 timeout_s: float, direct_grace_s: float = 0.0,
+                 refresh: Callable[[], list[Endpoint]] | None = None, refresh_every_s: float = 5.0) -> None:
         self.make_exec, self.make_pty = make_exec, make_pty
-        self.grace = Deadline(direct_grace_s)  # RunPod publishes the direct port before sshd listens
+        # Direct ssh is waited for this long: RunPod publishes the direct port late (after the proxy),
+        # and before its sshd listens. `refresh` reads the API again while only the proxy is known.
+        self.grace = Deadline(direct_grace_s)
+        self.refresh, self.refresh_every_s = refresh, refresh_every_s
+        self.refreshed_at = time.monotonic()
+        self.started = time.monotonic()
+        self.notes: list[str] = []
         self.token = secrets.token_hex(6)
         self.command = f"{probe_command}; printf '%s%s\\n' FCPROBE {self.token}"
         self.deadline = Deadline(deadline_s)
@@ -116,34 +124,70 @@ class Prober:
         return None
 
     def _direct_may_still_come(self, endpoints: list[Endpoint]) -> bool:
-        """Within the grace period a direct endpoint that is not up yet (refused, timed out) is
-        waited for: the gateway is for pods whose direct ssh does not come, not for a slow sshd."""
+        """Within the grace period a direct endpoint that is not up yet (refused, timed out), or not
+        published yet while the API can still be asked, is waited for: the gateway is for pods whose
+        direct ssh does not come, not for a slow sshd or a late port."""
         if self.grace.passed():
             return False
+        if self.refresh is not None and not any(ep.kind == "direct" for ep in endpoints):
+            return True
         return any(ep.kind == "direct" and ep.denied < DENIALS_BEFORE_GIVING_UP
                    and (not ep.last or TRANSIENT.search(ep.last)) for ep in endpoints)
 
+    def _refreshed(self, endpoints: list[Endpoint]) -> list[Endpoint]:
+        """The endpoints again from the API, while it names no direct one yet and the grace lasts."""
+        if (self.refresh is None or self.grace.passed() or any(ep.kind == "direct" for ep in endpoints)
+                or time.monotonic() - self.refreshed_at < self.refresh_every_s):
+            return endpoints
+        self.refreshed_at = time.monotonic()
+        try:
+            fresh = self.refresh()
+        except ProviderError as exc:  # an unanswered read is no reason to stop probing what is known
+            log.info("re-reading the pod's ssh endpoints failed: %s", exc)
+            return endpoints
+        direct = [ep for ep in fresh if ep.kind == "direct"]
+        if not direct:
+            return endpoints or fresh
+        waited = time.monotonic() - self.started
+        log.info("The API published direct ssh (%s) %.0f s after the proxy: trying it first", direct[0].describe(), waited)
+        self.notes.append(f"direct ssh published {waited:.0f} s after the proxy (re-read until it came)")
+        return direct + [ep for ep in endpoints if ep.kind != "direct"]
+
     def reach(self, endpoints: list[Endpoint], pod_id: str) -> Reached:
-        if not endpoints:
+        if not endpoints and self.refresh is None:
             raise ProviderError(f"pod {pod_id} publishes no ssh endpoint (no public tcp/22, no gateway user)")
         while True:
-            for ep in endpoints:
-                if ep.denied >= DENIALS_BEFORE_GIVING_UP:
-                    continue
-                if ep.kind == "gateway" and self._direct_may_still_come(endpoints):
-                    continue
-                reached = self._try_pty(ep) if ep.forced_mode is ConnectionMode.GATEWAY_PTY else self._try_exec(ep)
-                if reached:
-                    return reached
+            endpoints = self._refreshed(endpoints)
+            reached = self._round(endpoints)
+            if reached:
+                reached.notes[:0] = self.notes
+                if reached.endpoint.kind == "gateway" and self.refresh is not None and not any(
+                        ep.kind == "direct" for ep in endpoints):
+                    reached.notes.append(f"no direct ssh endpoint within {self.grace.seconds:.0f} s "
+                                         f"([ssh] direct_grace_s): the gateway")
+                return reached
             live = [ep for ep in endpoints if ep.denied < DENIALS_BEFORE_GIVING_UP]
-            if not live:
+            if endpoints and not live:
                 raise ProviderError(f"every login to pod {pod_id} was refused: "
                                     + "; ".join(f"{ep.describe()} said {ep.last!r}" for ep in endpoints))
             if self.deadline.passed():
                 raise ProviderError(f"ssh to pod {pod_id} never answered: "
-                                    + "; ".join(f"{ep.describe()} said {ep.last!r}" for ep in endpoints)
+                                    + ("; ".join(f"{ep.describe()} said {ep.last!r}" for ep in endpoints)
+                                       or "it published no ssh endpoint (no public tcp/22, no gateway user)")
                                     + "; the pod will be terminated")
             time.sleep(min(self.pause_s, self.deadline.left()))
+
+    def _round(self, endpoints: list[Endpoint]) -> Reached | None:
+        """Each endpoint tried once, in order (the gateway only once direct may no longer come)."""
+        for ep in endpoints:
+            if ep.denied >= DENIALS_BEFORE_GIVING_UP:
+                continue
+            if ep.kind == "gateway" and self._direct_may_still_come(endpoints):
+                continue
+            reached = self._try_pty(ep) if ep.forced_mode is ConnectionMode.GATEWAY_PTY else self._try_exec(ep)
+            if reached:
+                return reached
+        return None
 
 
 def endpoints(info: Any, override: dict[str, Any] | None, gateway_host: str, gateway_port: int,

@@ -8,6 +8,7 @@ import json
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -21,17 +22,32 @@ from tasks.providers.runpod.client import (
     SkipCandidate,
 )
 
-REST_URL = "https://api.runpod.io"
+REST_URL = "https://api.runpod.io"  # the spec's server; paths start with /v2
+URL_ENV = "RUNPOD_API_URL"
 
+
+def rest_base(configured: str | None) -> str:
+    """The server the /v2 paths are appended to. runpodctl reads RUNPOD_API_URL as a REST base that
+    includes its version (`https://rest.runpod.io/v1`): such a value names the retired v1, so it is
+    not ours to append /v2 to; a trailing /v2 is dropped; any other value (a double, a proxy) is the base."""
+    if not configured:
+        return REST_URL
+    base = configured.rstrip("/")
+    path = urlsplit(base).path
+    if path.endswith("/v2"):
+        return base[: -len("/v2")]
+    if path.endswith("/v1"):
+        return REST_URL
+    return base
 
 
 class RestApi:
     name = "rest"
     has_billing = True
 
-    def __init__(self, api_key: str, url: str | None = None) -> None:
-        self.http = Http(api_key)
-        self.url = (url or os.environ.get("RUNPOD_API_URL") or REST_URL).rstrip("/")
+    def __init__(self, api_key: str, url: str | None = None, retry_base_s: float = 1.0) -> None:
+        self.http = Http(api_key, retry_base_s=retry_base_s)
+        self.url = rest_base(url or os.environ.get(URL_ENV))
 
     @property
     def calls(self) -> int:
@@ -67,7 +83,7 @@ class RestApi:
             body["image"] = req.image_name
         if req.pod_env:
             body["env"] = req.pod_env
-        resp = self.http.request("POST", f"{self.url}/v2/pods", json=body)
+        resp = self.http.request("POST", f"{self.url}/v2/pods", json=body, once=True)  # the caller adopts, then retries
         if resp.status_code in (200, 201):
             return self._info(resp.json())
         problem = self._problem(resp)
@@ -105,6 +121,12 @@ class RestApi:
             raise ApiError(f"RunPod REST: GET /v2/pods -> {resp.status_code} {self._problem(resp)}")
         return [self._info(p) for p in resp.json().get("pods", [])]
 
+    def account_keys(self) -> list[str] | None:
+        """GET /v2/account/ssh-keys: the keys RunPod's proxy lets in. Read only: PUT replaces the whole set."""
+        body = self._get("/v2/account/ssh-keys")
+        keys = (body or {}).get("keys")
+        return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else None
+
     def catalog(self, clouds: tuple[str, ...], gpu_count: int) -> list[Offer] | None:
         offers = []
         for cloud in clouds:
@@ -134,7 +156,7 @@ class RestApi:
     def create_volume(self, name: str, size_gb: int, data_center: str, kind: str = "STANDARD") -> dict[str, Any]:
         """A new network volume: billed every month until deleted, so it is asked for once."""
         body = {"name": name, "size": size_gb, "dataCenter": data_center, "type": kind}
-        resp = self.http.request("POST", f"{self.url}/v2/network-volumes", json=body)
+        resp = self.http.request("POST", f"{self.url}/v2/network-volumes", json=body, once=True)
         if resp.status_code not in (200, 201):
             raise ApiError(f"RunPod REST: POST /v2/network-volumes -> {resp.status_code} {self._problem(resp)}")
         return resp.json()
@@ -155,9 +177,8 @@ class RestApi:
         layer, and a shorter one loses the pull's first line, so its seconds cannot be known."""
         lines, got, started = [], 0, time.monotonic()
         try:
-            with self.http.session.get(f"{self.url}/v2/pods/{pod_id}/logs?tail={tail}", stream=True,
-                                       timeout=(self.http.timeout, 2.0)) as resp:
-                self.http.calls += 1
+            with self.http.request("GET", f"{self.url}/v2/pods/{pod_id}/logs?tail={tail}", stream=True,
+                                   timeout=(self.http.timeout, 2.0)) as resp:
                 if resp.status_code != 200:
                     return None
                 for raw in resp.iter_lines():
@@ -168,6 +189,8 @@ class RestApi:
                         break
         except (requests.RequestException, OSError):  # the stream ends by timing out once the backfill is sent
             pass
+        except ApiError:  # the log is a help, never a reason to fail: RunPod did not give it
+            return None
         return "\n".join(lines) if lines else None
 
     @staticmethod
@@ -181,7 +204,7 @@ class RestApi:
                        running=pod.get("status") == "RUNNING" and runtime is not None,
                        cost_per_hr=pod.get("cost"), gpu=(pod.get("gpu") or {}).get("id"),
                        uptime_s=(runtime or {}).get("uptime"), image=pod.get("image") or None)
-        if isinstance(ssh, dict):
+        if isinstance(ssh, dict):  # each side is null until it exists (PodSsh): proxy first, direct later
             direct, proxy = ssh.get("direct") or {}, ssh.get("proxy") or {}
             info.host_id = proxy.get("username") or None
             if direct.get("host") and direct.get("port") and is_public(direct["host"]):

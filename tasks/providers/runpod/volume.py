@@ -194,7 +194,7 @@ def volume(ctx: RunContext, create: bool) -> dict[str, Any]:
     r = ctx.settings.runpod
     if not ctx.settings.api_key:
         raise ProviderError("RUNPOD_API_KEY is not set: export your RunPod API key first; nothing was created")
-    api = RestApi(ctx.settings.api_key)
+    api = RestApi(ctx.settings.api_key, retry_base_s=r.retry_base_s)  # volumes are REST only, whatever [runpod] api
     if r.network_volume_id:
         mine = [v for v in api.volumes() if v.get("id") == r.network_volume_id]
         if not mine:
@@ -217,7 +217,7 @@ def volume(ctx: RunContext, create: bool) -> dict[str, Any]:
             why = "it does not pay" if chosen.pays is False else "its worth is unknown"
             print(f"creating it as asked, although {why}"
                   f": ${chosen.monthly_usd:.2f}/month for ~{chosen.saved_minutes_per_run:.1f} billed min saved per run")
-        made = api.create_volume(chosen.name, chosen.size_gb, chosen.data_center)
+        made = _create(api, chosen, r.retry_base_s)
         log.info("Created network volume %s (%s GB in %s)", made.get("id"), made.get("size"), made.get("dataCenter"))
         print(f"created {made['id']}: add to fullcycle.toml\n  [runpod] network_volume_id = \"{made['id']}\"")
         record["volume"] = made
@@ -225,3 +225,16 @@ def volume(ctx: RunContext, create: bool) -> dict[str, Any]:
         print("nothing created: `doit volume --create` creates it")
     write_json(ctx.paths.volume_file, record)
     return record
+
+
+def _create(api: Any, chosen: Plan, retry_base_s: float) -> dict[str, Any]:
+    """POST the volume once per try, through the same retry as every call to RunPod; after an
+    unanswered try the volume it may have made is looked for by name first: a volume bills monthly,
+    so it is never made twice."""
+    from tasks.providers.runpod.client import with_retries
+
+    def once() -> dict[str, Any]:
+        made = [v for v in api.volumes() if v.get("name") == chosen.name]
+        return made[0] if made else api.create_volume(chosen.name, chosen.size_gb, chosen.data_center)
+
+    return with_retries(once, "create the network volume", base_delay=retry_base_s)

@@ -9,19 +9,21 @@ import pytest
 from tasks.core.errors import NoCapacityError
 from tasks.providers.runpod.client import (
     ApiError,
+    Http,
     RetryableApiError,
     SkipCandidate,
+    Unanswered,
     with_retries,
 )
 from tasks.providers.runpod.graphql import GraphqlApi
 from tasks.providers.runpod.rest import RestApi
 
 
-def test_api_retries_turn_into_a_fatal_error_that_names_the_call():
+def test_api_retries_turn_into_an_unknown_answer_that_names_the_call():
     def busy():
         raise RetryableApiError("HTTP 429", retry_after=0)
 
-    with pytest.raises(ApiError, match="create pod: still failing after 2"):
+    with pytest.raises(Unanswered, match="create pod: still failing after 2"):
         with_retries(busy, "create pod", attempts=2, sleep=lambda s: None)
 
 
@@ -36,13 +38,35 @@ class FakeResponse:
 
 def _api(kind, status, body):
     api = GraphqlApi("k", "http://127.0.0.1:9/graphql") if kind == "graphql" else RestApi("k", "http://127.0.0.1:9")
-    api.http.request = lambda *a, **kw: FakeResponse(status, body)
+    api.http.session.request = lambda *a, **kw: FakeResponse(status, body)
+    api.http.retry_base_s = 0
     return api
+
+
+def test_every_call_goes_through_one_retry_that_waits_out_429_and_5xx():
+    answers = [FakeResponse(429, {}), FakeResponse(503, {}), FakeResponse(200, {"pods": []})]
+    http = Http("k", retry_base_s=0)
+    http.session.request = lambda *a, **kw: answers.pop(0)
+    assert http.request("GET", "http://127.0.0.1:9/v2/pods").status_code == 200 and http.calls == 3
+    http.session.request = lambda *a, **kw: FakeResponse(503, {})
+    with pytest.raises(RetryableApiError):  # a create is sent once: its caller looks for what it made first
+        http.request("POST", "http://127.0.0.1:9/v2/pods", once=True)
+
+
+@pytest.mark.parametrize("configured, base", [
+    (None, "https://api.runpod.io"), ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ("https://api.runpod.io/v2/", "https://api.runpod.io"),
+    ("https://rest.runpod.io/v1", "https://api.runpod.io"),  # runpodctl's setting names v1: never ".../v1/v2/pods"
+])
+def test_the_rest_base_never_appends_v2_to_a_versioned_url(configured, base):
+    from tasks.providers.runpod.rest import rest_base
+
+    assert rest_base(configured) == base
 
 
 @pytest.mark.parametrize("message, error", [
     ("There are no longer any instances available with the requested specifications.", NoCapacityError),
-    ("Something went wrong. Please try again later or contact support.", RetryableApiError),
+    ("Something went wrong. Please try again later or contact support.", Unanswered),
     ('Cannot query field "x" on type "Pod"', ApiError),
 ])
 def test_graphql_errors_map_to_what_the_caller_does_next(message, error):

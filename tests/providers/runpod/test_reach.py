@@ -150,3 +150,26 @@ def test_the_gateway_serves_a_pod_whose_direct_ssh_never_comes():
     reached = prober.reach([Endpoint("direct", "root", "203.0.113.9", 40022),
                             Endpoint("gateway", "pod-1a2b", "gw", 22)], "pod")
     assert reached.mode == "gateway-exec" and 0.2 <= time.monotonic() - started < 5
+
+
+def test_a_direct_port_published_after_the_proxy_is_taken_while_the_api_is_read_again():
+    """RunPod names the proxy as soon as the pod has a machine and the direct port only once it is
+    assigned (PodSsh): while only the proxy is known, the pod is read again within the grace period."""
+    from tasks.providers.runpod.reach import Endpoint, Prober
+
+    log, reads = [], []
+
+    def answer(ep, kind, command):
+        return 0, _token(command), ""
+
+    def refresh():
+        reads.append(1)
+        found = [Endpoint("gateway", "pod-1a2b", "gw", 22)]
+        return [Endpoint("direct", "root", "203.0.113.9", 40022), *found] if len(reads) >= 3 else found
+
+    prober = Prober(make_exec=lambda ep: ScriptedConn(answer, log, ep, "exec"),
+                    make_pty=lambda ep: ScriptedConn(answer, log, ep, "pty"), probe_command="true",
+                    deadline_s=10, pause_s=0.01, timeout_s=1, direct_grace_s=5, refresh=refresh, refresh_every_s=0.01)
+    reached = prober.reach([Endpoint("gateway", "pod-1a2b", "gw", 22)], "pod")
+    assert reached.mode == "direct-ssh" and len(reads) == 3 and ("exec", "pod-1a2b") not in log, log
+    assert "direct ssh published" in reached.notes[0]

@@ -109,3 +109,16 @@ def test_the_stack_a_volume_saves_is_the_build_the_last_pod_measured(tmp_path, f
     ctx.paths.summary_file.unlink()
     found = _stack(ctx)
     assert found.minutes == 1.4 and "84 s on 2026-11-25's pod" in found.how
+
+
+def test_doit_volume_create_waits_out_rate_limits_and_outages_as_every_call_does(tmp_path, fake_api):
+    """RunPod rate-limits its REST API: a 429 from the catalogue and a 503 on the create are waited out
+    (Retry-After honoured), and the volume is made once."""
+    from tests.conftest import runpod_project
+
+    fake_api.faults.http_errors = {"catalog": [429], "datacenters": [429, 503], "create_volume": [503]}
+    fake_api.faults.retry_after = 0
+    proj = runpod_project(tmp_path, None, fake_api)
+    proc = proj.doit("volume", "--create", check=True)
+    assert fake_api.ops("create_volume") == 1 and len(fake_api.volume_details) == 1
+    assert "network_volume_id = " in proc.stdout and "HTTP 429" in proc.stdout + proc.stderr
