@@ -224,6 +224,14 @@ def task_schedule():
                         "help": "add the crontab line (where systemd does not run your session)"}]}
 
 
+def task_plan():
+    return {"basename": "plan", "doc": "Print where a base model would train (one GPU, N GPUs sharded on a pod, a cluster): "
+                                      "GPUs, pods, GB per GPU, $/h; no network",
+            "actions": [(commands.plan, [CTX])], "verbosity": 2, "uptodate": [False],
+            "params": [DATE_PARAM, {"name": "model", "long": "model", "default": "",
+                                    "help": "a model id (default: [training] base_model)"}]}
+
+
 def task_report():
     return {"basename": "report", "doc": "Print the run history (attempts, loss, minutes, cost) and draw loss.png per run",
             "actions": [(commands.report, [CTX])], "params": [DATE_PARAM], "verbosity": 2, "uptodate": [False]}

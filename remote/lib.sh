@@ -58,22 +58,28 @@ urllib.request.urlopen(req, timeout=30)' "$1" "$2" "${3:-}"
   fi
 }
 
-# end_pod POD_ID REST_URL: delete the pod (REST, then runpodctl); failing both, stop it (its disk bills on).
+# end_pod WHAT REST_URL: WHAT is pods/<id> or clusters/<id>. Delete it (REST, then runpodctl for a pod);
+# failing both, stop a pod (its disk bills on until it is deleted). A cluster ends only whole.
 end_pod() {
-  echo "watchdog: $(date -u +%FT%TZ): the maximum runtime is up: ending pod $1"
-  if rest DELETE "$2/v2/pods/$1"; then echo "watchdog: deleted pod $1 (REST)"; return 0; fi
-  if command -v runpodctl >/dev/null 2>&1 && runpodctl remove pod "$1"; then
-    echo "watchdog: deleted pod $1 (runpodctl remove pod)"
+  local id=${1#*/}
+  echo "watchdog: $(date -u +%FT%TZ): the maximum runtime is up: ending $1"
+  if rest DELETE "$2/v2/$1"; then echo "watchdog: deleted $1 (REST)"; return 0; fi
+  case $1 in clusters/*)
+    echo "watchdog: could not delete $1: it runs on until it is ended from outside"
+    return 1 ;;
+  esac
+  if command -v runpodctl >/dev/null 2>&1 && runpodctl remove pod "$id"; then
+    echo "watchdog: deleted pod $id (runpodctl remove pod)"
     return 0
   fi
-  if rest POST "$2/v2/pods/$1/action" '{"action":"stop"}'; then
-    echo "watchdog: could not delete pod $1: stopped it (REST); its disk bills until it is deleted"
+  if rest POST "$2/v2/$1/action" '{"action":"stop"}'; then
+    echo "watchdog: could not delete pod $id: stopped it (REST); its disk bills until it is deleted"
     return 0
   fi
-  if command -v runpodctl >/dev/null 2>&1 && runpodctl stop pod "$1"; then
-    echo "watchdog: could not delete pod $1: stopped it (runpodctl); its disk bills until it is deleted"
+  if command -v runpodctl >/dev/null 2>&1 && runpodctl stop pod "$id"; then
+    echo "watchdog: could not delete pod $id: stopped it (runpodctl); its disk bills until it is deleted"
     return 0
   fi
-  echo "watchdog: could neither delete nor stop pod $1: it runs on until it is ended from outside"
+  echo "watchdog: could neither delete nor stop pod $id: it runs on until it is ended from outside"
   return 1
 }

@@ -7,7 +7,12 @@
 # [runpod] gpu_count > 1 (python -m trainer.ranks says how many).
 #
 #   train_runner.sh RUN_DIR INPUT_DIR OUTPUT_DIR PYTHON HF_HOME OFFSET END_MARK SCRIPT DATASET CONFIG
-#                   VENV_DIR "PYTHON_CANDIDATE..." TORCH_INDEX
+#                   VENV_DIR "PYTHON_CANDIDATE..." TORCH_INDEX ["NODES NODE_RANK MASTER_ADDR MASTER_PORT"]
+#
+# A sharded plan (config.json's sharding) runs train_fsdp.py beside SCRIPT under torchrun, one process per
+# GPU; on a cluster's node torchrun joins the others: the environment RunPod gives each node (NUM_NODES,
+# NODE_RANK, MASTER_ADDR, MASTER_PORT) wins, else the last argument, read from the API by the orchestrator;
+# the nodes talk over ens1 where there is one (NCCL_SOCKET_IFNAME: eth0 is the internet side).
 #
 # Where the preflight runs (config.json's preflight.where): "trainer" (the built-in trainer, one
 # process) runs it inside the trainer's own process, so Python and Unsloth start once a day and the
@@ -26,7 +31,7 @@
 # and the same line is kept in RUN_DIR/train.outcome for a gateway that loses stdout.
 set -u
 run_dir=$1 input_dir=$2 output_dir=$3 python=$4 hf_home=$5 offset=$6 end_mark=$7
-script=$8 dataset=$9 config=${10} venv_dir=${11} candidates=${12} torch_index=${13:-}
+script=$8 dataset=$9 config=${10} venv_dir=${11} candidates=${12} torch_index=${13:-} cluster=${14:-}
 
 mkdir -p "$run_dir" && cd "$run_dir" || exit 97
 state=$(trainer_state "$run_dir")
@@ -53,12 +58,18 @@ if [ "$state" = none ] || [ "$state" = lost ]; then
     if setup=$(bash "$7" "$3" "$8" "$9" "${10}" "${11}" 2>>train.log); then
       printf "%s\n" "$setup" >python.info
       py=$(sed -n 1p python.info)
-      PYTHONPATH="$9" "$py" -m trainer.download --config "$6" --report download.json >>train.log 2>&1 </dev/null &
+      read -r procs shape <<<"$(PYTHONPATH="$9" "$py" -m trainer.ranks "$6" 2>>train.log)" || procs=1
+      read -r nodes node_rank master_addr master_port <<<"${12}"
+      nodes=${NUM_NODES:-${nodes:-1}} node_rank=${NODE_RANK:-${node_rank:-0}}
+      entry=$4 light=()
+      [ "$shape" = fsdp ] && entry="$(dirname "$4")/train_fsdp.py"
+      [ "$shape" = fsdp ] && [ "$node_rank" != 0 ] && light=(--no-weights)  # rank 0 alone reads the weights
+      PYTHONPATH="$9" "$py" -m trainer.download --config "$6" --report download.json "${light[@]}" >>train.log 2>&1 \
+        </dev/null &
       download=$!
       echo "$download" >download.pid
       where=$(PYTHONPATH="$9" "$py" -m trainer.preflight --where "$6" 2>>train.log) || where=apart
-      procs=$(PYTHONPATH="$9" "$py" -m trainer.ranks "$6" 2>>train.log) || procs=1
-      if [ "$where" = trainer ] && [ "${procs:-1}" -le 1 ]; then
+      if [ "$where" = trainer ] && [ "${procs:-1}" -le 1 ] && [ "$shape" != fsdp ]; then
         FULLCYCLE_PREFLIGHT_REPORT="$PWD/preflight.json" FULLCYCLE_DOWNLOAD_PID="$download" \
           FULLCYCLE_DOWNLOAD_REPORT="$PWD/download.json" "$py" "$4" --data "$5" --config "$6" --output "$1" >>train.log 2>&1
         code=$?
@@ -76,10 +87,18 @@ if [ "$state" = none ] || [ "$state" = lost ]; then
         if [ "$code" = 0 ] && [ -e preflight.only ]; then
           mkdir -p "$1"  # `doit gpu_check`: the preflight was the whole run
         elif [ "$code" = 0 ]; then
-          launch=("$py")  # one process, or one per GPU under torchrun (data-parallel; rank 0 reports)
-          [ "${procs:-1}" -gt 1 ] && launch=("$py" -m torch.distributed.run --standalone --nproc_per_node "$procs")
-          FULLCYCLE_DOWNLOAD_REPORT="$PWD/download.json" "${launch[@]}" "$4" --data "$5" --config "$6" --output "$1" \
-            >>train.log 2>&1
+          launch=("$py")  # one process, or one per GPU under torchrun (copies or shards; rank 0 reports)
+          topology=(--standalone)
+          if [ "$nodes" -gt 1 ]; then
+            topology=(--nnodes "$nodes" --node_rank "$node_rank" --master_addr "${MASTER_ADDR:-$master_addr}"
+              --master_port "${MASTER_PORT:-$master_port}")
+            [ -z "${NCCL_SOCKET_IFNAME:-}" ] && [ -e /sys/class/net/ens1 ] && export NCCL_SOCKET_IFNAME=ens1
+          fi
+          if [ "${procs:-1}" -gt 1 ] || [ "$shape" = fsdp ]; then
+            launch=("$py" -m torch.distributed.run "${topology[@]}" --nproc_per_node "${procs:-1}")
+          fi
+          FULLCYCLE_DOWNLOAD_REPORT="$PWD/download.json" "${launch[@]}" "$entry" --data "$5" --config "$6" \
+            --output "$1" >>train.log 2>&1
           code=$?
           for ranked in rank*.exit; do  # torchrun says 1 for any failure: the failing rank knows better
             [ "$code" != 0 ] && [ -s "$ranked" ] && [ "$(cat "$ranked")" != 0 ] && code=$(cat "$ranked") && break
@@ -92,7 +111,7 @@ if [ "$state" = none ] || [ "$state" = lost ]; then
     fi
     echo "$code" >train.exit.tmp && mv train.exit.tmp train.exit
   ' fullcycle-trainer "$output_dir" "$hf_home" "$python" "$script" "$dataset" "$config" \
-    "$input_dir/setup_python.sh" "$venv_dir" "$input_dir" "$candidates" "$torch_index" >/dev/null 2>&1 </dev/null &
+    "$input_dir/setup_python.sh" "$venv_dir" "$input_dir" "$candidates" "$torch_index" "$cluster" >/dev/null 2>&1 </dev/null &
   for _ in $(seq 200); do
     [ -s train.pid ] && break
     sleep 0.05

@@ -143,8 +143,9 @@ def llama_bin() -> Path:
 @pytest.fixture
 def fake_api(request, tmp_path):
     """The RunPod API double; its pods' ssh port is the session's sshd when the test asks for one."""
-    port = request.getfixturevalue("sshd").port if "sshd" in request.fixturenames else 22
-    with FakeRunpod(API_KEY, port) as api:
+    server = request.getfixturevalue("sshd") if "sshd" in request.fixturenames else None
+    with FakeRunpod(API_KEY, server.port if server else 22) as api:
+        api.client_key = server.client_key if server else None  # a cluster's nodes: sshds of their own
         yield api
     # A terminated pod takes its processes with it; on this shared "pod" machine, end this test's
     # pods' process groups (trainings a killed orchestrator left running, watchdogs still sleeping).

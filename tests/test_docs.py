@@ -67,6 +67,6 @@ def test_every_section_a_link_points_at_is_there(document):
 
 def test_the_scale_notes_keep_the_sections_the_readme_sends_people_to():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for anchor in ("fsdp-decided-not-built", "past-one-machine-runpod-instant-clusters-on-paper"):
+    for anchor in ("sharding-one-model-over-several-gpus-fsdp2", "several-pods-runpod-instant-clusters"):
         assert f"docs/scale.md#{anchor}" in readme  # the links the test above follows
     assert "/v2/clusters/{id}/pods" in (REPO / "docs" / "scale.md").read_text(encoding="utf-8")

@@ -29,6 +29,7 @@ DOWNLOAD_FAILED = 6
 FAST_PATH_GB = 32  # hf_xet's high-performance mode uses every core and has OOM-killed a 12 GB node
 TRIES = 2  # a stall is retried once: the hub resumes what it had
 FILES = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja", "*.py"]  # weights, config, tokenizer
+WEIGHTS = "*.safetensors"  # what a sharded training's other nodes never read: rank 0 alone reads the checkpoint
 
 
 class DownloadFailed(Exception):
@@ -132,14 +133,14 @@ class Progress:
         return f"{text} ({rate / 1e6:.1f} MB/s, {seconds:.0f}s)"
 
 
-def _once(repo: str, progress: Progress, env: dict[str, str]) -> bool:
+def _once(repo: str, progress: Progress, env: dict[str, str], files: list[str]) -> bool:
     """One try in a child process (a hung download can be stopped, a thread cannot): True when it
     finished, False when it stalled and was stopped. Raises DownloadFailed when the hub said no."""
     code = ("import sys; from huggingface_hub import snapshot_download; "
             "snapshot_download(sys.argv[1], allow_patterns=sys.argv[2].split(','))")
     said = Path("download.log")  # the child's own words, for the error; a pipe nobody reads would fill and hang it
     with said.open("w") as out:
-        child = subprocess.Popen([sys.executable, "-c", code, repo, ",".join(FILES)], stdout=out,
+        child = subprocess.Popen([sys.executable, "-c", code, repo, ",".join(files)], stdout=out,
                                  stderr=subprocess.STDOUT, env={**env, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     progress.last_growth = last_said = time.monotonic()  # each try has its own stall clock
     try:
@@ -163,20 +164,23 @@ def _once(repo: str, progress: Progress, env: dict[str, str]) -> bool:
     return True
 
 
-def fetch(repo: str, expected: int, stall_s: float, every: float | None = None) -> dict:
-    """Download `repo` into the hub's cache (nothing if it is there). Returns the report; raises
-    DownloadFailed with the bytes it got when it stalled twice or the hub refused."""
+def fetch(repo: str, expected: int, stall_s: float, every: float | None = None, weights: bool = True) -> dict:
+    """Download `repo` into the hub's cache (nothing if it is there); without its `weights` when this
+    node only needs the config and tokenizer. Returns the report; raises DownloadFailed with the bytes
+    it got when it stalled twice or the hub refused."""
+    files = FILES if weights else [f for f in FILES if f != WEIGHTS]
+    expected = expected if weights else 0
     memory = memory_gb()
     fast = memory is not None and memory >= FAST_PATH_GB
     env = {**os.environ, **({"HF_XET_HIGH_PERFORMANCE": "1"} if fast else {})}
     every = every or float(os.environ.get("FULLCYCLE_PROGRESS_S", "30"))
     progress = Progress(hf_home(), expected, every, stall_s)
     report = {"repo": repo, "fast_path": fast, "memory_gb": round(memory, 1) if memory else None,
-              "stall_s": stall_s, "tries": 0}
+              "stall_s": stall_s, "tries": 0, "weights": weights}
     say(f"downloading {repo} (hub fast path {'on' if fast else 'off'}: {report['memory_gb']} GB of memory)")
     for attempt in range(1, TRIES + 1):
         report["tries"] = attempt
-        if _once(repo, progress, env):
+        if _once(repo, progress, env, files):
             break
         say(f"WARNING: the download of {repo} stalled: no byte for {stall_s:.0f}s "
             f"({size(progress.got())} so far); " + ("trying once more" if attempt < TRIES else "giving up"))
@@ -246,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("--no-weights", action="store_true", help="config and tokenizer only (a cluster's other nodes)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     started = time.time()
@@ -259,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         try:
             report, code = fetch(repo, int(config.get("download_bytes") or 0),
-                                 float(config.get("download_stall_s") or 120)), 0
+                                 float(config.get("download_stall_s") or 120), weights=not args.no_weights), 0
         except DownloadFailed as exc:
             report, code = {"ok": False, "repo": repo, "error": str(exc), "bytes": exc.got}, DOWNLOAD_FAILED
             if isinstance(exc, Stopped):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from trainer.config import say
@@ -92,7 +94,19 @@ def _held_out(path: Path, tokenizer) -> list[dict]:
         return [convert(json.loads(line)) for line in fh if line.strip()]
 
 
-def _losses_and_answers(model, tokenizer, config: dict, input_dir: Path, unsloth: bool) -> dict:
+@contextmanager
+def peft_adapter(model, folder: Path) -> Iterator[None]:
+    """The previous adapter made active beside today's (peft's own adapters), today's after."""
+    model.load_adapter(str(folder), adapter_name="previous")
+    model.set_adapter("previous")
+    try:
+        yield
+    finally:
+        model.set_adapter("default")
+        model.delete_adapter("previous")
+
+
+def _losses_and_answers(model, tokenizer, config: dict, input_dir: Path, unsloth: bool, switch=peft_adapter) -> dict:
     spec = config["eval"]
     if unsloth:
         from unsloth import FastLanguageModel
@@ -112,12 +126,9 @@ def _losses_and_answers(model, tokenizer, config: dict, input_dir: Path, unsloth
     previous = [None] * len(prompts)
     found["previous_loss"] = None
     if spec.get("previous_adapter"):
-        model.load_adapter(str(input_dir / spec["previous_adapter"]), adapter_name="previous")
-        model.set_adapter("previous")
-        found["previous_loss"] = completion_loss(model, tokenizer, rows, max_len)[0]
-        previous = [answer(model, tokenizer, p, max_new) for p in prompts]
-        model.set_adapter("default")
-        model.delete_adapter("previous")
+        with switch(model, input_dir / spec["previous_adapter"]):
+            found["previous_loss"] = completion_loss(model, tokenizer, rows, max_len)[0]
+            previous = [answer(model, tokenizer, p, max_new) for p in prompts]
     found["answers"] = [{"prompt": p, "base": b, "previous": v, "today": t}
                         for p, b, v, t in zip(prompts, base, previous, today)]
     if found["adapter_loss"] is None or found["base_loss"] is None:
@@ -125,19 +136,22 @@ def _losses_and_answers(model, tokenizer, config: dict, input_dir: Path, unsloth
     return found
 
 
-def measure(model, tokenizer, config: dict, input_dir: Path, unsloth: bool, strict: bool = False) -> dict:
+def measure(model, tokenizer, config: dict, input_dir: Path, unsloth: bool, strict: bool = False,
+            switch=peft_adapter) -> dict:
     """Held-out loss of the base model, the previous promoted adapter and today's, and their greedy
     answers to a few prompts: in this process, on the loaded model, after the adapter is saved.
 
     With no held-out set the result says it was skipped and why. A failure is recorded as
     {"failed": ...} (the adapter is saved already; the verdict never promotes it), or raised when
-    `strict` (the preflight, where a failure must stop the run before anything is downloaded)."""
+    `strict` (the preflight, where a failure must stop the run before anything is downloaded). `switch`
+    makes the previous adapter the active one for its measurement (peft's adapters, or the sharded
+    trainer's weights handed out anew)."""
     spec = config.get("eval") or {}
     if not spec.get("heldout"):
         return {"skipped": "no held-out set (see the dataset report: [eval] min_samples)"}
     started = time.time()
     try:
-        found = _losses_and_answers(model, tokenizer, config, input_dir, unsloth)
+        found = _losses_and_answers(model, tokenizer, config, input_dir, unsloth, switch)
     except Exception as exc:
         if strict:
             raise

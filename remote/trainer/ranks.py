@@ -76,19 +76,21 @@ def processes(asked: int, seen: int) -> tuple[int, str | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m trainer.ranks CONFIG`: print the process count the runner launches torchrun with."""
+    """`python -m trainer.ranks CONFIG`: print the process count the runner launches torchrun with, and
+    how they share the model: "fsdp" (train_fsdp.py, each holding a shard) or "copies" (one copy each)."""
     import json
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     try:
-        asked = int(json.loads(Path(args[0]).read_text()).get("gpu_count") or 1)
+        config = json.loads(Path(args[0]).read_text())
+        asked, sharded = int(config.get("gpu_count") or 1), bool(config.get("sharding"))
     except (OSError, ValueError, IndexError, TypeError, AttributeError):
-        asked = 1
+        asked, sharded = 1, False
     count, why = processes(asked, gpus_seen())
     if why:
         print(f"[train] WARNING: {why}", file=sys.stderr, flush=True)
-    print(count)
+    print(count, "fsdp" if sharded else "copies")
     return 0
 
 

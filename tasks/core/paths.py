@@ -16,6 +16,7 @@ from tasks.core.settings import Settings
 
 REMOTE_DIR = Path(__file__).resolve().parents[2] / "remote"  # what runs on the pod, as files
 TRAIN_SCRIPT = REMOTE_DIR / "train_unsloth.py"
+SHARDED_SCRIPT = REMOTE_DIR / "train_fsdp.py"  # a base model sharded over several GPUs (FSDP2)
 TRAINER_PACKAGE = REMOTE_DIR / "trainer"  # the trainer's named steps, uploaded beside the script
 
 
@@ -26,6 +27,7 @@ class PodNames:
     DATASET = "unsloth_dataset.jsonl"
     CONFIG = "config.json"  # the same name here (RunPaths.config_file) and there
     SCRIPT = "train_unsloth.py"
+    SHARDED_SCRIPT = "train_fsdp.py"
     PACKAGE = "trainer"
     HELDOUT = "heldout.jsonl"
     BASE_MODEL_DIR = "base_model"  # the tiny model travels with the inputs; a hub model is downloaded there

@@ -1,9 +1,8 @@
 """Settings: fullcycle.toml, environment overrides and validation.
 
-Everything is checked when the settings load, before any stage runs and long before anything is
-rented, so a typo costs a second and not a GPU hour. Errors name the file, the field and what to do.
-Secrets (the RunPod API key, tokens) never live in the settings file: they come from the environment,
-or from a file only their owner can read (tasks/core/secrets.py), when a run starts.
+Everything is checked when the settings load, long before anything is rented: a typo costs a second,
+not a GPU hour. Errors name the file, the field and what to do. Secrets never live here: they come
+from the environment, or a file only their owner can read (tasks/core/secrets.py).
 """
 
 from __future__ import annotations
@@ -99,15 +98,15 @@ class TrainingSettings:
     # bf16 weights on transformers 5, quantized while loading, ~61 GB for Qwen3-30B-A3B); "prequantized" the
     # published 4-bit build (~17 GB) anyway, its bf16 weights once if it will not load; "bf16" never tries it
     moe_build: str = field(default="auto", metadata=_rule(choices=("auto", "bf16", "prequantized")))
+    # "auto": bf16 weights sharded (FSDP2) when neither they nor a 4-bit build fit one GPU; "fsdp": always
+    sharding: str = field(default="auto", metadata=_rule(choices=("auto", "never", "fsdp")))
 
     @property
-    def is_tiny(self) -> bool:
-        """The one answer to "is this the built-in tiny model?" (built here, uploaded with the inputs)."""
+    def is_tiny(self) -> bool:  # the built-in tiny model: built here, uploaded with the inputs
         return self.base_model == TINY
 
     @property
-    def is_local(self) -> bool:
-        """A base model on this machine (tiny, or a folder): nothing to ask the model hub."""
+    def is_local(self) -> bool:  # a base model on this machine (tiny, or a folder): nothing to ask the hub
         return self.is_tiny or self.base_model.startswith(("/", "./", "~"))
 
 
@@ -132,6 +131,7 @@ class RunpodSettings:
     template_id: str = "pzr9tt3vvq"
     image_name: str = ""
     gpu_count: int = field(default=1, metadata=_rule(1, 8))
+    max_gpus: int = field(default=8, metadata=_rule(1, 2000))  # the most GPUs a sharded plan may rent, every pod's together
     min_vcpu_count: int = field(default=15, metadata=_rule(1, 512))
     min_memory_gb: int = field(default=46, metadata=_rule(1, 4096))
     volume_gb: int = field(default=306, metadata=_rule(0, 100_000))
@@ -155,8 +155,8 @@ class RunpodSettings:
     data_center_id: str = ""  # its data center (looked up from the volume when empty)
     support_public_ip: bool = True  # ask for a public IP so direct ssh works (GraphQL; COMMUNITY may lack one)
     direct_users: tuple[str, ...] = ("root", "unsloth")  # tried in order when the API names no ssh user
-    billing_attempts: int = field(default=3, metadata=_rule(1, 100))  # asking RunPod what it billed (REST)
-    billing_wait_s: float = field(default=10, metadata=_rule(0, 600))  # between those asks: billing lags
+    billing_attempts: int = field(default=3, metadata=_rule(1, 100))  # asking RunPod what it billed (REST), this
+    billing_wait_s: float = field(default=10, metadata=_rule(0, 600))  # far apart: billing lags the pod's end
 
 
 @dataclass(frozen=True)

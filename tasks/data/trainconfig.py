@@ -63,7 +63,10 @@ def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str
             if verdict.get(key):  # the download step and the trainer follow the check's choice of build
                 config[key] = verdict[key]
     config["download_stall_s"] = settings.runpod.download_stall_s
-    config["gpu_count"] = settings.runpod.gpu_count  # training processes: one per GPU (torchrun), or CPUs over gloo
+    plan = (verdict or {}).get("plan") or {}
+    config["sharding"] = plan if plan.get("sharding") == "fsdp" else None  # remote/train_fsdp.py trains it
+    # training processes per pod: one per GPU (torchrun), or CPUs over gloo; a sharded plan says how many
+    config["gpu_count"] = plan.get("gpus_per_pod") or settings.runpod.gpu_count
     if os.environ.get("HF_ENDPOINT"):  # a hub mirror asked here is the pod's too (no secret: a URL)
         config["hf_endpoint"] = os.environ["HF_ENDPOINT"]
     if settings.training.is_tiny:
@@ -84,6 +87,8 @@ def preflight(settings: Settings, verdict: dict[str, Any] | None) -> dict[str, A
     mode = settings.remote.preflight
     if mode == "never":
         return {"skipped": "[remote] preflight = \"never\""}
+    if ((verdict or {}).get("plan") or {}).get("sharding") == "fsdp":
+        return {"skipped": "the sharded trainer has no preflight of its own (the preflight drives Unsloth's path)"}
     if mode == "auto" and settings.training.is_local:
         return {"skipped": "the base model is not downloaded on the pod ([remote] preflight = \"auto\")"}
     base = (verdict or {}).get("base_config")

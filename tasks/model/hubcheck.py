@@ -19,19 +19,15 @@ from typing import Any
 from tasks.context import RunContext
 from tasks.core.errors import FullcycleError
 from tasks.core.settings import TINY, Settings
+from tasks.model import plan
 
 log = logging.getLogger("fullcycle")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 TOKEN_ENV = "HF_TOKEN"
 
-# GPU memory in GB by RunPod gpuTypeId. A type not listed here is not judged.
-GPU_MEMORY_GB = {
-    "NVIDIA GeForce RTX 5090": 32, "NVIDIA GeForce RTX 4090": 24, "NVIDIA GeForce RTX 3090": 24,
-    "NVIDIA RTX A6000": 48, "NVIDIA RTX 6000 Ada Generation": 48, "NVIDIA L40S": 48, "NVIDIA A40": 48,
-    "NVIDIA A100 80GB PCIe": 80, "NVIDIA A100-SXM4-80GB": 80, "NVIDIA H100 PCIe": 80,
-    "NVIDIA H100 80GB HBM3": 80, "NVIDIA H100 NVL": 94, "NVIDIA H200": 141, "NVIDIA B200": 180,
-}
+# GPU memory in GB by RunPod gpuTypeId (tasks/model/plan.py keeps them). A type not listed is not judged.
+GPU_MEMORY_GB = {gpu: memory for gpu, (memory, _) in plan.GPUS.items()}
 # Unsloth's pre-quantized builds, where the name does not follow `unsloth/<name>-bnb-4bit`.
 FOUR_BIT_BUILDS = {"Qwen/Qwen3-30B-A3B": "unsloth/Qwen3-30B-A3B-bnb-4bit"}
 BYTES_PER_PARAM = {"bf16": 2.0, "4bit": 0.55}  # 4-bit weights plus the layers bitsandbytes keeps in 16 bits
@@ -150,7 +146,7 @@ def _remember(model: str, answer: HubAnswer, config: dict[str, Any] | None) -> N
         log.info("model check not cached: %s", exc)
 
 
-def _recalled(model: str) -> dict[str, Any] | None:
+def recalled(model: str) -> dict[str, Any] | None:
     from tasks.core.files import read_json
 
     try:
@@ -231,7 +227,7 @@ def _moe_build(model: str, moe_build: str, endpoint: str | None) -> dict[str, An
 
 def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str | None = None,
           link_mb_s: float = DOWNLOAD_MB_S, volume: bool = False, moe_build: str = "auto",
-          gpu_count: int = 1) -> dict[str, Any]:
+          gpu_count: int = 1, sharding: str = "never", max_gpus: int = 8, load: plan.Load = plan.Load()) -> dict[str, Any]:
     """The verdict, as model-check.json holds it; raises ModelCheckError for a model we must refuse."""
     answer = ask_hub(model, endpoint)
     verdict: dict[str, Any] = {"base_model": model, "checked": answer.exists is not None,
@@ -239,14 +235,14 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
                                "gpu_types": list(gpu_types)}
     config = hub_config(model, endpoint) if answer.exists else None
     if answer.exists is None:
-        recalled = _recalled(model)
-        if recalled and recalled.get("parameters"):
+        earlier = recalled(model)
+        if earlier and earlier.get("parameters"):
             log.warning("Could not ask the model hub about %s (%s): using its answer of %s", model, answer.detail,
-                        recalled.get("checked_at"))
+                        earlier.get("checked_at"))
             verdict["warning"] = (f"model hub not reachable ({answer.detail}); used its answer about {model} of "
-                                  f"{recalled.get('checked_at')}")
-            answer = HubAnswer(True, gated=bool(recalled.get("gated")), parameters=recalled["parameters"])
-            config = recalled.get("config")
+                                  f"{earlier.get('checked_at')}")
+            answer = HubAnswer(True, gated=bool(earlier.get("gated")), parameters=earlier["parameters"])
+            config = earlier.get("config")
         else:
             verdict["warning"] = f"model hub not reachable ({answer.detail}); {model} was not checked"
             if quantize == "auto":  # the size is unknown: never rent on a guess that may not fit in bf16
@@ -284,6 +280,12 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
             precision, fits = "4bit", four
     verdict["needed_gb"] = round(needed_gb(answer.parameters, precision), 1)
     verdict["precision"] = precision
+    shape = plan.KNOWN.get(model) or plan.Shape.from_config(answer.parameters, config)
+    if sharding == "fsdp" or (judged and not fits and sharding == "auto" and precision == "bf16"):
+        return _sharded(verdict, model, shape, list(gpu_types), quantize, gpu_count, max_gpus, load, sharding,
+                        link_mb_s, volume)
+    if judged and not fits and sharding == "auto":  # 4-bit asked for, and it fits no GPU: never sharded
+        plan.shard(model, shape, list(gpu_types), load, max_gpus, quantize)
     if judged and not fits:
         bigger = sorted((g for g, mem in GPU_MEMORY_GB.items() if mem >= verdict["needed_gb"]), key=GPU_MEMORY_GB.get)
         choices = []
@@ -293,8 +295,9 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
         if bigger:
             choices.append(f"a bigger GPU in [runpod] gpu_types, e.g. {bigger[0]!r} ({GPU_MEMORY_GB[bigger[0]]} GB)")
         if gpu_count > 1:
-            choices.append(f"not more GPUs: [runpod] gpu_count = {gpu_count} trains data-parallel, every GPU holding "
-                           f"the whole model (sharding it, FSDP on plain PEFT in bf16, is not built here)")
+            choices.append(f"not more GPUs alone: [runpod] gpu_count = {gpu_count} trains data-parallel, every GPU "
+                           f"holding the whole model")
+        choices.append("sharding its bf16 weights over several GPUs (FSDP2: [training] sharding = \"auto\")")
         raise ModelCheckError(
             f"{model} needs about {verdict['needed_gb']:.0f} GB of GPU memory in {precision} "
             f"({answer.parameters / 1e9:.1f}B parameters), more than "
@@ -308,7 +311,25 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
         verdict["data_parallel"] = (
             f"{gpu_count} GPUs train data-parallel (torchrun): each holds the whole model (~{verdict['needed_gb']:.0f} GB "
             f"in {precision}), so it goes up to {gpu_count}x faster at {gpu_count}x the price per hour; it never makes a "
-            f"model fit that one GPU cannot hold (a bigger card does; FSDP on plain PEFT in bf16 would, not built here)")
+            f"model fit that one GPU cannot hold ([training] sharding does)")
+    download(verdict, link_mb_s, volume)
+    return verdict
+
+
+def _sharded(verdict: dict[str, Any], model: str, shape: plan.Shape, gpu_types: list[str], quantize: str,
+             gpu_count: int, max_gpus: int, load: plan.Load, sharding: str, link_mb_s: float,
+             volume: bool) -> dict[str, Any]:
+    """The bf16 weights sharded over several GPUs: the plan (printed and recorded before renting) and the
+    GPU type it rents; 4-bit weights are never sharded."""
+    plan.bf16_only(quantize, f"[training] sharding = \"{sharding}\" shards {model}")
+    chosen = (plan.forced(gpu_types, gpu_count, shape, load) if sharding == "fsdp"
+              else plan.shard(model, shape, gpu_types, load, max_gpus, quantize))
+    for line in chosen.lines():
+        log.info("%s", line)
+    verdict.update(plan=chosen.record(), model_to_load=model, load_in_4bit=False, precision="bf16",
+                   needed_gb=chosen.chosen.gb_per_gpu, gpu_types=[chosen.chosen.gpu])
+    for key in ("fallback_model", "moe_build", "build_bytes"):  # a 4-bit build considered before: not downloaded
+        verdict.pop(key, None)
     download(verdict, link_mb_s, volume)
     return verdict
 
@@ -321,20 +342,26 @@ def inputs(settings: Settings) -> dict[str, Any]:
     return {"model": t.base_model, "quantize": t.quantize, "moe_build": t.moe_build,
             "tiny_architecture": t.tiny_architecture, "gpu_types": list(r.gpu_types), "gpu_count": r.gpu_count,
             "link_mb_s": r.download_mb_s, "volume": bool(r.network_volume_id),
-            "endpoint": os.environ.get("HF_ENDPOINT") or None}
+            "endpoint": os.environ.get("HF_ENDPOINT") or None, "sharding": t.sharding, "max_gpus": r.max_gpus,
+            "load": [t.max_seq_length, t.per_device_train_batch_size, t.lora_rank]}
 
 
 def judge(model: str, quantize: str, moe_build: str, tiny_architecture: str, gpu_types: list[str], gpu_count: int,
-          link_mb_s: float, volume: bool, endpoint: str | None) -> dict[str, Any]:
+          link_mb_s: float, volume: bool, endpoint: str | None, sharding: str, max_gpus: int,
+          load: list[int]) -> dict[str, Any]:
     """The verdict model-check.json holds: a local model's architecture, or the hub's answer (check)."""
     if model == TINY or model.startswith(("/", "./", "~")) or Path(model).expanduser().is_dir():
         local = _local_config(model, tiny_architecture)
         verdict = {"base_model": model, "checked": False, "reason": "a local model: nothing to ask the hub",
                    "model_to_load": model, "load_in_4bit": quantize == "always", "base_config": local}
         verdict.update(gguf_note(local))
+        if sharding == "fsdp":  # a local model is not sized: sharded over gpu_count processes as asked
+            plan.bf16_only(quantize, "[training] sharding = \"fsdp\"")
+            verdict.update(plan=plan.forced(gpu_types, gpu_count, None, plan.Load(*load)).record(), load_in_4bit=False)
         return verdict
     verdict = check(model, tuple(gpu_types), quantize, endpoint, link_mb_s=link_mb_s, volume=volume,
-                    moe_build=moe_build, gpu_count=gpu_count)
+                    moe_build=moe_build, gpu_count=gpu_count, sharding=sharding, max_gpus=max_gpus,
+                    load=plan.Load(*load))
     log.info("Base model %s: %s", model,
              f"~{verdict['needed_gb']} GB in {verdict['precision']}, loading {verdict['model_to_load']}"
              if verdict.get("needed_gb") else ("exists on the hub" if verdict["checked"] else "not checked"))

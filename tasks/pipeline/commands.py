@@ -92,6 +92,26 @@ def schedule(ctx: RunContext, dodo: str, at: str, off: bool, crontab: bool) -> A
     return None
 
 
+def plan(ctx: RunContext, model: str) -> None:
+    """Where a base model would train (one GPU, N GPUs on a pod, a cluster), from the shapes kept here or
+    the model check's last answer about it: no network."""
+    from tasks.model import hubcheck
+    from tasks.model import plan as planning
+
+    t, r = ctx.settings.training, ctx.settings.runpod
+    model = model or t.base_model
+    shape = planning.KNOWN.get(model)
+    if shape is None:
+        recalled = hubcheck.recalled(model) or {}
+        if not recalled.get("parameters"):
+            print(f"{model}: no shape kept here and no earlier answer from the model hub "
+                  f"(known: {', '.join(planning.KNOWN)}); `doit check_model` with it as [training] base_model asks")
+            return
+        shape = planning.Shape.from_config(recalled["parameters"], recalled.get("config"))
+    load = planning.Load(t.max_seq_length, t.per_device_train_batch_size, t.lora_rank)
+    print("\n".join(planning.describe(model, shape, list(r.gpu_types), load, r.max_gpus, t.quantize)))
+
+
 def report(ctx: RunContext) -> None:
     from tasks.record import history
 

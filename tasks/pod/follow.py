@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,12 @@ class PodLog:
 
     Writes after close are dropped: after an interrupt, the reader thread may still deliver bytes."""
 
-    def __init__(self, path: Path, offset: int) -> None:
+    def __init__(self, path: Path, offset: int, echo: bool = True) -> None:
         self.fh = path.open("ab")
         self.offset = offset
         self.partial = b""
         self.end: bytes | None = None
+        self.echo = echo  # a cluster's other nodes are kept in their own logs, not echoed
 
     def write(self, data: bytes) -> None:
         if self.fh.closed:
@@ -56,7 +58,7 @@ class PodLog:
         self.offset += len(data)
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()
-        for line in lines:
+        for line in lines if self.echo else ():
             log.info("pod | %s", line.decode("utf-8", "replace").rstrip("\r"))
 
     def flush(self) -> None:
@@ -64,7 +66,7 @@ class PodLog:
             self.fh.flush()
 
     def close(self) -> None:
-        if self.partial:
+        if self.partial and self.echo:
             log.info("pod | %s", self.partial.decode("utf-8", "replace"))
             self.partial = b""
         self.fh.close()
@@ -84,15 +86,16 @@ def parse_outcome(text: bytes) -> dict[str, str] | None:
     return dict(f.split("=", 1) for f in line.split()[1:-1] if "=" in f)
 
 
-def _follow_once(ctx: RunContext, pod: Pod, conn: Connection, offset: int) -> tuple[Any, PodLog]:
+def _follow_once(ctx: RunContext, pod: Pod, conn: Connection, offset: int, rank: int = 0,
+                 sink: PodLog | None = None) -> tuple[Any, PodLog]:
     r = pod.remote
-    sink = PodLog(ctx.paths.pod_train_log, offset)
+    sink = sink or PodLog(ctx.paths.pod_train_log, offset)
     try:
         result = conn.run_script(
             "train_runner.sh", pod.run_dir, r["input_dir"], r["output_dir"], r["python"], r["hf_home"],
             offset, END_MARK.decode(), r["input_dir"] + "/" + PodNames.SCRIPT, r["input_dir"] + "/" + PodNames.DATASET,
             r["input_dir"] + "/" + PodNames.CONFIG, r.get("venv_dir", ""), " ".join(ctx.settings.remote.python_candidates),
-            ctx.settings.remote.torch_index,
+            ctx.settings.remote.torch_index, pod.topology(rank),
             out=sink)
     finally:
         sink.close()
@@ -124,8 +127,33 @@ def follow_training(ctx: RunContext) -> dict[str, Any] | None:
         conn.close()
 
 
+def _start_nodes(ctx: RunContext, pod: Pod) -> list[threading.Thread]:
+    """A cluster's other nodes: each runner starts its node's part of the torchrun (detached, as on the
+    primary) and is followed into pod-train-<node>.log; the primary's log is the training's."""
+    started = []
+    for rank, (node, conn) in enumerate(ctx.provider.connect_nodes(pod)[1:], start=1):
+        path = ctx.paths.pod_train_log.with_name(f"pod-train-{node}.log")
+        path.unlink(missing_ok=True)
+
+        def follow(conn: Connection = conn, rank: int = rank, path: Path = path) -> None:
+            try:
+                _follow_once(ctx, pod, conn, 0, rank, PodLog(path, 0, echo=False))
+            except TransportError as exc:
+                log.warning("following node %d of cluster %s stopped: %s (its training goes on)", rank, pod.pod_id, exc)
+            finally:
+                conn.close()
+
+        started.append(threading.Thread(target=follow, name=f"node-{rank}", daemon=True))
+        started[-1].start()
+    if started:
+        log.info("Cluster %s: the training started on %d nodes (the others' logs: %s)", pod.pod_id, len(started) + 1,
+                 ctx.paths.pod_train_log.with_name("pod-train-<node>.log"))
+    return started
+
+
 def _follow_to_the_end(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str, Any]:
     log.info("Training %s samples on pod %s with %s", _samples(ctx), pod.pod_id, pod.remote["python"])
+    _start_nodes(ctx, pod)
     timeout = ctx.settings.ssh.train_timeout_h * 3600
     started, deadline = time.time(), Deadline(timeout)
     ctx.paths.pod_train_log.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tasks.core.files import atomic_writer, read_record, sha256_file
-from tasks.core.paths import REMOTE_DIR, TRAIN_SCRIPT, TRAINER_PACKAGE, PodNames, RunPaths
+from tasks.core.paths import REMOTE_DIR, SHARDED_SCRIPT, TRAIN_SCRIPT, TRAINER_PACKAGE, PodNames, RunPaths
 from tasks.core.settings import Settings
 
 # the pod finds its Python (in the checked ranges) or builds it
@@ -31,7 +31,8 @@ def trainer(settings: Settings) -> Path:
 def inputs(settings: Settings, paths: RunPaths) -> dict[str, Path]:
     """What goes to the pod's input folder, by the name it gets there (also the upload's file_dep)."""
     found = {PodNames.DATASET: paths.clean_data_file, PodNames.CONFIG: paths.config_file,
-             PodNames.SCRIPT: trainer(settings), PodNames.PACKAGE: TRAINER_PACKAGE, PodNames.HELDOUT: paths.heldout_file}
+             PodNames.SCRIPT: trainer(settings), PodNames.SHARDED_SCRIPT: SHARDED_SCRIPT, PodNames.PACKAGE: TRAINER_PACKAGE,
+             PodNames.HELDOUT: paths.heldout_file}
     for name in POD_SETUP:
         found[name] = REMOTE_DIR / name
     if settings.training.is_tiny:

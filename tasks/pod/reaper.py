@@ -68,13 +68,15 @@ def survey(ctx: RunContext) -> list[dict[str, Any]]:
         stale = not live or too_old
         why = "over the maximum runtime" if too_old else ("no live run owns it" if stale else "")
         rows.append({"pod_id": info.id, "name": info.name, "status": info.status, "uptime_s": info.uptime_s,
-                     "stale": stale, "why": why, "run_folder": str(folder) if folder else None, "date": date})
+                     "stale": stale, "why": why, "run_folder": str(folder) if folder else None, "date": date,
+                     "cluster": bool(getattr(info, "cluster", False))})
     return rows
 
 
 def _end(ctx: RunContext, row: dict[str, Any]) -> None:
     provider = ctx.provider
-    provider.terminate(Pod(provider=provider.name, pod_id=row["pod_id"], name=row["name"] or "", created_at=""))
+    provider.terminate(Pod(provider=provider.name, pod_id=row["pod_id"], name=row["name"] or "", created_at="",
+                           cluster={"id": row["pod_id"]} if row.get("cluster") else None))
     if row["run_folder"] and row["date"]:
         _mark_reaped(ctx, row["date"], Path(row["run_folder"]), row["pod_id"])
 

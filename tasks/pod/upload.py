@@ -71,7 +71,7 @@ def _upload_once(ctx: RunContext, pod: Pod, conn: Connection, inputs: Mapping[st
 
 
 def upload_inputs(ctx: RunContext) -> list[str] | None:
-    """Upload (or confirm) the inputs; writes upload.ok with the sha256 line of each file."""
+    """Upload (or confirm) the inputs on every node of the pod; writes upload.ok with each file's sha256."""
     live = connect_or_keep(ctx, "upload")
     if live is None:
         return None
@@ -82,26 +82,38 @@ def upload_inputs(ctx: RunContext) -> list[str] | None:
             raise TransportError(f"upload: input {path} ({name}) does not exist; run the stage that makes it")
     _stage_links(ctx.paths.upload_staging, inputs)
     local = manifest.checksums(inputs)  # once: the dataset may be GBs
+    nodes = [(pod.pod_id, conn)] + ctx.provider.connect_nodes(pod)[1:]  # a cluster's other nodes get the same inputs
+    try:
+        for node, node_conn in nodes:
+            outcome = _upload(ctx, pod, node_conn, inputs, local, f" on node {node}" if len(nodes) > 1 else "")
+    finally:
+        for _, node_conn in nodes:
+            node_conn.close()
+        shutil.rmtree(ctx.paths.upload_staging, ignore_errors=True)
+    lines = manifest.write(ctx.paths.upload_ok, local)
+    log.info("Upload verified on pod %s%s: %d files (%s); %s", pod.pod_id,
+             f" ({len(nodes)} nodes)" if len(nodes) > 1 else "", len(lines), outcome, manifest.config_line(lines))
+    return lines
+
+
+def _upload(ctx: RunContext, pod: Pod, conn: Connection, inputs: Mapping[str, Path], local: Mapping[str, str],
+            where: str) -> str:
+    """One node's upload, retried; a trainer there with other inputs is replaced."""
     policy = Policy(attempts=UPLOAD_ATTEMPTS, delay=ctx.settings.ssh.reconnect_delay_s, factor=1.0)
     mode = "keep"
     try:
-        outcome = retry(lambda: _upload_once(ctx, pod, conn, inputs, local, mode), "upload attempt", policy, (TransportError,))
+        outcome = retry(lambda: _upload_once(ctx, pod, conn, inputs, local, mode), f"upload attempt{where}", policy,
+                        (TransportError,))
         if outcome == "stale":
             mode = "replace"
-            outcome = retry(lambda: _upload_once(ctx, pod, conn, inputs, local, mode), "upload attempt", policy,
-                            (TransportError,))
+            outcome = retry(lambda: _upload_once(ctx, pod, conn, inputs, local, mode), f"upload attempt{where}",
+                            policy, (TransportError,))
         if ctx.provider.rents_pods:
             send_token(conn, pod)
     except GaveUp as exc:
         vanished(ctx, pod, "upload")
         raise TransportError(str(exc)) from None
-    finally:
-        conn.close()
-        shutil.rmtree(ctx.paths.upload_staging, ignore_errors=True)
-    lines = manifest.write(ctx.paths.upload_ok, local)
-    log.info("Upload verified on pod %s: %d files (%s); %s", pod.pod_id, len(lines), outcome,
-             manifest.config_line(lines))
-    return lines
+    return outcome
 
 
 def send_token(conn: Connection, pod: Pod) -> None:

@@ -62,12 +62,23 @@ class Pod:
     terminate_error: str | None = None
     cost_usd_billed: float | None = None  # what the provider billed, asked after termination
 
+    def topology(self, rank: int = 0) -> str:
+        """For the runner's torchrun on node `rank`: "NODES NODE_RANK MASTER_ADDR MASTER_PORT" on a
+        cluster, else empty (one machine: --standalone)."""
+        if not self.cluster:
+            return ""
+        c = self.cluster
+        return f"{c['pods']} {rank} {c.get('master_addr') or ''} {c.get('master_port') or ''}"
+
     @property
     def run_dir(self) -> str:
         """Where the pod-side scripts keep the training's log, pid, exit code and packed adapter."""
         return self.remote["work_dir"] + "/run"
 
     account_key: str | None = None  # whether RunPod's proxy knows our key from the account, or only SSH_PUBLIC_KEY
+    # an Instant Cluster (pod_id is its id): {id, pods, gpus_per_pod, nodes: [{pod_id, rank, ip, ssh...}],
+    # master_addr, master_port}; the ssh fields above are its primary's (rank 0)
+    cluster: dict | None = None
 
     def mark_terminated(self, at: str, how: str = "") -> None:
         """Gone, verified: the first time it was seen gone stays the time it was gone."""
@@ -107,7 +118,10 @@ class Provider(Protocol):
         """Block until the pod answers commands, against a deadline; fill its connection fields."""
 
     def connect(self, pod: Pod) -> Connection:
-        """A connection that runs commands on a ready pod."""
+        """A connection that runs commands on a ready pod (a cluster's primary)."""
+
+    def connect_nodes(self, pod: Pod) -> list[tuple[str, Connection]]:
+        """A connection to every node of the pod, the primary first: (node id, connection)."""
 
     def fate(self, pod: Pod, patient: bool = True) -> tuple[Fate, str]:
         """What the provider says of the pod now (fresh data, not pod.json), with its own word for it.

@@ -56,6 +56,9 @@ class LocalProvider:
     def connect(self, pod: Pod) -> Connection:
         return LocalConnection(cwd=self.root, counter=self.attempt)
 
+    def connect_nodes(self, pod: Pod) -> list[tuple[str, Connection]]:
+        return [(pod.pod_id, self.connect(pod))]
+
     def fate(self, pod: Pod, patient: bool = True) -> tuple[Fate, str]:
         """Its folder is the pod: there while it lives."""
         return (Fate.ALIVE, "its folder is there") if self.root.is_dir() else (Fate.GONE, f"{self.root} is gone")

@@ -104,6 +104,16 @@ def _scale(metrics: dict[str, Any], train: dict[str, Any]) -> dict[str, Any] | N
     return scale
 
 
+def _sharding(check: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """How the base model was shared: the plan made before renting, and what the ranks held."""
+    planned, scale = section(check, "plan"), section(metrics, "scale")
+    if not planned and not scale.get("sharding"):
+        return None
+    return {"mode": scale.get("sharding") or planned.get("sharding"), "ranks": scale.get("ranks"),
+            "nodes": scale.get("nodes"), "frozen_bytes_per_rank": scale.get("frozen_bytes_per_rank"),
+            "peak_memory_per_rank": scale.get("peak_memory_per_rank"), "plan": planned or None}
+
+
 def _mode(recorded: str | None) -> str | None:
     try:
         return str(modes.parse(recorded)) if recorded else None
@@ -193,7 +203,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         "pod": {k: pod.get(k) for k in ("name", "gpu", "cloud_type", "cost_per_hr", "image", "image_pull",
                                           "created_at", "running_at", "ready_at", "terminate_requested_at",
                                           "terminated_at", "terminated_how", "terminate_error", "ssh_port", "connection_source",
-                                          "account_key",
+                                          "account_key", "cluster",
                                           "transport_notes", "network_volume_id", "data_center")}
         if pod else None,
         "billed_seconds": billed,
@@ -202,11 +212,12 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
         "not_training_share": phases.not_training_share(spent, billed) if spent else None,
         "model_download": phases.model_download(train),
         # what the model check planned before renting: the build downloaded, its size, and why that build
-        "model_check": {k: check[k] for k in ("model_to_load", "moe_build", "load_in_4bit", "precision", "needed_gb",
+        "model_check": {k: check[k] for k in ("model_to_load", "moe_build", "load_in_4bit", "precision", "needed_gb", "plan",
                                               "download_gb", "download_minutes", "download_link_mb_s",
                                               "download_advice", "fallback_model") if k in check} or None,
         "gpus": section(metrics, "scale").get("gpus"),  # training processes, one per GPU (torchrun)
         "scale": _scale(metrics, train),
+        "sharding": _sharding(check, metrics),
         "cost_usd": cost_at(billed, pod.get("cost_per_hr")) if billed is not None else None,
         "cost_usd_billed": pod.get("cost_usd_billed"),
         "gpu_choice": read(paths.gpu_choice_file) or None,

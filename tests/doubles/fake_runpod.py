@@ -24,7 +24,7 @@ import jsonschema
 from graphql import build_schema, execute_sync, parse, validate
 from graphql.error import GraphQLError
 
-from tests.doubles.sshpod import PortForward
+from tests.doubles.sshpod import PortForward, Sshd, end_pod_processes, free_port
 
 # RunPod's REST v2 OpenAPI spec, vendored so the tests run from a clone with nothing beside it.
 SPEC_PATH = Path(__file__).resolve().parent / "runpod-v2-openapi.json"
@@ -73,6 +73,21 @@ class FakePod:
     image: str = "runpod/pytorch:fake"
     ready_at: float | None = None  # when its runtime came up
     endpoint: PortForward | None = None  # its own public port for tcp/22 (closed when it stops or ends)
+    cluster_id: str | None = None  # a cluster's member: its node rank, and an sshd of its own
+    rank: int | None = None
+    node: Sshd | None = None
+
+
+@dataclass
+class FakeCluster:
+    id: str
+    name: str
+    gpu: str
+    per_pod: int
+    members: list[FakePod]
+    master_port: int
+    created: float = field(default_factory=time.time)
+    deleted_at: float | None = None
 
 
 @dataclass
@@ -129,6 +144,11 @@ class FakeRunpod:
             "NVIDIA RTX A6000": (48, 0.49, 0.33), "NVIDIA A40": (48, 0.40, 0.35)}
         self.billing_asks = 0
         self.account_keys: list[str] = []  # PUT /v2/account/ssh-keys replaces them; a new user has none
+        self.clusters: dict[str, FakeCluster] = {}
+        # A cluster's nodes each run an sshd of their own (same client key as the pod's); `node_binds` =
+        # (the pod folder the settings name, a folder under which each node's own lies) keeps their files apart.
+        self.client_key: Path | None = None
+        self.node_binds: tuple[Path, Path] | None = None
         self.authorised_as = "account"  # who sent the request being answered: the account's key, or a pod's
         self.urls: list[str] = []
         self.lock = threading.Lock()
@@ -137,7 +157,8 @@ class FakeRunpod:
                             for name in ("CreatePodRequest", "Pod", "ListPodsResponse", "ListGpuTypesResponse",
                                          "ListDataCentersResponse", "ListPodBillingResponse",
                                          "CreateNetworkVolumeRequest", "NetworkVolume", "ListNetworkVolumesResponse",
-                                         "SshKeys", "UpdateSshKeysRequest", "PodActionRequest")}
+                                         "SshKeys", "UpdateSshKeysRequest", "PodActionRequest", "CreateClusterRequest",
+                                         "Cluster", "ListClustersResponse", "ListClusterBillingResponse", "Template")}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
@@ -153,6 +174,8 @@ class FakeRunpod:
         for pod in self.pods.values():
             if pod.endpoint:
                 pod.endpoint.close()
+            if pod.node:
+                pod.node.stop()
 
     @property
     def url(self) -> str:
@@ -217,7 +240,9 @@ class FakeRunpod:
                 pod.status = self.faults.start_status  # the container exited as it started
                 return False
             pod.ready_at = time.time()
-            if self.ssh_port != 22 and not self.faults.ssh_port:  # a real sshd: the pod's own public port
+            if pod.cluster_id and self.client_key:  # a cluster's node: its own sshd, filesystem and RunPod's env
+                pod.node = self._node(pod)
+            elif self.ssh_port != 22 and not self.faults.ssh_port:  # a real sshd: the pod's own public port
                 pod.endpoint = PortForward(self.ssh_port)
         return pod.status == "RUNNING" and pod.ready_at is not None
 
@@ -227,6 +252,8 @@ class FakeRunpod:
             return None
         if time.time() - pod.ready_at < self.faults.direct_after_s:
             return None
+        if pod.node:
+            return pod.node.port
         return self.faults.ssh_port or (pod.endpoint.port if pod.endpoint else self.ssh_port)
 
     def _pod_key_may(self, what: str) -> bool:
@@ -244,6 +271,10 @@ class FakeRunpod:
             if pod.endpoint:
                 pod.endpoint.close()
                 pod.endpoint = None
+            if pod.node:  # a node takes its processes with it (its folder is its own)
+                pod.node.stop()
+                end_pod_processes(pod.node.folder.parent)
+                pod.node = None
 
     # ---------------------------------------------------------------- GraphQL
 
@@ -343,6 +374,9 @@ class FakeRunpod:
                                "command": f"ssh root@127.0.0.1 -p {direct}"} if direct else None},
             "runtime": {"uptime": int(time.time() - pod.created), "ports": ports} if up else None,
         }
+        if pod.cluster_id:  # PodCluster: rank null until assigned, the overlay address once it is
+            body["cluster"] = {"id": pod.cluster_id, "rank": pod.rank if up else None,
+                               **({"ip": "127.0.0.1"} if up else {})}
         if self.faults.private_runtime_port and up:
             body["ssh"]["direct"] = None
             body["runtime"]["ports"] = [{"private": 22, "public": 22, "type": "tcp", "ip": "10.65.0.7"}]
@@ -527,6 +561,11 @@ class FakeRunpod:
                 return 404, {"title": "Not Found", "status": 404, "detail": f"network volume {parts[3]} not found"}
             body = {"id": parts[3], "name": parts[3], "size": 50, "dataCenter": self.volumes[parts[3]], "type": "STANDARD"}
             return 200, body
+        if parts[:3] == ["", "v2", "clusters"] or path == "/v2/billing/clusters":
+            with self.lock:
+                return self.cluster_api(method, parts, query, body)
+        if method == "GET" and parts[:3] == ["", "v2", "templates"] and len(parts) == 4:
+            return self.template(parts[3])
         if parts[:3] != ["", "v2", "pods"]:
             return 404, {"title": "Not Found", "status": 404, "detail": path}
         with self.lock:
@@ -542,9 +581,11 @@ class FakeRunpod:
                 except LookupError as exc:
                     return 400, {"title": "Bad Request", "status": 400, "detail": str(exc)}
                 return 201, self._rest_pod(pod, ready=False)
-            if method == "GET" and len(parts) == 3:
+            if method == "GET" and len(parts) == 3:  # cluster members only when asked for (includeClusterPods)
                 self.calls.append(("list", ""))
-                return 200, {"pods": [self._rest_pod(p, p.ready_at is not None) for p in self.running()]}
+                members = query.get("includeClusterPods", ["false"])[0] == "true"
+                return 200, {"pods": [self._rest_pod(p, p.ready_at is not None) for p in self.running()
+                                      if members or not p.cluster_id]}
             pod = self.pods.get(parts[3])
             if method == "GET":
                 self.calls.append(("get", parts[3]))
@@ -553,6 +594,9 @@ class FakeRunpod:
                 return 200, self._rest_pod(pod, self._runtime_ready(pod))
             if method == "DELETE":
                 self.calls.append(("terminate", parts[3]))
+                if pod is not None and pod.cluster_id:
+                    return 409, {"title": "Conflict", "status": 409,
+                                 "detail": f"pod {pod.id} belongs to cluster {pod.cluster_id}: delete the cluster"}
                 if self.authorised_as == "pod" and not self._pod_key_may("delete"):
                     return 403, {"title": "Forbidden", "status": 403, "detail": "this key may not delete pods"}
                 try:
@@ -563,6 +607,107 @@ class FakeRunpod:
                     return 500, {"title": "Internal", "status": 500, "detail": str(exc)}
                 return 204, None
         return 405, {"title": "Method Not Allowed", "status": 405, "detail": method}
+
+    # ---------------------------------------------------------------- Instant Clusters
+
+    def _node(self, pod: FakePod) -> Sshd:
+        """A cluster node's own sshd: RunPod's environment for its sessions, the node's own files."""
+        cluster = self.clusters[pod.cluster_id]
+        seen, base = self.node_binds or (None, None)
+        folder = (base or Path("/tmp")) / f"{cluster.id}-{pod.rank}"
+        env = {"MASTER_ADDR": "127.0.0.1", "PRIMARY_ADDR": "127.0.0.1", "MASTER_PORT": str(cluster.master_port),
+               "NODE_RANK": str(pod.rank), "NUM_NODES": str(len(cluster.members)),
+               "NUM_TRAINERS": str(cluster.per_pod), "WORLD_SIZE": str(len(cluster.members) * cluster.per_pod),
+               "RUNPOD_POD_ID": pod.id}
+        return Sshd(folder / "sshd", self.client_key, env, (seen, folder / "pod") if seen else None).start()
+
+    def _cluster_body(self, cluster: FakeCluster) -> dict[str, Any]:
+        statuses: dict[str, int] = {}
+        for member in cluster.members:
+            shown = "RUNNING" if member.status == "RUNNING" and member.ready_at else (
+                "STARTING" if member.status == "RUNNING" else member.status)
+            statuses[shown] = statuses.get(shown, 0) + 1
+        body = {"id": cluster.id, "name": cluster.name, "type": "TRAINING",
+                "compute": {"gpuTypeId": cluster.gpu, "gpuCountPerPod": cluster.per_pod,
+                            "podCount": len(cluster.members)},
+                "pods": {"total": len(cluster.members), "byStatus": statuses},
+                "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cluster.created)),
+                "dataCenterId": "US-TEST-1"}
+        primary = cluster.members[0]
+        body["primary"] = {"podId": primary.id, "status": "RUNNING" if primary.ready_at else "STARTING",
+                           **({"sshEndpoint": f"127.0.0.1:{primary.node.port}"} if primary.node else {})}
+        return self._checked("Cluster", body)
+
+    def cluster_api(self, method: str, parts: list[str], query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        """POST/GET /v2/clusters, GET/DELETE /v2/clusters/{id}, GET /v2/clusters/{id}/pods, billing."""
+        if parts[:3] == ["", "v2", "billing"]:
+            return self._cluster_billing(query)
+        if method == "POST" and len(parts) == 3:
+            self.calls.append(("create_cluster", json.dumps((body or {}).get("compute"), sort_keys=True)))
+            self.create_bodies.append(dict(body or {}))
+            errors = list(self._validators["CreateClusterRequest"].iter_errors(body))
+            if errors:
+                return 422, {"title": "Unprocessable Entity", "status": 422, "detail": errors[0].message}
+            compute = body["compute"]
+            try:
+                members = [self._create(compute["gpuTypeId"], "SECURE", f"{body['name']}-{rank}", body.get("env", {}),
+                                        body.get("image")) for rank in range(compute["podCount"])]
+            except LookupError as exc:
+                return 400, {"title": "Bad Request", "status": 400, "detail": str(exc)}
+            cluster_id = "cluster_" + secrets.token_hex(5)
+            for rank, member in enumerate(members):
+                member.cluster_id, member.rank = cluster_id, rank
+            self.clusters[cluster_id] = FakeCluster(cluster_id, body["name"], compute["gpuTypeId"],
+                                                    compute["gpuCountPerPod"], members, free_port())
+            return 201, self._cluster_body(self.clusters[cluster_id])
+        if method == "GET" and len(parts) == 3:
+            self.calls.append(("clusters", ""))
+            return 200, self._checked("ListClustersResponse", {"clusters": [
+                self._cluster_body(c) for c in self.clusters.values() if c.deleted_at is None]})
+        cluster = self.clusters.get(parts[3])
+        if cluster is None or cluster.deleted_at is not None:
+            return 404, {"title": "Not Found", "status": 404, "detail": f"cluster {parts[3]} not found"}
+        if method == "GET" and len(parts) == 4:
+            self.calls.append(("cluster", cluster.id))
+            return 200, self._cluster_body(cluster)
+        if method == "GET" and len(parts) == 5 and parts[4] == "pods":
+            self.calls.append(("cluster_pods", cluster.id))
+            return 200, {"pods": [self._rest_pod(m, self._runtime_ready(m)) for m in cluster.members]}
+        if method == "DELETE" and len(parts) == 4:
+            self.calls.append(("delete_cluster", cluster.id))
+            if self.authorised_as == "pod" and not self._pod_key_may("delete"):
+                return 403, {"title": "Forbidden", "status": 403, "detail": "this key may not delete clusters"}
+            for member in cluster.members:
+                self._terminate(member.id)
+            cluster.deleted_at = time.time()
+            return 204, None
+        return 405, {"title": "Method Not Allowed", "status": 405, "detail": method}
+
+    def _cluster_billing(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        cluster = self.clusters.get(query.get("clusterId", [""])[0])
+        self.calls.append(("cluster_billing", cluster.id if cluster else ""))
+        records = []
+        if cluster and cluster.deleted_at:
+            amount = round(3.49 * cluster.per_pod * len(cluster.members) * max(cluster.deleted_at - cluster.created, 1)
+                           / 3600, 6)
+            start = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(cluster.created))
+            records = [{"startTime": start, "endTime": start, "clusterId": cluster.id, "totalAmount": amount,
+                        "gpuAmount": amount, "diskAmount": 0, "networkingAmount": 0}]
+        totals = {k: sum(r[k] for r in records) for k in ("totalAmount", "gpuAmount", "diskAmount", "networkingAmount")}
+        since = query.get("startTime", ["2026-01-01T00:00:00Z"])[0]
+        window = {"startTime": since, "endTime": time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(time.time() + 3600)),
+                  "bucketSize": query.get("bucketSize", ["day"])[0], "clusterId": cluster.id if cluster else None}
+        return 200, self._checked("ListClusterBillingResponse", {"records": records, "metadata": {
+            "query": window, "recordCount": len(records), "uniqueClusterCount": len(records), "totals": totals}})
+
+    def template(self, template_id: str) -> tuple[int, Any]:
+        self.calls.append(("template", template_id))
+        if template_id not in TEMPLATE_IMAGES:
+            return 404, {"title": "Not Found", "status": 404, "detail": f"template {template_id} not found"}
+        return 200, self._checked("Template", {
+            "id": template_id, "name": "Unsloth", "image": TEMPLATE_IMAGES[template_id], "args": "", "disk": 50,
+            "mounts": {}, "ports": ["22/tcp"], "env": {}, "registry": None, "serverless": False, "public": True,
+            "category": "NVIDIA", "startSsh": True, "startJupyter": False, "allowedCudaVersions": []})
 
     def action(self, pod_id: str, body: Any) -> tuple[int, Any]:
         """POST /v2/pods/{id}/action: start, stop, restart or terminate, as the pod's `actions` allow."""

@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 CONFIGS = {  # config.json as the hub serves it (/<model>/resolve/main/config.json)
@@ -55,7 +56,14 @@ class HubDouble:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str | None]] = []
         self.faults = Faults()
+        self.served: dict[str, tuple[dict, dict[str, bytes]]] = {}  # model -> (its /api answer, its real files)
         double = self
+
+        def files(model: str) -> dict[str, bytes]:
+            return double.served[model][1] if model in double.served else _files(model)
+
+        def known(model: str) -> bool:
+            return model in double.served or model in CONFIGS
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -82,27 +90,27 @@ class HubDouble:
                 self._send(404, {"error": "Not found"})
 
             def _info(self, model: str, with_files: bool) -> None:
-                if model not in MODELS:
+                if model not in MODELS and model not in double.served:
                     return self._send(404, {"error": "Repository not found"})
-                info = MODELS[model]
+                info = double.served[model][0] if model in double.served else MODELS[model]
                 if info is None and not self.headers.get("Authorization"):
                     return self._send(401, {"error": "Invalid credentials"})
                 body = {"id": model, "modelId": model, "sha": COMMIT, "private": False, **(info or {"gated": False})}
                 if with_files:
-                    body["siblings"] = [{"rfilename": name} for name in _files(model)]
+                    body["siblings"] = [{"rfilename": name} for name in files(model)]
                 self._send(200, body)
 
             def _tree(self, model: str) -> None:
-                if model not in CONFIGS:
+                if not known(model):
                     return self._send(404, {"error": "Repository not found"})
                 entries = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                           for name, data in _files(model).items()]
+                           for name, data in files(model).items()]
                 self._send(200, entries)
 
             def _file(self, model: str, name: str, head: bool) -> None:
-                if model not in CONFIGS or name not in _files(model):
+                if not known(model) or name not in files(model):
                     return self._send(404, {"error": "Entry not found"}, extra={"X-Error-Code": "EntryNotFound"})
-                data = _files(model)[name]
+                data = files(model)[name]
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(len(data)))
@@ -146,6 +154,12 @@ class HubDouble:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def serve(self, model: str, folder: Path, parameters: int) -> None:
+        """A real (tiny) model's files under `model`, said to have `parameters` (what the plan sizes)."""
+        found = {f.name: f.read_bytes() for f in sorted(folder.iterdir()) if f.is_file()}
+        self.served[model] = ({"gated": False, "safetensors": {"parameters": {"BF16": parameters}, "total": parameters},
+                               "usedStorage": parameters * 2}, found)
 
     def __enter__(self) -> "HubDouble":
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()

@@ -27,11 +27,28 @@ POD_KEY = "pod-key-sshd"  # the pod-scoped key the fake API knows (what the pod'
 POD_TAGS = ("fullcycle-trainer", "fullcycle-watchdog")  # argv[3] of what remote/*.sh start detached
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (torchrun starts its workers in sessions of their own, out of the group)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def end_pod_processes(folder: Path) -> list[int]:
     """What terminating a real pod does to its processes, for the pods whose folders lie under
     `folder`: end the process groups the pod-side scripts recorded in their pid files, each proven
-    ours by the tag in its argv (as remote/lib.sh's alive() does). Never by a name pattern: that
-    would also end another test session's pods, or a user's own watchdog."""
+    ours by the tag in its argv (as remote/lib.sh's alive() does), and every process below them.
+    Never by a name pattern: that would also end another test session's pods, or a user's own watchdog."""
     ended = []
     for name in ("train.pid", "watchdog.pid"):
         for pid_file in folder.rglob(name):
@@ -41,11 +58,17 @@ def end_pod_processes(folder: Path) -> list[int]:
             except (OSError, ValueError):
                 continue
             if len(argv) > 3 and argv[3].decode(errors="replace") in POD_TAGS:
+                below = _descendants(pid)
                 try:
                     os.killpg(pid, signal.SIGKILL)
                     ended.append(pid)
                 except ProcessLookupError:
                     pass
+                for child in below:
+                    try:
+                        os.kill(child, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
     return ended
 
 
@@ -114,14 +137,21 @@ def keygen(path: Path) -> Path:
 
 
 class Sshd:
-    """A real sshd as the pod; the client key is authorised for root (direct mode is root@ip)."""
+    """A real sshd as the pod; the client key is authorised for root (direct mode is root@ip).
 
-    def __init__(self, folder: Path) -> None:
+    A cluster's node is one of its own: `env` is what its sessions see (RunPod's NODE_RANK, MASTER_ADDR...),
+    and `binds` = (what the pod sees, where it really is) gives it a filesystem of its own, a private mount
+    namespace in which the pod's folder is the node's (nodes on one machine must not share their files)."""
+
+    def __init__(self, folder: Path, client_key: Path | None = None, env: dict[str, str] | None = None,
+                 binds: tuple[Path, Path] | None = None) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.host_key = keygen(folder / "host_ed25519")
-        self.client_key = keygen(folder / "client_ed25519")
-        (folder / "authorized_keys").write_text((folder / "client_ed25519.pub").read_text())
+        self.client_key = client_key or keygen(folder / "client_ed25519")
+        self.binds = binds
+        (folder / "authorized_keys").write_text(Path(str(self.client_key) + ".pub").read_text())
+        env_line = " ".join(f"{k}={v}" for k, v in {"RUNPOD_API_KEY": POD_KEY, **(env or {})}.items())
         self.port = free_port()
         self.config = folder / "sshd_config"
         self.config.write_text("\n".join([
@@ -130,14 +160,20 @@ class Sshd:
             "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", "PermitRootLogin prohibit-password",
             "UsePAM no", "StrictModes no", f"PidFile {folder / 'sshd.pid'}", "LogLevel ERROR",
             "MaxStartups 100:30:200", "MaxSessions 100", "ClientAliveInterval 5",
-            f"SetEnv RUNPOD_API_KEY={POD_KEY}",  # what RunPod puts in every pod: a key of the pod's own
+            f"SetEnv {env_line}",  # what RunPod puts in every pod: a key of the pod's own
             "",
         ]))
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Sshd":
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stderr=open(self.folder / "sshd.log", "wb"))
+        argv = [SSHD, "-D", "-e", "-f", str(self.config)]
+        if self.binds:
+            seen, real = self.binds
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    'mkdir -p "$1" "$2" && mount --bind "$2" "$1" && shift 2 && exec "$@"', "node", str(seen), str(real),
+                    *argv]
+        self.proc = subprocess.Popen(argv, stderr=open(self.folder / "sshd.log", "wb"))
         deadline = time.time() + 10
         while time.time() < deadline:
             with socket.socket() as s:

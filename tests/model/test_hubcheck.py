@@ -163,5 +163,10 @@ def test_more_gpus_speed_up_but_never_make_a_model_fit(hub):
     assert "data_parallel" not in check("Qwen/Qwen3-0.6B", GPUS, "auto")
     with pytest.raises(ModelCheckError) as err:
         check("Qwen/Qwen3-30B-A3B", ("NVIDIA GeForce RTX 5090",), "never", gpu_count=4)
-    assert "not more GPUs: [runpod] gpu_count = 4 trains data-parallel" in str(err.value)
-    assert "FSDP" in str(err.value) and "Nothing was rented" in str(err.value)
+    assert "not more GPUs alone: [runpod] gpu_count = 4 trains data-parallel" in str(err.value)
+    assert "FSDP2: [training] sharding = \"auto\"" in str(err.value) and "Nothing was rented" in str(err.value)
+    planned = check("Qwen/Qwen3-30B-A3B", ("NVIDIA GeForce RTX 5090",), "never", sharding="auto")
+    assert planned["plan"]["sharding"] == "fsdp" and planned["plan"]["gpu"] == "NVIDIA GeForce RTX 5090"
+    assert planned["plan"]["gpus_per_pod"] == 3 and planned["load_in_4bit"] is False  # ~67 GB over three 32 GB GPUs
+    with pytest.raises(Exception, match="4-bit \\(bitsandbytes\\) weights cannot be sharded"):
+        check("Qwen/Qwen3-30B-A3B", ("NVIDIA GeForce RTX 4090",), "always", sharding="fsdp", gpu_count=2)

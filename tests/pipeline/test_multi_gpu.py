@@ -89,3 +89,62 @@ def test_two_gpus_on_the_runpod_double_rent_two_and_train_once(tmp_path, sshd, f
     assert rented["price_per_hr"] == 1.38 and "$1.38/h" in summary["gpu_choice"]["why"]  # two 5090s at $0.69/h
     assert (proj.adapter / "adapter_model.safetensors").is_file()
     assert summary["scale"]["speedup_vs_one_gpu"] is None and "no earlier one-GPU run" in summary["scale"]["why"]
+
+
+@pytest.mark.slow  # a real sharded training, then llama.cpp
+def test_sharding_forced_on_the_local_provider_trains_one_adapter_that_peft_and_llamacpp_load(tmp_path, llama_bin):
+    """[training] sharding = "fsdp" with gpu_count = 2: two CPU processes over gloo each hold half of the
+    tiny base model (FSDP2), and what comes home is an adapter like any other."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tests import llamacpp
+    from tests.post.test_llamacpp import complete
+
+    proj = make_project(tmp_path / "proj", source=DEMO, real_training=True, training={**SAME_BATCH, "sharding": "fsdp"},
+                        runpod={"gpu_count": 2})
+    proj.doit("full_cycle", check=True)
+    summary = proj.summary
+    sharding = summary["sharding"]
+    assert summary["success"] is True and sharding["mode"] == "fsdp" and sharding["ranks"] == 2
+    assert sharding["plan"]["gpus_per_pod"] == 2 and sharding["plan"]["pods"] == 1
+    halves = sharding["frozen_bytes_per_rank"]
+    assert len(halves) == 2 and abs(halves[0] - halves[1]) / halves[0] < 0.05
+    assert summary["eval"]["adapter_loss"] < summary["eval"]["base_loss"]  # measured on the sharded model
+    log = (proj.work / "pod-train.log").read_text()
+    assert "2 processes share the model (FSDP2, bf16)" in log and log.count("[train] adapter saved to") == 1
+    base = proj.work / "local-pod" / "workspace" / "input" / "base_model"
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), proj.adapter)
+    assert any("lora_B" in name for name, _ in model.named_parameters())
+    gguf = proj.adapter.parent / "adapter.gguf"
+    converted = llamacpp.convert_base(base, tmp_path / "base.gguf")
+    loaded = complete(llama_bin, converted, "--lora", str(gguf), banned=[], prompt="What")
+    assert loaded.returncode == 0 and b"llama_adapter_lora_init" in loaded.stderr + loaded.stdout, loaded.stderr[-2000:]
+
+
+@pytest.mark.slow  # a real sharded training on the RunPod double's pod
+def test_a_base_no_gpu_holds_is_planned_onto_two_gpus_and_trained_sharded_on_the_runpod_double(tmp_path, sshd,
+                                                                                             fake_api):
+    """A base model of 12B parameters (as the hub says; tiny weights really) fits none of the 24 GB GPUs
+    in bf16: check_model plans it onto two of one pod, prints and records it before renting, and the pod
+    trains it sharded (two processes, as a pod of two GPUs runs them)."""
+    from tasks.model import tiny
+    from tests.conftest import runpod_project
+    from tests.doubles.hub import HubDouble
+
+    model = tmp_path / "hub-model"
+    tiny.build(DEMO / "me.jsonl", model)  # its tokenizer learns the words of the notes it trains on
+    with HubDouble() as hub:
+        hub.serve("tests/big-dense", model, parameters=12_000_000_000)
+        proj = runpod_project(tmp_path / "proj", sshd, fake_api, real_training=True,
+                              training={**SAME_BATCH, "base_model": "tests/big-dense", "quantize": "never"},
+                              runpod={"gpu_types": ["NVIDIA GeForce RTX 4090"], "cloud_types": ["SECURE"]})
+        proj.env["HF_ENDPOINT"] = hub.url
+        run = proj.doit("full_cycle", check=True)
+    summary = proj.summary
+    plan = summary["model_check"]["plan"]
+    assert plan["gpu"] == "NVIDIA GeForce RTX 4090" and plan["gpus_per_pod"] == 2 and plan["pods"] == 1
+    assert "plan: 2 x NVIDIA GeForce RTX 4090 on one pod" in run.stdout
+    assert fake_api.create_bodies[0]["gpu"]["count"] == 2 and fake_api.running() == []
+    assert summary["success"] is True and summary["sharding"]["ranks"] == 2
+    assert "2 processes share the model (FSDP2, bf16)" in (proj.work / "pod-train.log").read_text()

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.core.errors import ProviderError
 from tasks.providers.runpod.client import Offer, PodApi
 
 log = logging.getLogger("fullcycle")
@@ -99,3 +100,30 @@ def _judge(cand: Candidate, offer: Offer | None, needed_gb: float | None, data_c
         cand.verdict = f"skipped: none available{where} now"
     elif needed_gb and cand.memory_gb and cand.memory_gb < needed_gb:
         cand.verdict = f"skipped: the model needs ~{needed_gb:.0f} GB, it has {cand.memory_gb} GB"
+
+
+def clouds(cloud_types: tuple[str, ...], data_center: str | None) -> tuple[str, ...]:
+    """Network volumes are Secure Cloud only: with one, a COMMUNITY pod would be asked for in vain."""
+    found = tuple(cloud_types)
+    if data_center and "SECURE" in found and found != ("SECURE",):
+        log.info("A network volume is Secure Cloud only: not asking for %s pods",
+                 ", ".join(c for c in found if c != "SECURE"))
+        return ("SECURE",)
+    if data_center and "SECURE" not in found:
+        raise ProviderError("[runpod] network_volume_id needs Secure Cloud, and [runpod] cloud_types does not "
+                            "include \"SECURE\": add it or remove the volume; nothing was rented")
+    return found
+
+
+def volume_data_center(api: PodApi, s: Any) -> str | None:
+    """With a network volume the pod must be in the volume's data center: every candidate is asked
+    for there only (and fails over to the next GPU type, never to another place)."""
+    volume = s.network_volume_id
+    if not volume:
+        return None
+    center = s.data_center_id or api.volume_data_center(volume)
+    if not center:
+        raise ProviderError(f"[runpod] network_volume_id {volume!r} is not on this account, or its data center is "
+                            f"unknown: check the id, or set [runpod] data_center_id; nothing was rented")
+    log.info("Network volume %s is in %s: pods are placed there only; the venv and models on it persist", volume, center)
+    return center

@@ -115,6 +115,9 @@ class PodInfo:
     ssh_user: str | None = None  # the direct login user where the API says (v2 ssh.direct.username)
     uptime_s: float | None = None
     image: str | None = None
+    rank: int | None = None  # a cluster member's node rank (null until RunPod assigns it)
+    overlay_ip: str | None = None  # a cluster member's address on the cluster's private network
+    cluster: bool = False  # the reaper's row is an Instant Cluster (ended whole), not a pod
 
 
 def _retry_after(resp: requests.Response) -> float | None:

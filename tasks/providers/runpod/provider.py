@@ -12,8 +12,9 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from tasks.core.dates import now
 from tasks.core.errors import NoCapacityError, ProviderError
@@ -23,7 +24,7 @@ from tasks.core.paths import RunPaths
 from tasks.core.retry import Deadline
 from tasks.core.settings import Settings
 from tasks.providers.base import Fate, Pod, PodUnknown
-from tasks.providers.runpod import choice, image, reach
+from tasks.providers.runpod import choice, cluster, image, reach
 from tasks.providers.runpod.client import (
     ApiError,
     CreateRequest,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from tasks.context import Attempt
 
 log = logging.getLogger("fullcycle")
+T = TypeVar("T")
 
 GONE = ("TERMINATED",)  # PodStatus: permanently deleted
 STOPPED = ("EXITED", "ERROR")  # PodStatus: container exited, or an unrecoverable error; the pod's disk still bills
@@ -73,9 +75,6 @@ def fate_of(info: PodInfo | None) -> Fate:
     return Fate.STOPPED if info.status in STOPPED else Fate.ALIVE
 
 
-def key_fingerprint(line: str) -> str:
-    """An authorized_keys line's type and key, without its comment (the account may hold another)."""
-    return " ".join(line.split()[:2])
 
 
 class RunpodProvider:
@@ -104,10 +103,10 @@ class RunpodProvider:
                                 f"or point the setting at yours; nothing was rented")
         return key
 
-    def _request(self, gpu: str, cloud: str, public_key: str) -> CreateRequest:
+    def request(self, gpu: str, cloud: str, public_key: str, gpu_count: int) -> CreateRequest:
         return CreateRequest(
             name=self.pod_name, gpu_type=gpu, cloud_type=cloud,
-            gpu_count=self.s.gpu_count, template_id=self.s.template_id, image_name=self.s.image_name,
+            gpu_count=gpu_count, template_id=self.s.template_id, image_name=self.s.image_name,
             min_vcpu_count=self.s.min_vcpu_count, min_memory_gb=self.s.min_memory_gb, volume_gb=self.s.volume_gb,
             container_disk_gb=self.s.container_disk_gb, public_key=public_key,
             env=self._pod_env(),
@@ -124,39 +123,24 @@ class RunpodProvider:
         ssh into a file only the pod's user reads (tasks/pod/upload.py)."""
         return {"UNSLOTH_SKIP_NOTEBOOK_SYNC": "1"}
 
-    def _account_key(self, public_key: str) -> str:
-        """Whether RunPod's proxy knows our key from the account (GET /v2/account/ssh-keys, read only:
-        a PUT would replace the user's whole set). When it does not, the gateway relies on the pod's
-        own SSH_PUBLIC_KEY, which every pod here carries."""
-        if not public_key:
-            return "no public key beside [runpod] ssh_key_path: neither the pod's sshd nor the proxy knows it"
-        try:
-            keys = self.api.account_keys()
-        except ApiError as exc:
-            return f"not read ({str(exc)[:120]}); the proxy relies on the pod's SSH_PUBLIC_KEY"
-        if keys is None:
-            return f"not asked ({self.api.name} API); the proxy relies on the pod's SSH_PUBLIC_KEY"
-        if key_fingerprint(public_key) in {key_fingerprint(k) for k in keys}:
-            return "registered with the account"
-        note = (f"not registered with the account ({len(keys)} key(s) there): RunPod's ssh proxy lets this key in "
-                f"only through the pod's SSH_PUBLIC_KEY, which is sent; your account's keys are left as they are")
-        log.warning("Your key %s.pub is %s", self.s.ssh_key_path, note)
-        return note
-
     def create(self) -> Pod:
         key = self._key_path()
         pub = key.with_name(key.name + ".pub")
         public_key = pub.read_text().strip() if pub.is_file() else ""
         self.api.check_key()  # a bad key stops here, before renting
-        account_key = self._account_key(public_key)
-        self.data_center = self._volume_data_center()
+        account_key = reach.account_key(self.api, public_key, self.s.ssh_key_path)
+        self.data_center = choice.volume_data_center(self.api, self.s)
         verdict = read_json(self.paths.model_check_file) or {}
+        plan = verdict.get("plan") or {}
+        if int(plan.get("pods") or 1) > 1:
+            return cluster.create(self, plan, public_key, account_key)
+        gpus = int(plan.get("gpus_per_pod") or self.s.gpu_count)  # a sharded plan's GPUs, else gpu_count
         picked = choice.choose(self.api, list(verdict.get("gpu_types") or self.s.gpu_types),  # those the model fits
-                               self._clouds(), self.s.gpu_count, self.s.gpu_choice,
+                               choice.clouds(self.s.cloud_types, self.data_center), gpus, self.s.gpu_choice,
                                verdict.get("needed_gb"), self.data_center)
         write_json(self.paths.gpu_choice_file, picked.record())
         for cand in picked.to_try():
-            req = self._request(cand.gpu, cand.cloud, public_key)
+            req = self.request(cand.gpu, cand.cloud, public_key, gpus)
             try:
                 info = with_retries(lambda: self._create_once(req), f"create {cand.gpu} / {cand.cloud}",
                                     base_delay=self.s.retry_base_s)
@@ -170,37 +154,11 @@ class RunpodProvider:
                      info.cost_per_hr, picked.why)
             return Pod(provider=self.name, pod_id=info.id, name=req.name, created_at=now(), gpu=cand.gpu,
                        cloud_type=cand.cloud, cost_per_hr=info.cost_per_hr, host_id=info.host_id,
-                       remote=self._remote(), network_volume_id=self.s.network_volume_id or None,
+                       remote=self.remote(), network_volume_id=self.s.network_volume_id or None,
                        data_center=self.data_center, account_key=account_key)
         write_json(self.paths.gpu_choice_file, picked.record())
         seen = "; ".join(f"{c.gpu}/{c.cloud} {c.verdict}" for c in picked.candidates)
         raise NoCapacityError(f"no capacity on any candidate ({seen}); nothing was rented")
-
-    def _clouds(self) -> tuple[str, ...]:
-        """Network volumes are Secure Cloud only: with one, a COMMUNITY pod would be asked for in vain."""
-        clouds = tuple(self.s.cloud_types)
-        if self.data_center and "SECURE" in clouds and clouds != ("SECURE",):
-            log.info("A network volume is Secure Cloud only: not asking for %s pods",
-                     ", ".join(c for c in clouds if c != "SECURE"))
-            return ("SECURE",)
-        if self.data_center and "SECURE" not in clouds:
-            raise ProviderError("[runpod] network_volume_id needs Secure Cloud, and [runpod] cloud_types does not "
-                                "include \"SECURE\": add it or remove the volume; nothing was rented")
-        return clouds
-
-    def _volume_data_center(self) -> str | None:
-        """With a network volume the pod must be in the volume's data center: every candidate is
-        asked for there only (and fails over to the next GPU type, never to another place)."""
-        volume = self.s.network_volume_id
-        if not volume:
-            return None
-        center = self.s.data_center_id or self.api.volume_data_center(volume)
-        if not center:
-            raise ProviderError(f"[runpod] network_volume_id {volume!r} is not on this account, or its data center is "
-                                f"unknown: check the id, or set [runpod] data_center_id; nothing was rented")
-        log.info("Network volume %s is in %s: pods are placed there only; the venv and models on it persist",
-                 volume, center)
-        return center
 
     def _create_once(self, req: CreateRequest) -> PodInfo:
         """One create; after an unanswered one, adopt the pod it may have made instead of renting twice."""
@@ -213,7 +171,7 @@ class RunpodProvider:
                 return mine[0]
             raise
 
-    def _remote(self) -> dict[str, str]:
+    def remote(self) -> dict[str, str]:
         r = self.settings.remote
         return {"input_dir": r.input_dir, "output_dir": r.output_dir, "work_dir": r.work_dir,
                 "python": r.python, "hf_home": r.hf_home, "venv_dir": r.venv_dir}
@@ -239,6 +197,8 @@ class RunpodProvider:
     def wait_ready(self, pod: Pod) -> Pod:
         """Running and answering ssh, or an error that says why, with the pod's own log kept: an image
         still pulling, a crashed start script or a missing driver shows there, not as "timed out"."""
+        if pod.cluster:
+            return cluster.wait_ready(self, pod)
         try:
             return self._wait_ready(pod)
         except ProviderError as exc:
@@ -255,7 +215,11 @@ class RunpodProvider:
         pod.running_at, pod.image = now(), info.image or self.s.image_name or None
         with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the pod's log is read while ssh is probed
             pulled = pool.submit(self.container_log, pod)
-            pod = self._reach(pod, info)
+            reached = self.reach(pod, info, refresh=lambda: self._read(pod.pod_id, patient=False))
+            pod.connection_mode, pod.ssh_user = reached.connection_mode, reached.ssh_user
+            pod.ssh_host, pod.ssh_port, pod.ssh_key_path = reached.ssh_host, reached.ssh_port, reached.ssh_key_path
+            pod.connection_source, pod.transport_notes = reached.connection_source, reached.transport_notes
+            pod.host_id, pod.ready_at = info.host_id or pod.host_id, now()
             pod.image_pull = image.pull_from_log(pulled.result())
         pod.image_note = image.pin_note(pod.image, pod.image_pull.get("digest"))
         if pod.image_pull.get("seconds") is not None:
@@ -266,14 +230,15 @@ class RunpodProvider:
     def _endpoints(self, info: PodInfo | None) -> list[reach.Endpoint]:
         return reach.endpoints(info, None, self.s.gateway_host, self.s.gateway_port, self.s.direct_users) if info else []
 
-    def _reach(self, pod: Pod, info: PodInfo) -> Pod:
+    def reach(self, pod: Pod, info: PodInfo, refresh: Callable[[], PodInfo | None]) -> Pod:
+        """How `info` (the pod, or a cluster's node) is reached, found out by probing, as a Pod's ssh fields.
+        RunPod names the proxy as soon as the pod has a machine, the direct port only once it is assigned
+        (PodSsh): while only the proxy is known the pod is read again (`refresh`), so a late direct port
+        is still taken."""
         override = read_connection_file(self.paths.connection_file)
         key = override["ssh_key_path"] if override else str(self._key_path())
         candidates = reach.endpoints(info, override, self.s.gateway_host, self.s.gateway_port, self.s.direct_users)
-        # RunPod names the proxy as soon as the pod has a machine, the direct port only once it is assigned
-        # (PodSsh): while only the proxy is known the pod is read again, so a late direct port is still taken
-        refresh = None if override else (lambda: self._endpoints(self._read(pod.pod_id, patient=False)))
-        log.info("Reaching pod %s: %s (from %s)", pod.pod_id, ", ".join(e.describe() for e in candidates),
+        log.info("Reaching pod %s: %s (from %s)", info.id, ", ".join(e.describe() for e in candidates),
                  "connection.json" if override else "the API")
         ssh = self.settings.ssh
         prober = reach.Prober(
@@ -281,19 +246,18 @@ class RunpodProvider:
             make_pty=lambda ep: self._conn(ep.user, ep.host, ep.port, key, modes.ConnectionMode.GATEWAY_PTY),
             probe_command=self._watchdog_command(pod), deadline_s=ssh.probe_timeout_s,
             pause_s=min(self.s.poll_interval_s, 2.0), timeout_s=ssh.connect_timeout_s + 10,
-            direct_grace_s=ssh.direct_grace_s, refresh=refresh, refresh_every_s=self.s.poll_interval_s)
-        reached = prober.reach(candidates, pod.pod_id)
+            direct_grace_s=ssh.direct_grace_s, refresh_every_s=self.s.poll_interval_s,
+            refresh=None if override else (lambda: self._endpoints(refresh())))
+        reached = prober.reach(candidates, info.id)
         ep = reached.endpoint
-        pod.connection_mode, pod.ssh_user, pod.ssh_host, pod.ssh_port = reached.mode, ep.user, ep.host, ep.port
-        pod.ssh_key_path, pod.connection_source = key, "connection.json" if override else "api"
-        pod.transport_notes = reached.notes
-        pod.host_id = info.host_id or pod.host_id
         if reached.mode.is_gateway:
             log.info("Switched to gateway SSH mode (%s): %s@%s", reached.mode, ep.user, ep.host)
         for note in reached.notes:
-            log.warning("Connection to pod %s: %s", pod.pod_id, note)
-        pod.ready_at = now()
-        return pod
+            log.warning("Connection to pod %s: %s", info.id, note)
+        return Pod(provider=self.name, pod_id=info.id, name=info.name or "", created_at=pod.created_at,
+                   connection_mode=reached.mode, ssh_user=ep.user, ssh_host=ep.host, ssh_port=ep.port,
+                   ssh_key_path=key, connection_source="connection.json" if override else "api",
+                   transport_notes=reached.notes)
 
     def _watchdog_command(self, pod: Pod) -> str:
         """The dead-man's switch, started by the first command that reaches the pod: after max_runtime_h
@@ -304,8 +268,8 @@ class RunpodProvider:
         created = dt.datetime.fromisoformat(pod.created_at)
         left = self.s.max_runtime_h * 3600 - (dt.datetime.now(dt.timezone.utc) - created).total_seconds()
         url = getattr(self.api, "url", "") if self.api.name == "rest" else rest_base(os.environ.get(URL_ENV))
-        return script_command("watchdog.sh", pod.remote["work_dir"] + "/watchdog.pid", max(int(left), 1),
-                              pod.pod_id, url)
+        what = f"clusters/{pod.cluster['id']}" if pod.cluster else f"pods/{pod.pod_id}"
+        return script_command("watchdog.sh", pod.remote["work_dir"] + "/watchdog.pid", max(int(left), 1), what, url)
 
     def _conn(self, user: str, host: str, port: int, key: str, mode: str) -> SshConnection:
         ssh = self.settings.ssh
@@ -318,36 +282,49 @@ class RunpodProvider:
         return self._conn(pod.ssh_user or "root", pod.ssh_host or "", pod.ssh_port or 22, pod.ssh_key_path or "",
                           modes.parse(pod.connection_mode or modes.ConnectionMode.DIRECT))
 
+    def connect_nodes(self, pod: Pod) -> list[tuple[str, SshConnection]]:
+        """Every node's connection, the primary first (a single pod is its own only node)."""
+        if not pod.cluster:
+            return [(pod.pod_id, self.connect(pod))]
+        return [(node["pod_id"], self._conn(node["ssh_user"], node["ssh_host"], node["ssh_port"], pod.ssh_key_path or "",
+                                            modes.parse(node["connection_mode"]))) for node in pod.cluster["nodes"]]
+
     # ------------------------------------------------------------------ liveness, listing, terminate
 
     def _read(self, pod_id: str, patient: bool = True) -> PodInfo | None:
-        """The pod as RunPod says it is now, None when it says 404. An error is not an answer: while
-        RunPod does not answer (an outage, a rate limit) it is asked again with back-off for
-        [runpod] unknown_timeout_s (`patient`), then PodUnknown: the pod may still be billing."""
+        """The pod as RunPod says it is now, None when it says 404."""
+        return self.asked(lambda: self.api.get(pod_id), f"pod {pod_id}", patient)
+
+    def asked(self, call: Callable[[], T], what: str, patient: bool = True) -> T:
+        """RunPod's answer about `what`. An error is not an answer: while RunPod does not answer (an outage,
+        a rate limit) it is asked again with back-off for [runpod] unknown_timeout_s (`patient`), then
+        PodUnknown: what it could not describe may still be billing."""
         deadline = Deadline(self.s.unknown_timeout_s if patient else 0)
         pause = max(self.s.retry_base_s, 0.05)
         while True:
             try:
-                return self.api.get(pod_id)
+                return call()
             except Unanswered as exc:
                 if deadline.passed():
                     raise PodUnknown(
-                        f"RunPod did not say what became of pod {pod_id}"
+                        f"RunPod did not say what became of {what}"
                         f"{f' for {self.s.unknown_timeout_s:.0f} s' if patient else ''} ({str(exc)[-160:]}); "
                         f"it may still be running and billing: nothing was rented in its place, and "
                         f"`doit full_cycle` (or `doit terminate_pod`) asks again") from None
-                log.warning("RunPod did not answer about pod %s (%s); asking again in %.0f s (for %.0f s more)",
-                            pod_id, str(exc)[-120:], min(pause, deadline.left()), deadline.left())
+                log.warning("RunPod did not answer about %s (%s); asking again in %.0f s (for %.0f s more)",
+                            what, str(exc)[-120:], min(pause, deadline.left()), deadline.left())
                 time.sleep(min(pause, deadline.left()))
                 pause = min(pause * 2, 60.0)
 
     def fate(self, pod: Pod, patient: bool = True) -> tuple[Fate, str]:
+        if pod.cluster:
+            return cluster.fate(self, pod, patient)
         info = self._read(pod.pod_id, patient)
         return fate_of(info), (info.status if info else None) or "not found (404)"
 
     def list_pods(self) -> list[PodInfo]:
-        """Every pod on the account (the reaper picks this project's by name)."""
-        return self.api.list()
+        """Every pod and cluster on the account (the reaper picks this project's by name)."""
+        return [*self.api.list(), *cluster.listed(self)]
 
     def billed(self, pod: Pod) -> float | None:
         """What RunPod billed for the pod; billing lags the pod's end, so it is asked a few times."""
@@ -356,7 +333,8 @@ class RunpodProvider:
         since = (pod.created_at or now())[:13] + ":00:00Z"  # the hour it was created in: billing buckets by hour
         for attempt in range(self.s.billing_attempts):
             try:
-                cost = self.api.billed(pod.pod_id, since)
+                cost = (self.api.cluster_billed(pod.cluster["id"], since) if pod.cluster
+                        else self.api.billed(pod.pod_id, since))
             except (ApiError, RetryableApiError, KeyError, TypeError, ValueError) as exc:
                 log.info("billing for pod %s not read: %s", pod.pod_id, str(exc)[:200])
                 return None
@@ -378,6 +356,8 @@ class RunpodProvider:
     def terminate(self, pod: Pod, verify_s: float = 60.0) -> None:
         """DELETE (a stopped pod too: its disk bills), then read it until RunPod says 404 or TERMINATED;
         an error while verifying is asked again, never taken for gone."""
+        if pod.cluster:
+            return cluster.terminate(self, pod, verify_s)
         try:
             self.api.terminate(pod.pod_id)
         except ApiError as exc:

@@ -211,3 +211,28 @@ def connection(mode: ConnectionMode, **fields: Any) -> SshConnection:
     if mode is ConnectionMode.GATEWAY_PTY:
         return PtyConnection(**fields, mode=mode)
     return SshConnection(**fields, mode=mode)
+
+
+def key_fingerprint(line: str) -> str:
+    """An authorized_keys line's type and key, without its comment (the account may hold another)."""
+    return " ".join(line.split()[:2])
+
+
+def account_key(api: Any, public_key: str, key_setting: str) -> str:
+    """Whether RunPod's proxy knows our key from the account (GET /v2/account/ssh-keys, read only: a PUT
+    would replace the user's whole set). When it does not, the gateway relies on the pod's own
+    SSH_PUBLIC_KEY, which every pod here carries."""
+    if not public_key:
+        return "no public key beside [runpod] ssh_key_path: neither the pod's sshd nor the proxy knows it"
+    try:
+        keys = api.account_keys()
+    except ProviderError as exc:
+        return f"not read ({str(exc)[:120]}); the proxy relies on the pod's SSH_PUBLIC_KEY"
+    if keys is None:
+        return f"not asked ({api.name} API); the proxy relies on the pod's SSH_PUBLIC_KEY"
+    if key_fingerprint(public_key) in {key_fingerprint(k) for k in keys}:
+        return "registered with the account"
+    note = (f"not registered with the account ({len(keys)} key(s) there): RunPod's ssh proxy lets this key in "
+            f"only through the pod's SSH_PUBLIC_KEY, which is sent; your account's keys are left as they are")
+    log.warning("Your key %s.pub is %s", key_setting, note)
+    return note

@@ -121,6 +121,62 @@ class RestApi:
             raise ApiError(f"RunPod REST: GET /v2/pods -> {resp.status_code} {self._problem(resp)}")
         return [self._info(p) for p in resp.json().get("pods", [])]
 
+    # ---------------------------------------------------------------- Instant Clusters
+
+    def template_image(self, template_id: str) -> str | None:
+        """The image a template runs (a cluster takes an image, not a template)."""
+        found = self._get(f"/v2/templates/{template_id}")
+        return (found or {}).get("image") or None
+
+    def create_cluster(self, name: str, gpu: str, per_pod: int, pods: int, req: CreateRequest) -> dict[str, Any]:
+        """POST /v2/clusters (type TRAINING): `pods` alike pods of `per_pod` GPUs; sent once (its caller
+        looks for the cluster it may have made before trying again)."""
+        body: dict[str, Any] = {"name": name, "type": "TRAINING", "startSsh": True, "ports": ["22/tcp"],
+                                "compute": {"gpuTypeId": gpu, "gpuCountPerPod": per_pod, "podCount": pods},
+                                "image": req.image_name, "disk": req.container_disk_gb, "env": req.pod_env}
+        if req.network_volume_id:
+            body["mounts"] = {"network": [{"volumeId": req.network_volume_id, "path": "/workspace"}]}
+            body["dataCenterIds"] = [req.data_center_id]
+        elif req.volume_gb:
+            body["mounts"] = {"persistent": {"size": max(req.volume_gb, 10), "path": "/workspace"}}
+        resp = self.http.request("POST", f"{self.url}/v2/clusters", json=body, once=True)
+        if resp.status_code in (200, 201):
+            return resp.json()
+        problem = self._problem(resp)
+        if resp.status_code == 400:
+            raise NoCapacityError(problem)
+        if resp.status_code == 403:
+            raise SkipCandidate(problem)
+        raise ApiError(f"RunPod REST: POST /v2/clusters -> {resp.status_code} {problem}")
+
+    def cluster(self, cluster_id: str) -> dict[str, Any] | None:
+        """The cluster; None when RunPod says it does not exist (404)."""
+        return self._get(f"/v2/clusters/{cluster_id}")
+
+    def cluster_pods(self, cluster_id: str) -> list[PodInfo] | None:
+        """Its member pods, each with its rank and overlay address; None when the cluster is gone."""
+        body = self._get(f"/v2/clusters/{cluster_id}/pods")
+        return None if body is None else [self._info(p) for p in body.get("pods") or []]
+
+    def clusters(self) -> list[dict[str, Any]]:
+        body = self._get("/v2/clusters")
+        return [c for c in (body or {}).get("clusters") or [] if isinstance(c, dict) and c.get("id")]
+
+    def delete_cluster(self, cluster_id: str) -> None:
+        """DELETE /v2/clusters/{id}: every member pod ends with it (a member cannot be deleted alone)."""
+        resp = self.http.request("DELETE", f"{self.url}/v2/clusters/{cluster_id}")
+        if resp.status_code not in (200, 204, 404):
+            raise ApiError(f"RunPod REST: DELETE /v2/clusters/{cluster_id} -> {resp.status_code} {self._problem(resp)}")
+
+    def cluster_billed(self, cluster_id: str, since: str) -> float | None:
+        body = self._get(f"/v2/billing/clusters?clusterId={cluster_id}&bucketSize=hour&startTime={since}")
+        records = (body or {}).get("records") or []
+        if not records:
+            return None
+        total = (((body or {}).get("metadata") or {}).get("totals") or {}).get("totalAmount")
+        return round(float(total if isinstance(total, (int, float)) else
+                           sum(r.get("totalAmount") or 0 for r in records)), 4)
+
     def account_keys(self) -> list[str] | None:
         """GET /v2/account/ssh-keys: the keys RunPod's proxy lets in. Read only: PUT replaces the whole set."""
         body = self._get("/v2/account/ssh-keys")
@@ -200,10 +256,12 @@ class RestApi:
         only when there is no ssh block at all and its address is public (10.x is not)."""
         runtime = pod.get("runtime")
         ssh = pod.get("ssh")
+        member = pod.get("cluster") or {}
         info = PodInfo(id=pod["id"], name=pod.get("name"), status=pod.get("status"),
                        running=pod.get("status") == "RUNNING" and runtime is not None,
                        cost_per_hr=pod.get("cost"), gpu=(pod.get("gpu") or {}).get("id"),
-                       uptime_s=(runtime or {}).get("uptime"), image=pod.get("image") or None)
+                       uptime_s=(runtime or {}).get("uptime"), image=pod.get("image") or None,
+                       rank=member.get("rank"), overlay_ip=member.get("ip"))
         if isinstance(ssh, dict):  # each side is null until it exists (PodSsh): proxy first, direct later
             direct, proxy = ssh.get("direct") or {}, ssh.get("proxy") or {}
             info.host_id = proxy.get("username") or None

@@ -24,7 +24,7 @@ def api():
 
 
 def _rest(fake: FakeRunpod) -> RestApi:
-    return RestApi(API_KEY, url=fake.url)
+    return RestApi(API_KEY, url=fake.url, retry_base_s=0.01)  # a 500 is retried as every call is: quickly here
 
 
 def test_rest_is_the_default_api():
@@ -74,7 +74,7 @@ def test_an_unreadable_catalogue_falls_back_to_trying_in_order(api, fault):
 
 
 def test_graphql_has_no_catalogue_and_says_so(api):
-    picked = choice.choose(GraphqlApi(API_KEY, url=api.url + "/graphql"), GPUS, CLOUDS, 1, "order")
+    picked = choice.choose(GraphqlApi(API_KEY, url=api.url + "/graphql", retry_base_s=0.01), GPUS, CLOUDS, 1, "order")
     assert picked.catalogue == "this API has no catalogue" and len(picked.to_try()) == 6
 
 

@@ -250,19 +250,15 @@ def test_an_unknown_network_volume_stops_before_renting(tmp_path, sshd, fake_api
     assert proc.returncode != 0 and "vol-nope" in proc.stdout and fake_api.ops("create") == 0
 
 
-def test_the_account_keys_are_read_never_replaced(tmp_path, fake_api, monkeypatch):
+def test_the_account_keys_are_read_never_replaced(fake_api):
     """RunPod's proxy lets in the account's registered keys or the pod's SSH_PUBLIC_KEY: the account is
     asked (GET), never changed (a PUT would replace the user's whole set)."""
-    from tasks.context import RunContext
-    from tasks.providers.runpod import RunpodProvider
+    from tasks.providers.runpod.reach import account_key
+    from tasks.providers.runpod.rest import RestApi
 
-    proj = runpod_project(tmp_path, None, fake_api)
-    for name in ("RUNPOD_API_KEY", "RUNPOD_API_URL", "FULLCYCLE_CONFIG"):
-        monkeypatch.setenv(name, proj.env[name])
-    ctx = RunContext.load(str(proj.root))
-    provider = RunpodProvider(ctx.settings, ctx.paths, ctx.attempt)
+    api = RestApi(API_KEY, fake_api.url)
     mine = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0 me@laptop"
-    assert provider._account_key(mine).startswith("not registered with the account (0 key(s) there)")
+    assert account_key(api, mine, "~/.ssh/id").startswith("not registered with the account (0 key(s) there)")
     fake_api.account_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0 me@other-comment", "ssh-rsa AAAAB3 x"]
-    assert provider._account_key(mine) == "registered with the account"
+    assert account_key(api, mine, "~/.ssh/id") == "registered with the account"
     assert [detail for op, detail in fake_api.calls if op == "keys"] == ["GET", "GET"]

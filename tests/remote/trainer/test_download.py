@@ -121,7 +121,7 @@ def test_the_fast_path_needs_the_memory_for_it(monkeypatch):
     download = trainer("download")
     monkeypatch.setattr(download, "memory_gb", lambda: 12.0)
     seen = {}
-    monkeypatch.setattr(download, "_once", lambda repo, progress, env: seen.update(env) or True)
+    monkeypatch.setattr(download, "_once", lambda repo, progress, env, files: seen.update(env) or True)
     report = download.fetch("x/y", 0, 5)
     assert report["fast_path"] is False and "HF_XET_HIGH_PERFORMANCE" not in seen
     monkeypatch.setattr(download, "memory_gb", lambda: 64.0)

@@ -26,10 +26,14 @@ def test_the_runner_asks_the_config_and_this_machine(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REMOTE), "PATH": "/usr/bin:/bin"}  # no nvidia-smi here: CPU processes
     proc = subprocess.run([sys.executable, "-m", "trainer.ranks", str(tmp_path / "config.json")], capture_output=True,
                           text=True, env=env, timeout=60)
-    assert proc.returncode == 0 and proc.stdout.strip() == "2"
+    assert proc.returncode == 0 and proc.stdout.strip() == "2 copies"
+    (tmp_path / "config.json").write_text(json.dumps({"gpu_count": 2, "sharding": {"sharding": "fsdp"}}))
+    sharded = subprocess.run([sys.executable, "-m", "trainer.ranks", str(tmp_path / "config.json")],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert sharded.stdout.strip() == "2 fsdp"  # train_fsdp.py, each process holding a shard
     broken = subprocess.run([sys.executable, "-m", "trainer.ranks", str(tmp_path / "none.json")], capture_output=True,
                             text=True, env=env, timeout=60)
-    assert broken.stdout.strip() == "1"
+    assert broken.stdout.strip() == "1 copies"
 
 
 def test_only_rank_0_speaks_and_a_failing_rank_names_itself(monkeypatch, capsys, tmp_path):
