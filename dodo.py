@@ -17,6 +17,7 @@ from doit.tools import config_changed
 from tasks import catalog
 from tasks.context import RunContext
 from tasks.core.settings import SettingsError
+from tasks.pipeline import assemble
 from tasks.model import hubcheck
 from tasks.model.tiny import BASE_MODEL, tiny_files
 from tasks.pipeline import commands, uptodate
@@ -35,7 +36,7 @@ def _date_from_argv(argv: list[str]) -> str | None:
 
 def _load() -> RunContext:
     try:
-        return RunContext.load(os.path.dirname(os.path.abspath(__file__)), _date_from_argv(sys.argv) or None)
+        return assemble.context(os.path.dirname(os.path.abspath(__file__)), _date_from_argv(sys.argv) or None)
     except SettingsError as exc:
         print(f"fullcycle: settings error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

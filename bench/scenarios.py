@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.providers.runpod.volume import (
+from tasks.pipeline.volume import (
     LOCAL_READ_MB_S,
     RUNS_PER_MONTH,
     VOLUME_READ_MB_S,

@@ -1,8 +1,11 @@
-"""What every stage receives: the validated settings, the run's paths and this process's attempt.
+"""What every stage receives: the validated settings, the run's paths, this process's attempt and
+the provider it rents from.
 
 `RunContext` is the one object a stage body takes (`ctx`); `Attempt` is what one process learns
 while it runs stages (its id in the attempts log, ssh sessions opened, a failed teardown, the
-signal that stopped it). Nothing here is global: run_remote_training() builds its own context.
+signal that stopped it). Nothing here is global: run_remote_training() builds its own context. The
+provider is handed in by whoever assembles the run (tasks/pipeline/assemble.py), as a factory, so
+that `doit list` never imports one.
 """
 
 from __future__ import annotations
@@ -10,16 +13,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from tasks.core.paths import RunPaths, run_paths
 from tasks.core.settings import Settings, load
-
-if TYPE_CHECKING:
-    from tasks.providers.base import Provider
 
 log = logging.getLogger("fullcycle")
 
@@ -54,6 +55,8 @@ class RunContext:
     owns_process: bool = True  # doit's own process: signal handlers and the exit code are ours
     attempt: Attempt = field(default_factory=Attempt)
     pod_name: str = ""  # empty: <name_prefix>-<date>; `doit gpu_check` names its pods apart
+    # (settings, paths, session counter, pod name) -> the Provider (tasks/providers): given by the assembly
+    make_provider: Callable[..., Any] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, default_dir: str = ".", date: str | None = None) -> "RunContext":
@@ -65,12 +68,12 @@ class RunContext:
         return self.settings.project.provider
 
     @cached_property
-    def provider(self) -> "Provider":
-        """The configured provider, built on first use (the one place the context reaches up: a
-        stage asks for `ctx.provider` and never names a provider module)."""
-        from tasks import providers
-
-        return providers.get(self.settings, self.paths, self.attempt, self.pod_name)
+    def provider(self) -> Any:
+        """The configured provider, made on first use by the factory the run was assembled with."""
+        if self.make_provider is None:
+            raise RuntimeError("this context was not assembled for a run (tasks/pipeline/assemble.py): it has no "
+                               "provider")
+        return self.make_provider(self.settings, self.paths, self.attempt, self.pod_name)
 
     def prepared(self, path: Path) -> bool:
         """run_remote_training(): the caller made this file itself (seed §4); never overwrite it."""

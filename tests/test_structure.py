@@ -22,8 +22,8 @@ LAYERS = (
     {"tasks.pod", "tasks.post"},
     {"tasks.pipeline", "tasks.web"},
 )
-# The one reach upwards: a stage asks `ctx.provider` and never names a provider module.
-ALLOWED_UPWARD = {("tasks.context", "tasks.providers")}
+# None: the provider is made by the factory the run was assembled with (tasks/pipeline/assemble.py).
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
 
 def _module(path: Path) -> str:

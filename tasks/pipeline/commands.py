@@ -63,7 +63,7 @@ def volume(ctx: RunContext, create: bool) -> Any:
     from doit.exceptions import TaskFailed
 
     from tasks.core.errors import FullcycleError
-    from tasks.providers.runpod.volume import volume as plan_volume
+    from tasks.pipeline.volume import volume as plan_volume
 
     try:
         plan_volume(ctx, create)

@@ -15,13 +15,14 @@ from typing import Any
 
 from tasks import catalog
 from tasks.context import RunContext
+from tasks.pipeline import assemble
 
 DODO = Path(__file__).resolve().parents[2] / "dodo.py"
 
 
 def context_for(opts: Mapping[str, Any], base: RunContext | None = None) -> RunContext:
     """A run context whose paths are the seed's keys in `opts`; settings from fullcycle.toml."""
-    base = base or RunContext.load(date=opts["DATE_STR"])
+    base = base or assemble.context(date=opts["DATE_STR"])
     paths = dataclasses.replace(
         base.paths,
         date=opts["DATE_STR"],
@@ -34,7 +35,7 @@ def context_for(opts: Mapping[str, Any], base: RunContext | None = None) -> RunC
         summary_file=Path(opts["SUMMARY_FILE"]),
     )
     return RunContext(base.settings, paths, samples_used=int(opts["samples_used"]), inputs_prepared=True,
-                      owns_process=False)
+                      owns_process=False, make_provider=base.make_provider or assemble.PROVIDER)
 
 
 def run_remote_training(opts: Mapping[str, Any], ctx: RunContext | None = None) -> dict[str, Any]:

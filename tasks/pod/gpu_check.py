@@ -43,7 +43,7 @@ def _context(ctx: RunContext, stamp: str) -> RunContext:
     s = ctx.settings
     settings = dataclasses.replace(s, runpod=dataclasses.replace(s.runpod, gpu_choice="cheapest"),
                                    remote=dataclasses.replace(s.remote, preflight="always"))
-    return RunContext(settings, paths, pod_name=f"{s.runpod.name_prefix}-gpucheck-{stamp}")
+    return RunContext(settings, paths, pod_name=f"{s.runpod.name_prefix}-gpucheck-{stamp}", make_provider=ctx.make_provider)
 
 
 def _inputs(check: RunContext) -> dict[str, Any]:

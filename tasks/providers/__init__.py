@@ -7,24 +7,20 @@ is used, so `doit list` never loads requests or sh.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from tasks.core.paths import RunPaths
 from tasks.core.settings import Settings
 from tasks.providers.base import Pod, Provider
-
-if TYPE_CHECKING:
-    from tasks.context import Attempt
+from tasks.transport.connection import SessionCounter
 
 __all__ = ["Pod", "Provider", "get"]
 
 
-def get(settings: Settings, paths: RunPaths, attempt: "Attempt", pod_name: str = "") -> Provider:
-    """The configured provider; imported lazily so `doit list` never loads requests or sh."""
+def get(settings: Settings, paths: RunPaths, counter: SessionCounter, pod_name: str = "") -> Provider:
+    """The configured provider (a RunContext makes it on first use: tasks/pipeline/assemble.py)."""
     if settings.project.provider == "runpod":
         from tasks.providers.runpod import RunpodProvider
 
-        return RunpodProvider(settings, paths, attempt, pod_name)
+        return RunpodProvider(settings, paths, counter, pod_name)
     from tasks.providers.local import LocalProvider
 
-    return LocalProvider(settings, paths, attempt)
+    return LocalProvider(settings, paths, counter)

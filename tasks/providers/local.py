@@ -11,25 +11,22 @@ import secrets
 import shutil
 import signal
 import sys
-from typing import TYPE_CHECKING
 
 from tasks.core.dates import now
 from tasks.core.paths import RunPaths
 from tasks.core.settings import Settings
 from tasks.providers.base import Fate, Pod
-from tasks.transport.connection import Connection, LocalConnection
+from tasks.transport.connection import Connection, LocalConnection, SessionCounter
 from tasks.transport.modes import ConnectionMode
 
-if TYPE_CHECKING:
-    from tasks.context import Attempt
 
 
 class LocalProvider:
     name = "local"
     rents_pods = False  # whether a crashed run can leave something billing
 
-    def __init__(self, settings: Settings, paths: RunPaths, attempt: "Attempt") -> None:
-        self.paths, self.attempt = paths, attempt
+    def __init__(self, settings: Settings, paths: RunPaths, counter: SessionCounter) -> None:
+        self.paths, self.counter = paths, counter
         self.root = paths.local_pod_root
 
     def create(self) -> Pod:
@@ -54,7 +51,7 @@ class LocalProvider:
         return pod
 
     def connect(self, pod: Pod) -> Connection:
-        return LocalConnection(cwd=self.root, counter=self.attempt)
+        return LocalConnection(cwd=self.root, counter=self.counter)
 
     def connect_nodes(self, pod: Pod) -> list[tuple[str, Connection]]:
         return [(pod.pod_id, self.connect(pod))]

@@ -11,7 +11,7 @@ import io
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import sh
 
@@ -35,9 +35,15 @@ def script_command(name: str, *args: str | int) -> str:
     return shlex.join(["bash", "-c", script(name), name, *(str(a) for a in args)])
 
 
-class SessionCounter:
-    """Counts sessions opened on the pod (fewer is faster and kinder to the gateway)."""
+class SessionCounter(Protocol):
+    """What counts the sessions opened on the pod (fewer is faster and kinder to the gateway): the run's
+    Attempt, or a connection's own count."""
 
+    sessions: int
+
+
+@dataclass
+class _Count:
     sessions: int = 0
 
 
@@ -57,7 +63,7 @@ class Connection:
     """Base: run a command on the pod with its stdin/stdout as streams."""
 
     mode: ConnectionMode = ConnectionMode.LOCAL
-    counter: Any = field(default_factory=SessionCounter)  # the run's Attempt, or a private counter
+    counter: SessionCounter = field(default_factory=_Count)
 
     def __post_init__(self) -> None:
         self.mode = parse_mode(self.mode)  # "direct", "gateway-pty", ... as the records and callers spell them

@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 from tasks.context import RunContext
 from tasks.core.dates import BadDate
 from tasks.core.errors import FullcycleError
+from tasks.pipeline import assemble
 from tasks.pod import reaper
 from tasks.web import status, stream
 from tasks.web.guard import COOKIE, Guard, GuardMiddleware, is_loopback, json_response
@@ -149,7 +150,8 @@ def create_app(ctx: RunContext, dodo: Path, cwd: Path, host: str = "127.0.0.1", 
         return await on_date(request, launcher.cancel, "cancelled")
 
     def pods_ctx() -> RunContext:
-        return RunContext(dataclasses.replace(settings, date=today()), status.paths_for(settings, today()))
+        return RunContext(dataclasses.replace(settings, date=today()), status.paths_for(settings, today()),
+                          make_provider=ctx.make_provider or assemble.PROVIDER)
 
     async def pods(request: Request) -> Response:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tasks.core.dates import now
 from tasks.core.errors import ProviderError
@@ -20,23 +20,20 @@ from tasks.core.retry import Deadline
 from tasks.providers.base import Fate, Pod, PodUnknown
 from tasks.providers.runpod.client import ApiError, PodInfo, with_retries
 
-if TYPE_CHECKING:
-    from tasks.providers.runpod.provider import RunpodProvider
-
 log = logging.getLogger("fullcycle")
 
 MASTER_PORT = 29500  # torchrun's rendezvous on the primary's overlay address (RunPod's MASTER_PORT wins)
 STOPPED = ("EXITED", "ERROR")
 
 
-def _api(provider: RunpodProvider) -> Any:
+def _api(provider: Any) -> Any:
     if not hasattr(provider.api, "create_cluster"):
         raise ProviderError("the plan needs an Instant Cluster, which only RunPod's REST API rents: set [runpod] api = "
                             "\"rest\"; nothing was rented")
     return provider.api
 
 
-def create(provider: RunpodProvider, plan: dict[str, Any], public_key: str, account_key: str) -> Pod:
+def create(provider: Any, plan: dict[str, Any], public_key: str, account_key: str) -> Pod:
     """Rent the plan's pods as one cluster; after an unanswered create, the cluster it may have made is
     found by name instead of renting twice."""
     api, s = _api(provider), provider.s
@@ -64,12 +61,12 @@ def create(provider: RunpodProvider, plan: dict[str, Any], public_key: str, acco
                cluster={"id": made["id"], "pods": pods, "gpus_per_pod": per_pod, "nodes": []})
 
 
-def _members(provider: RunpodProvider, cluster_id: str, patient: bool = True) -> list[PodInfo] | None:
+def _members(provider: Any, cluster_id: str, patient: bool = True) -> list[PodInfo] | None:
     """The member pods as RunPod says they are; None when it says the cluster is gone (404)."""
     return provider.asked(lambda: _api(provider).cluster_pods(cluster_id), f"cluster {cluster_id}", patient)
 
 
-def wait_ready(provider: RunpodProvider, pod: Pod) -> Pod:
+def wait_ready(provider: Any, pod: Pod) -> Pod:
     """Every node running with its rank, then each reached over ssh; the primary's fields on the pod."""
     s, cluster = provider.s, pod.cluster or {}
     deadline = Deadline(s.ready_timeout_s)
@@ -104,11 +101,11 @@ def wait_ready(provider: RunpodProvider, pod: Pod) -> Pod:
     return pod
 
 
-def _member(provider: RunpodProvider, cluster_id: str, member_id: str) -> PodInfo | None:
+def _member(provider: Any, cluster_id: str, member_id: str) -> PodInfo | None:
     return next((m for m in _members(provider, cluster_id, patient=False) or [] if m.id == member_id), None)
 
 
-def fate(provider: RunpodProvider, pod: Pod, patient: bool = True) -> tuple[Fate, str]:
+def fate(provider: Any, pod: Pod, patient: bool = True) -> tuple[Fate, str]:
     """Gone when RunPod says the cluster is (404, or every member TERMINATED); stopped when any node
     is (the training cannot go on without it, and the others bill): it is then deleted whole."""
     members = _members(provider, (pod.cluster or {})["id"], patient)
@@ -120,7 +117,7 @@ def fate(provider: RunpodProvider, pod: Pod, patient: bool = True) -> tuple[Fate
     return Fate.ALIVE, ", ".join(sorted({m.status or "?" for m in members}))
 
 
-def terminate(provider: RunpodProvider, pod: Pod, verify_s: float = 60.0) -> None:
+def terminate(provider: Any, pod: Pod, verify_s: float = 60.0) -> None:
     """DELETE the cluster (every node with it), then read it until RunPod says it is gone."""
     cluster_id = (pod.cluster or {})["id"]
     try:
@@ -141,7 +138,7 @@ def terminate(provider: RunpodProvider, pod: Pod, verify_s: float = 60.0) -> Non
         time.sleep(min(provider.s.poll_interval_s, 2.0))
 
 
-def listed(provider: RunpodProvider) -> list[PodInfo]:
+def listed(provider: Any) -> list[PodInfo]:
     """This account's clusters as the reaper sees pods (the API leaves members out of GET /v2/pods)."""
     api = provider.api
     if not hasattr(api, "clusters"):

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from tasks.core.dates import now
 from tasks.core.errors import NoCapacityError, ProviderError
@@ -37,10 +37,8 @@ from tasks.providers.runpod.client import (
 )
 from tasks.providers.runpod.connection_file import read_connection_file
 from tasks.transport import modes
-from tasks.transport.connection import SshConnection, script_command
+from tasks.transport.connection import SessionCounter, SshConnection, script_command
 
-if TYPE_CHECKING:
-    from tasks.context import Attempt
 
 log = logging.getLogger("fullcycle")
 T = TypeVar("T")
@@ -81,8 +79,8 @@ class RunpodProvider:
     name = "runpod"
     rents_pods = True  # whether a crashed run can leave something billing
 
-    def __init__(self, settings: Settings, paths: RunPaths, attempt: "Attempt", pod_name: str = "") -> None:
-        self.settings, self.paths, self.attempt = settings, paths, attempt
+    def __init__(self, settings: Settings, paths: RunPaths, counter: SessionCounter, pod_name: str = "") -> None:
+        self.settings, self.paths, self.counter = settings, paths, counter
         self.pod_name = pod_name or f"{settings.runpod.name_prefix}-{paths.date}"  # how the reaper knows ours
         self.s = settings.runpod
         self._api: PodApi | None = None
@@ -276,7 +274,7 @@ class RunpodProvider:
         return reach.connection(mode, user=user, host=host, port=port, key_path=key,
                                 known_hosts=self.paths.known_hosts_file, connect_timeout_s=ssh.connect_timeout_s,
                                 server_alive_interval_s=ssh.server_alive_interval_s,
-                                server_alive_count_max=ssh.server_alive_count_max, counter=self.attempt)
+                                server_alive_count_max=ssh.server_alive_count_max, counter=self.counter)
 
     def connect(self, pod: Pod) -> SshConnection:
         return self._conn(pod.ssh_user or "root", pod.ssh_host or "", pod.ssh_port or 22, pod.ssh_key_path or "",

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tasks.core.errors import ProviderError
-from tasks.providers.runpod.volume import monthly_usd, pick_data_center, saved_minutes, size_gb
+from tasks.pipeline.volume import monthly_usd, pick_data_center, saved_minutes, size_gb
 from tests.doubles.hub import HubDouble
 
 GPUS = ("NVIDIA GeForce RTX 5090", "NVIDIA GeForce RTX 4090", "NVIDIA RTX A6000")
@@ -91,7 +91,7 @@ def test_doit_volume_creates_one_for_the_tiny_base_when_asked_and_says_it_does_n
 def test_the_stack_a_volume_saves_is_the_build_the_last_pod_measured(tmp_path, fake_api, monkeypatch):
     from tasks.context import RunContext
     from tasks.core.paths import remember_run
-    from tasks.providers.runpod.volume import _stack
+    from tasks.pipeline.volume import _stack
     from tests.conftest import runpod_project
 
     proj = runpod_project(tmp_path, None, fake_api)
