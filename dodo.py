@@ -183,8 +183,8 @@ def task_post_commands():
 def task_summarize():
     return {"basename": "summarize", "doc": catalog.doc("summarize"),
             "actions": [(catalog.body("summarize"), [CTX])], "params": [DATE_PARAM], "verbosity": 2,
-            "task_dep": ["terminate_pod"], "file_dep": [str(P.stages_file)], "targets": [str(P.summary_file)],
-            "uptodate": [uptodate.summary_readable(CTX)]}
+            "task_dep": ["terminate_pod"], "targets": [str(P.summary_file)],
+            "uptodate": [uptodate.summary_current(CTX)]}
 
 
 def task_full_cycle():

@@ -3,7 +3,7 @@
 Every figure is named for where it comes from: MEASURED_H200 is what the pinned pod stack did on one
 H200 (docs/reference/training.md, "Measured on a real GPU", 2026-12-04); REPORTED is what
 docs/reference/ quotes from others; ASSUMED is nobody's measurement. The records a run would leave
-(pod.json, train.json, metrics.json, stages.json) are built from them and put through the summary's
+(pod.json, train.json, metrics.json, the stages' outcomes) are built from them and put through the summary's
 own code (tasks/record/phases.py), so each table is what run-summary.json would say.
 """
 

@@ -22,7 +22,7 @@ class Stage:
     doc: str  # `doit list`'s line
     help: str = ""  # the page's plain words for someone who never read the README
     body: str = ""  # "module:function" that runs it, given the RunContext
-    recorded: bool = True  # has an outcome of its own in stages.json (and a row on the page)
+    recorded: bool = True  # has an outcome of its own in the attempts log (and a row on the page)
     needed: bool = False  # must have succeeded for the date to have a verified adapter
     remote: bool = False  # part of run_remote_training() (seed §3): the caller prepared the rest
 

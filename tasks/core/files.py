@@ -58,7 +58,7 @@ def sha256_file(path: Path) -> str:
 
 
 def read_record(path: Path, problems: list[str] | None = None) -> dict[str, Any]:
-    """A record this tool wrote (a summary, pod.json, stages.json, ...), read back by a report, the
+    """A record this tool wrote (a summary, pod.json, train.json, ...), read back by a report, the
     page or the next stage: {} when there is none. One that was truncated (a full disk, a killed
     process) or hand-edited into something else is named, in `problems` and the log, never a traceback.
     """

@@ -79,10 +79,6 @@ class RunPaths:
         return self.work_local / "model-check.json"
 
     @property
-    def stages_file(self) -> Path:
-        return self.work_local / "stages.json"
-
-    @property
     def gpu_choice_file(self) -> Path:
         """Every GPU candidate the catalogue offered, the verdict on each, and why the rented one won."""
         return self.work_local / "gpu-choice.json"

@@ -54,7 +54,8 @@ def run_remote_training(opts: Mapping[str, Any], ctx: RunContext | None = None) 
         DoitMain(ModuleTaskLoader(namespace), config_filenames=()).run(list(catalog.REMOTE))
     finally:
         close_attempt(own)
-    summary = run_summary.write(own.paths, own.provider_name, own.samples_used)
+    # close_attempt wrote it (the attempt's end); a run that started no stage has none yet
+    summary = run_summary.read(own.paths.summary_file) or run_summary.build(own.paths, own.provider_name, own.samples_used)
     pod = read_record(own.paths.pod_file)
     return {
         "pod_id": pod.get("pod_id"),

@@ -99,11 +99,17 @@ def no_pods_to_watch(ctx: RunContext) -> Check:
                  lambda: ctx.settings.runpod.reap == "off" or not ctx.provider.rents_pods)
 
 
-def summary_readable(ctx: RunContext) -> Check:
-    """A summary a full disk truncated or a person edited is written again, whatever else is up to date."""
-    def readable() -> bool:
+def summary_current(ctx: RunContext) -> Check:
+    """No stage ran in this process (each writes the summary at its end), no record it is made of changed
+    since, and it reads back: a summary a full disk truncated or a person edited is written again."""
+    def current() -> bool:
         problems: list[str] = []
         read_record(ctx.paths.summary_file, problems)
-        return not problems
+        if ctx.attempt.stages_run or problems or not ctx.paths.summary_file.is_file():
+            return False
+        written = ctx.paths.summary_file.stat().st_mtime_ns
+        sources = lazy("tasks.record.summary:sources")(ctx.paths)
+        return all(not f.is_file() or f.stat().st_mtime_ns <= written for f in sources)
 
-    return Check("run-summary.json reads back as the record this tool writes", readable)
+    return Check("no stage ran in this process, none of its records changed since, and run-summary.json reads back",
+                 current)

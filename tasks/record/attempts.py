@@ -172,6 +172,18 @@ def attempts(events: list[dict[str, Any]], pods: dict[str, dict[str, Any]], live
     return out
 
 
+def stages(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each stage's latest outcome, in the order they last ran: the one record of stage status."""
+    found: dict[str, dict[str, Any]] = {}
+    for e in (e for e in events if e["event"] == "stage"):
+        before = found.pop(e["stage"], {})
+        begun = before.get("attempt") == e["attempt"] and before.get("status") == "running"  # its own start line
+        found[e["stage"]] = {"status": e["status"], "started_at": before["started_at"] if begun else e["at"],
+                             "seconds": e.get("seconds", 0.0), "error": e.get("error"),
+                             "ssh_sessions": e.get("ssh_sessions", 0), "attempt": e["attempt"]}
+    return found
+
+
 def totals(pods: dict[str, dict[str, Any]], current_pod: dict[str, Any]) -> dict[str, Any]:
     """Every pod of the date, whole life each: a pod bills between a killed attempt and the next."""
     at_now = dt.datetime.now(dt.timezone.utc)

@@ -1,5 +1,5 @@
 """Where the billed seconds went: one number per phase of the pod's life, from the records the
-stages already keep (pod.json, train.json, the trainer's metrics, stages.json), and the share of
+stages already keep (pod.json, train.json, the trainer's metrics, the attempts log), and the share of
 the bill that was not training.
 
 Each phase is measured where it happens (the provider, the runner on the pod, the trainer), so

@@ -25,6 +25,7 @@ from tasks.core.logs import redact
 from tasks.core.paths import PodNames, RunPaths
 from tasks.record import phases
 from tasks.record.attempts import attempts, cost_at, pod_lives, read_events, seconds_between, totals
+from tasks.record.attempts import stages as stage_table
 from tasks.transport import modes
 
 log = logging.getLogger("fullcycle")
@@ -148,6 +149,13 @@ def _billed(pod: dict[str, Any]) -> float | None:
     return round(seconds_between(_parse(pod.get("created_at")), ended), 1)
 
 
+def sources(paths: RunPaths) -> list[Path]:
+    """Every record the summary is composed from (its up-to-date check compares their times with its own)."""
+    return [paths.config_file, paths.clean_stats_file, paths.pod_file, paths.train_file, paths.post_steps_file,
+            paths.final_adapter_dir / "metrics.json", paths.model_check_file, paths.eval_file, paths.attempts_file,
+            paths.gpu_choice_file, paths.notify_file, paths.upload_ok]
+
+
 def build(paths: RunPaths, provider: str, samples_used: int | None = None, live: bool = True) -> dict[str, Any]:
     """The summary from the date's files; a file truncated or hand-edited is named in `warnings`
     and read as empty: the summary of a broken record is still a summary."""
@@ -156,7 +164,6 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
     def read(path: Path) -> dict[str, Any]:
         return read_record(path, problems)
 
-    stages = section(read(paths.stages_file), "stages")
     config = read(paths.config_file)
     stats = read(paths.clean_stats_file)
     pod = read(paths.pod_file)
@@ -166,6 +173,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
     check = read(paths.model_check_file)
     judged = read(paths.eval_file) or None
     events = read_events(paths)
+    stages = stage_table(events)
     pods = pod_lives(events, pod)
     history = attempts(events, pods, live)
     latest = history[-1] if history else None

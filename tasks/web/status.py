@@ -137,7 +137,7 @@ def date_state(settings: Settings, date: str) -> dict[str, Any]:
 def signature(paths: RunPaths) -> tuple:
     """A cheap fingerprint of the files date_state reads: a live view recomputes only when it moves."""
     marks = []
-    for path in (paths.attempts_file, paths.stages_file, paths.pod_file, paths.summary_file, paths.lock_file,
+    for path in (paths.attempts_file, paths.pod_file, paths.summary_file, paths.lock_file,
                  paths.final_adapter_dir / "adapter_config.json"):
         try:
             st = path.stat()

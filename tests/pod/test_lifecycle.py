@@ -55,10 +55,12 @@ def test_a_second_run_for_the_same_date_refuses(tmp_path):
     proj = make_project(tmp_path, training={"max_steps": 300, "gradient_accumulation_steps": 1})
     first = _start(proj, "full_cycle")
     _wait_for_steps(proj)
-    stages_before = (proj.work / "stages.json").read_text()
+    record_before = (proj.work / "attempts.jsonl").read_text()
     second = proj.doit("full_cycle")
     assert second.returncode != 0 and "another run for this date is in progress" in second.stdout
-    assert (proj.work / "stages.json").read_text() == stages_before, "the second run touched the first's record"
+    record = (proj.work / "attempts.jsonl").read_text()
+    assert record.startswith(record_before), "the second run rewrote the first's record"
+    assert len({json.loads(line)["attempt"] for line in record.splitlines()}) == 1, "the second run wrote to the record"
     out, _ = first.communicate(timeout=300)
     assert first.returncode == 0, out[-2000:]
     assert proj.summary["success"] is True
