@@ -17,10 +17,9 @@ from doit.tools import config_changed
 from tasks import catalog
 from tasks.context import RunContext
 from tasks.core.settings import SettingsError
-from tasks.pipeline import assemble
 from tasks.model import hubcheck
 from tasks.model.tiny import BASE_MODEL, tiny_files
-from tasks.pipeline import commands, uptodate
+from tasks.pipeline import assemble, commands, uptodate
 from tasks.pipeline.actions import Reporter, doit_action, teardown_action
 
 
@@ -67,7 +66,7 @@ def _stage(name, **graph):
 def _uploads():
     """The upload's inputs, every file of them (dataset, config, the trainer and its package, the tiny
     model once built): its file_dep, so a changed trainer file re-runs the upload."""
-    from tasks.pod import manifest
+    from tasks.data import manifest
 
     return [str(f) for f in manifest.file_deps(CTX.settings, P)] + tiny_files(CTX)
 
@@ -119,8 +118,7 @@ def task_write_config():
 
 def task_build_tiny_model():
     return _stage("build_tiny_model", task_dep=["clean_dataset"], targets=tiny_files(CTX),
-                  uptodate=[config_changed(repr((CTX.settings.training.is_tiny, CTX.settings.training.tiny_architecture,
-                                                 BASE_MODEL)))])
+                  uptodate=[config_changed(repr((CTX.settings.training.is_tiny, BASE_MODEL)))])
 
 
 def task_create_pod():

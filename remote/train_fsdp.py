@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     model_id, _ = load.resolve_model(settings, args.config)
     folder = shard.checkpoint_dir(model_id)
     model = shard.build(folder, settings, where, lambda base: lora.target_modules(settings, base))
-    start = args.config.parent / settings["start_from"] if settings.get("start_from") else None
-    shard.load(model, folder, where, int(settings.get("seed", 42)), start)
+    start = args.config.parent / settings["start_from"] if settings["start_from"] else None
+    shard.load(model, folder, where, settings["seed"], start)
     clock.lap("model_load")
     from transformers import AutoTokenizer
 

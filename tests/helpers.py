@@ -110,6 +110,16 @@ def trainer(step: str = "") -> Any:
     return importlib.import_module(f"trainer.{step}" if step else "trainer")
 
 
+# config.json with the seed's seven fields (seed §2.3): trainer/schema.py fills every other one
+SEED_CONFIG = {"base_model": "tiny", "lora_rank": 8, "num_train_epochs": 1, "learning_rate": 1e-4,
+               "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1, "max_seq_length": 256}
+
+
+def train_config(**fields: Any) -> dict[str, Any]:
+    """A config as the trainer reads it (remote/trainer/schema.py): the seed's fields, then `fields`."""
+    return trainer("schema").parse({**SEED_CONFIG, **fields})
+
+
 def trainer_entry() -> Any:
     """remote/train_unsloth.py itself (its run() and main()), loaded by path as the pod runs it."""
     trainer()

@@ -19,12 +19,9 @@ import os
 import sys
 from pathlib import Path
 
-from trainer import ranks
+from trainer import ranks, schema
 
 TRAINED, FAILED, BAD_INPUT, NO_MODEL, NO_GPU_STACK = 0, 1, 2, 3, 4
-
-REQUIRED = ("base_model", "lora_rank", "num_train_epochs", "learning_rate",
-            "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length")
 
 
 class InputError(Exception):
@@ -47,16 +44,12 @@ def error(message: str) -> None:
 
 
 def load_config(path: Path) -> dict:
+    """config.json as its type reads it (trainer/schema.py): every field there, defaults filled."""
     try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        config = schema.read(path)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"config {path}: {exc}") from None
-    if not isinstance(config, dict):
-        raise InputError(f"config {path}: must be a JSON object")
-    missing = [k for k in REQUIRED if k not in config]
-    if missing:
-        raise InputError(f"config {path}: missing {', '.join(missing)}")
-    if config.get("hf_endpoint"):  # the hub (or mirror) the orchestrator asked: downloads come from there too
+    if config["hf_endpoint"]:  # the hub (or mirror) the orchestrator asked: downloads come from there too
         os.environ.setdefault("HF_ENDPOINT", str(config["hf_endpoint"]))
     return config
 

@@ -77,7 +77,7 @@ def load_training_set(path: Path, tokenizer, config: dict):
     When max_steps bounds the run, only the rows those steps can see are read and tokenized."""
     from datasets import Dataset
 
-    max_steps = int(config.get("max_steps", -1))
+    max_steps = config["max_steps"]
     limit = -1
     if max_steps > 0:
         limit = max_steps * int(config["per_device_train_batch_size"]) * int(config["gradient_accumulation_steps"])
@@ -88,7 +88,7 @@ def load_training_set(path: Path, tokenizer, config: dict):
                                                         "max_bytes": max_len * MAX_BYTES_PER_TOKEN})
     say(f"formatting {len(dataset)} samples with the chat template")
     dataset = dataset.map(prompt_completion(tokenizer), remove_columns=dataset.column_names)
-    return fit_to_length(dataset, tokenizer, max_len, config.get("too_long", "drop"))
+    return fit_to_length(dataset, tokenizer, max_len, config["too_long"])
 
 
 def fit_to_length(dataset, tokenizer, max_len: int, policy: str):

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from trainer import schema
 from trainer.config import say
 
 DOWNLOAD_FAILED = 6
@@ -202,9 +203,9 @@ def plan(config: dict) -> str | None:
     """The repo to download, None when the model travels with the inputs, is a local folder, or nothing
     is trained after the preflight (`doit gpu_check`). A pre-quantized build the stack cannot load is
     found out by the preflight beside it; the load then fetches the bf16 weights, once."""
-    if config.get("preflight_only") or config.get("base_model_dir"):
+    if config["preflight_only"] or config["base_model_dir"]:
         return None
-    repo = str(config.get("model_to_load") or config["base_model"])
+    repo = str(config["model_to_load"] or config["base_model"])
     return None if repo.startswith(("/", ".")) else repo
 
 
@@ -254,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     started = time.time()
-    config = json.loads(args.config.read_text())
-    if config.get("hf_endpoint"):
+    config = schema.read(args.config)
+    if config["hf_endpoint"]:
         os.environ.setdefault("HF_ENDPOINT", str(config["hf_endpoint"]))
     repo = plan(config)
     if repo is None:
@@ -263,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                         "nothing is trained after the preflight", "bytes": 0}, 0
     else:
         try:
-            report, code = fetch(repo, int(config.get("download_bytes") or 0),
-                                 float(config.get("download_stall_s") or 120), weights=not args.no_weights), 0
+            report, code = fetch(repo, config["download_bytes"], config["download_stall_s"],
+                                 weights=not args.no_weights), 0
         except DownloadFailed as exc:
             report, code = {"ok": False, "repo": repo, "error": str(exc), "bytes": exc.got}, DOWNLOAD_FAILED
             if isinstance(exc, Stopped):

@@ -32,8 +32,8 @@ def sft_config(config: dict, work: Path):
         learning_rate=float(config["learning_rate"]),
         per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
         max_length=int(config["max_seq_length"]), logging_steps=1, save_strategy="no", report_to=[],
-        seed=int(config.get("seed", 42)), bf16=bf16, fp16=False, disable_tqdm=True,
-        max_steps=int(config.get("max_steps", -1)),
+        seed=config["seed"], bf16=bf16, fp16=False, disable_tqdm=True,
+        max_steps=config["max_steps"],
         # under torchrun on CPUs (the tests, a CPU pod): data-parallel over gloo; on GPUs NCCL, as by default
         use_cpu=not gpu, ddp_backend="gloo" if not gpu and ranks.world() > 1 else None,
     )

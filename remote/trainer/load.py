@@ -32,17 +32,17 @@ def resolve_model(config: dict, config_path: Path) -> tuple[str, bool]:
     download step fetched (Unsloth's name mapping would fetch another copy: Qwen/Qwen3-30B-A3B in 4-bit
     becomes unsloth/Qwen3-30B-A3B, the same ~61 GB again). The download step may have fetched the
     fallback instead: it says so."""
-    if config.get("base_model_dir"):
+    if config["base_model_dir"]:
         path = (config_path.parent / config["base_model_dir"]).resolve()
         if not (path / "config.json").is_file():
             raise InputError(f"base_model_dir {path} has no config.json")
         return str(path), False
-    asked = config.get("model_to_load") or config["base_model"]
+    asked = config["model_to_load"] or config["base_model"]
     try:
         fetched = json.loads(Path(os.environ.get("FULLCYCLE_DOWNLOAD_REPORT", "")).read_text()).get("repo")
     except (OSError, ValueError, AttributeError):
         fetched = None
-    if fetched and fetched != asked and fetched == config.get("fallback_model"):
+    if fetched and fetched != asked and fetched == config["fallback_model"]:
         asked = fetched
     return asked, not Path(asked).expanduser().is_dir()
 
@@ -136,7 +136,7 @@ def load_base(model_id: str, config: dict, unsloth: bool, exact: bool = False):
 
             return FastLanguageModel.from_pretrained(
                 model_name=model_id, max_seq_length=config["max_seq_length"], dtype=None,
-                load_in_4bit=bool(config.get("load_in_4bit", False)), use_exact_model_name=exact,
+                load_in_4bit=config["load_in_4bit"], use_exact_model_name=exact,
             )
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -147,7 +147,7 @@ def load_base(model_id: str, config: dict, unsloth: bool, exact: bool = False):
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             torch.cuda.set_device(ranks.local_rank())  # under torchrun, each rank its own GPU
             device_map = {"": ranks.local_rank()}
-            if config.get("load_in_4bit"):
+            if config["load_in_4bit"]:
                 from transformers import BitsAndBytesConfig
 
                 quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
@@ -166,7 +166,7 @@ def base_model(config: dict, config_path: Path, unsloth: bool) -> Loaded:
     try:
         model, tokenizer = load_base(model_id, config, unsloth, exact)
     except ModelLoadError as exc:
-        if not (exact and config.get("fallback_model") and model_id != config["fallback_model"]):
+        if not (exact and config["fallback_model"] and model_id != config["fallback_model"]):
             raise
         fallback = config["fallback_model"]
         say(f"WARNING: the pre-quantized build {model_id} did not load ({exc.__cause__ or exc}); "
@@ -174,8 +174,7 @@ def base_model(config: dict, config_path: Path, unsloth: bool) -> Loaded:
         from trainer import download
 
         try:
-            fetched = download.fetch(fallback, int(config.get("fallback_bytes") or 0),
-                                     float(config.get("download_stall_s") or 120))
+            fetched = download.fetch(fallback, config["fallback_bytes"], config["download_stall_s"])
         except download.DownloadFailed as failed:
             raise ModelLoadError(f"{exc}; and its fallback {fallback}: {failed}") from failed
         moe_build = {"asked": model_id, "used": fallback, "why": str(exc.__cause__ or exc)[:400], "download": fetched}

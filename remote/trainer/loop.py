@@ -60,9 +60,9 @@ def train(model, rows: list[tuple[list[int], int]], config: dict, pad: int, devi
         accumulation //= world  # the global batch stays the one asked for
     step_rows = micro * accumulation * world
     epochs = max(1, math.ceil(float(config["num_train_epochs"])))
-    order = _order(len(rows), epochs, int(config.get("seed", 42)))
+    order = _order(len(rows), epochs, config["seed"])
     per_epoch = max(1, math.ceil(len(rows) / step_rows))
-    total = int(config.get("max_steps", -1))
+    total = config["max_steps"]
     total = total if total > 0 else max(1, math.ceil(per_epoch * float(config["num_train_epochs"])))
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=float(config["learning_rate"]), weight_decay=0.0)

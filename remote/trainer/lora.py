@@ -30,7 +30,7 @@ def target_modules(config: dict, model) -> list[str]:
     "auto" names the layers by their short names (what Unsloth's fast LoRA path knows), keeping only
     those the model has; a short name that also matches a module with no GGUF form (Qwen3.5's linear
     attention, fused experts) is given by the full names of the others instead."""
-    asked = config.get("target_modules") or "auto"
+    asked = config["target_modules"] or "auto"
     moe = is_moe(model.config)
     if asked != "auto":
         _check_asked(list(asked), model)
@@ -74,7 +74,7 @@ def _check_asked(asked: list[str], model) -> None:
 
 def start_from(model, config: dict, input_dir: Path) -> None:
     """[training] start_from = "latest": today's LoRA begins with the last promoted adapter's weights."""
-    folder = config.get("start_from")
+    folder = config["start_from"]
     if not folder:
         return
     from peft import set_peft_model_state_dict
@@ -104,19 +104,19 @@ def quiet_router(model) -> None:
 
 def attach(model, config: dict, unsloth: bool):
     """Today's LoRA on the loaded base model, on the modules `target_modules` picks."""
-    rank, alpha = config["lora_rank"], config.get("lora_alpha", 2 * config["lora_rank"])
-    targets, rslora = target_modules(config, model), bool(config.get("use_rslora", False))
+    rank, alpha = config["lora_rank"], config["lora_alpha"]
+    targets, rslora = target_modules(config, model), config["use_rslora"]
     if unsloth:
         from unsloth import FastLanguageModel
 
         return FastLanguageModel.get_peft_model(
-            model, r=rank, lora_alpha=alpha, lora_dropout=config.get("lora_dropout", 0.0), target_modules=targets,
-            use_gradient_checkpointing="unsloth", random_state=config.get("seed", 42), use_rslora=rslora,
+            model, r=rank, lora_alpha=alpha, lora_dropout=config["lora_dropout"], target_modules=targets,
+            use_gradient_checkpointing="unsloth", random_state=config["seed"], use_rslora=rslora,
         )
     import torch
     from peft import LoraConfig, get_peft_model
 
-    torch.manual_seed(int(config.get("seed", 42)))  # LoRA's A matrices start random: the same seed, the same run
-    lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=config.get("lora_dropout", 0.0), task_type="CAUSAL_LM",
+    torch.manual_seed(config["seed"])  # LoRA's A matrices start random: the same seed, the same run
+    lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=config["lora_dropout"], task_type="CAUSAL_LM",
                       target_modules=targets, use_rslora=rslora)
     return get_peft_model(model, lora)

@@ -116,7 +116,7 @@ def _losses_and_answers(model, tokenizer, config: dict, input_dir: Path, unsloth
     rows = _held_out(input_dir / spec["heldout"], tokenizer)
     max_len, max_new = int(config["max_seq_length"]), int(spec.get("max_new_tokens") or 48)
     found = {"heldout_samples": len(rows), "previous_date": spec.get("previous_date"),
-             "started_from": spec.get("previous_date") if config.get("start_from") else "base"}
+             "started_from": spec.get("previous_date") if config["start_from"] else "base"}
     found["adapter_loss"], found["heldout_tokens"] = completion_loss(model, tokenizer, rows, max_len)
     prompts = spec.get("prompts") or []
     today = [answer(model, tokenizer, p, max_new) for p in prompts]
@@ -146,7 +146,7 @@ def measure(model, tokenizer, config: dict, input_dir: Path, unsloth: bool, stri
     `strict` (the preflight, where a failure must stop the run before anything is downloaded). `switch`
     makes the previous adapter the active one for its measurement (peft's adapters, or the sharded
     trainer's weights handed out anew)."""
-    spec = config.get("eval") or {}
+    spec = config["eval"]
     if not spec.get("heldout"):
         return {"skipped": "no held-out set (see the dataset report: [eval] min_samples)"}
     started = time.time()

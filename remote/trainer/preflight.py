@@ -34,7 +34,7 @@ from pathlib import Path
 
 os.environ.setdefault("PYTORCH_ALLOC_CONF", "expandable_segments:True")  # before anything imports torch
 
-from trainer import config, data, fit, load, lora, measure, save, tiny  # noqa: E402
+from trainer import config, data, fit, load, lora, measure, save, schema, tiny  # noqa: E402
 
 PREFLIGHT_FAILED = 5
 ROWS = 64  # samples the tiny model trains and is measured on
@@ -118,7 +118,7 @@ def steps(settings: dict, data_path: Path, work: Path, unsloth: bool, timed: Ste
         model, tokenizer = load.load_base(str(work / "model"), tiny_settings, unsloth)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-    if settings.get("moe_build") == "prequantized":  # whether the build being downloaded will load
+    if settings["moe_build"] == "prequantized":  # whether the build being downloaded will load
         report["prequantized"] = _prequantized(model, tokenizer, tiny_settings, work, unsloth)
     with timed.step("lora"):
         lora.quiet_router(model)
@@ -141,12 +141,12 @@ def steps(settings: dict, data_path: Path, work: Path, unsloth: bool, timed: Ste
 def run(args: argparse.Namespace) -> dict:
     """The preflight as a process of its own (a trainer of one's own, torchrun, `doit gpu_check`)."""
     settings = config.load_config(args.config)
-    spec = settings.get("preflight")
+    spec = settings["preflight"]
     if not spec or not spec.get("shape"):
         return {"ok": None, "skipped": (spec or {}).get("skipped") or "no preflight asked for this run"}
     started, timed = time.time(), Steps()
     report = {"ok": False, "where": "apart", "base_model": settings["base_model"],
-              "load_in_4bit": bool(settings.get("load_in_4bit")), "family": spec["shape"]["model_class"]}
+              "load_in_4bit": settings["load_in_4bit"], "family": spec["shape"]["model_class"]}
     with timed.step("stack"):
         report["gpu"], unsloth = load.stack()
         report["backend"] = "unsloth" if unsloth else "transformers+peft+trl"
@@ -173,13 +173,13 @@ def inline(settings: dict, data_path: Path, output: Path, gpu: dict | None, unsl
     (FULLCYCLE_PREFLIGHT_REPORT): the stack is the trainer's own, checked since `since`. Returns the
     report (written), None when none was asked; raises Failed."""
     target = os.environ.get("FULLCYCLE_PREFLIGHT_REPORT")
-    spec = settings.get("preflight") or {}
+    spec = settings["preflight"]
     if not target or not spec.get("shape"):
         return None
     timed = Steps()
     timed.seconds["stack"] = round(time.time() - since, 2)
     report = {"ok": False, "where": "trainer", "base_model": settings["base_model"], "gpu": gpu,
-              "load_in_4bit": bool(settings.get("load_in_4bit")), "family": spec["shape"]["model_class"],
+              "load_in_4bit": settings["load_in_4bit"], "family": spec["shape"]["model_class"],
               "backend": "unsloth" if unsloth else "transformers+peft+trl"}
     work = output.parent / (output.name + ".preflight")
     try:
@@ -220,13 +220,13 @@ def forget_compiled() -> None:
 def where(path: Path) -> str:
     """Where the runner runs the preflight: inside the trainer, as a process apart, or not at all."""
     try:
-        settings = json.loads(path.read_text())
-        spec = settings.get("preflight") or {}
-    except (OSError, ValueError, AttributeError):
+        settings = schema.read(path)
+    except (OSError, ValueError):
         return "apart"
+    spec = settings["preflight"]
     if not isinstance(spec, dict) or not spec.get("shape"):
         return "none"
-    if settings.get("preflight_only"):  # `doit gpu_check`: the preflight is the whole run, no trainer after it
+    if settings["preflight_only"]:  # `doit gpu_check`: the preflight is the whole run, no trainer after it
         return "apart"
     return "trainer" if spec.get("where") == "trainer" else "apart"
 
@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _only(path: Path) -> bool:
     try:
-        return bool(json.loads(path.read_text()).get("preflight_only"))
-    except (OSError, ValueError, AttributeError):
+        return schema.read(path)["preflight_only"]
+    except (OSError, ValueError):
         return False
 
 

@@ -78,14 +78,15 @@ def processes(asked: int, seen: int) -> tuple[int, str | None]:
 def main(argv: list[str] | None = None) -> int:
     """`python -m trainer.ranks CONFIG`: print the process count the runner launches torchrun with, and
     how they share the model: "fsdp" (train_fsdp.py, each holding a shard) or "copies" (one copy each)."""
-    import json
     import sys
 
     args = sys.argv[1:] if argv is None else argv
+    from trainer import schema
+
     try:
-        config = json.loads(Path(args[0]).read_text())
-        asked, sharded = int(config.get("gpu_count") or 1), bool(config.get("sharding"))
-    except (OSError, ValueError, IndexError, TypeError, AttributeError):
+        config = schema.read(Path(args[0]))
+        asked, sharded = config["gpu_count"], bool(config["sharding"])
+    except (OSError, ValueError, IndexError):
         asked, sharded = 1, False
     count, why = processes(asked, gpus_seen())
     if why:

@@ -74,16 +74,16 @@ def build(model_dir: Path, config: dict, where: Sharded, targets) -> Any:
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    if config.get("load_in_4bit"):
+    if config["load_in_4bit"]:
         raise InputError("4-bit weights cannot be sharded with FSDP2 here (bitsandbytes' uint8 storage is not a "
                          "floating-point tensor): the plan shards the bf16 weights; set [training] quantize = \"auto\"")
     model_config = AutoConfig.from_pretrained(model_dir)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(model_config, dtype=torch.bfloat16)
     model.config.use_cache = False
-    rank, alpha = int(config["lora_rank"]), int(config["lora_alpha"])
-    lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=float(config.get("lora_dropout") or 0.0),
-                      target_modules=targets(model), use_rslora=bool(config.get("use_rslora")), task_type="CAUSAL_LM")
+    rank, alpha = config["lora_rank"], config["lora_alpha"]
+    lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=config["lora_dropout"], target_modules=targets(model),
+                      use_rslora=config["use_rslora"], task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
     for name, param in model.named_parameters():
         if LORA.search(name):

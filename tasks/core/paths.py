@@ -21,7 +21,7 @@ TRAINER_PACKAGE = REMOTE_DIR / "trainer"  # the trainer's named steps, uploaded 
 
 
 class PodNames:
-    """What the pod's input folder holds, by name: the contract between the upload (pod/manifest.py),
+    """What the pod's input folder holds, by name: the contract between the upload (data/manifest.py),
     the training config (data/trainconfig.py), the record and the trainer on the pod."""
 
     DATASET = "unsloth_dataset.jsonl"

@@ -20,6 +20,7 @@ from typing import Any
 
 from tasks.core import dates, secrets
 from tasks.core.errors import FullcycleError
+from tasks.core.trainer import DEFAULTS as TRAINER
 
 CONFIG_ENV = "FULLCYCLE_CONFIG"
 DATE_ENV = "FULLCYCLE_DATE"
@@ -27,10 +28,6 @@ ROOT_ENV = "FULLCYCLE_PROJECT_ROOT"
 PROVIDER_ENV = "FULLCYCLE_PROVIDER"
 API_KEY_ENV, NOTIFY_URL_ENV = secrets.API_KEY_ENV, secrets.NOTIFY_URL_ENV
 TINY = "tiny"  # [training] base_model that means "build the tiny model here" (tasks/model/tiny.py)
-# The families the tiny model can be built as; tasks/model/families.py builds them (a test keeps the
-# two in step), named here so that loading the settings imports no model code.
-TINY_ARCHITECTURES = ("qwen3_moe", "llama", "mistral", "qwen2", "qwen3", "qwen3_5", "qwen3_5_moe", "gpt_oss",
-                      "gemma3_text", "phi3")
 
 
 class SettingsError(FullcycleError, ValueError):
@@ -76,24 +73,22 @@ class DatasetSettings:
 class TrainingSettings:
     base_model: str = "Qwen/Qwen3-30B-A3B"
     lora_rank: int = field(default=8, metadata=_rule(1, 1024))
-    lora_alpha: int = field(default=16, metadata=_rule(1, 4096))
-    lora_dropout: float = field(default=0.0, metadata=_rule(0.0, 0.9))
+    lora_alpha: int = field(default=TRAINER.lora_alpha, metadata=_rule(1, 4096))  # defaults: the trainer's own
+    lora_dropout: float = field(default=TRAINER.lora_dropout, metadata=_rule(0.0, 0.9))
     num_train_epochs: float = field(default=2, metadata=_rule(0.01, 100))
     learning_rate: float = field(default=0.0002, metadata=_rule(1e-8, 1.0))
     per_device_train_batch_size: int = field(default=1, metadata=_rule(1, 4096))
     gradient_accumulation_steps: int = field(default=16, metadata=_rule(1, 4096))
     max_seq_length: int = field(default=2048, metadata=_rule(16, 1_048_576))
-    seed: int = field(default=42, metadata=_rule(0, 2**31 - 1))
-    max_steps: int = field(default=-1, metadata=_rule(-1, 10_000_000))  # -1: train for num_train_epochs
+    seed: int = field(default=TRAINER.seed, metadata=_rule(0, 2**31 - 1))
+    max_steps: int = field(default=TRAINER.max_steps, metadata=_rule(-1, 10_000_000))  # -1: num_train_epochs
     quantize: str = field(default="auto", metadata=_rule(choices=("auto", "never", "always")))  # 4-bit build
-    # base_model = "tiny": the family it is built as (the default base model's, Qwen3-30B-A3B's)
-    tiny_architecture: str = field(default="qwen3_moe", metadata=_rule(choices=TINY_ARCHITECTURES))
     # "latest": today's LoRA starts from the last promoted adapter's weights (same base model and rank)
     start_from: str = field(default="base", metadata=_rule(choices=("base", "latest")))
     # the modules the LoRA trains, by name (e.g. ["q_proj", "v_proj"]); empty: by architecture (all linear
     # layers; the attention projections on a mixture-of-experts model, which convert to a GGUF LoRA)
     target_modules: tuple[str, ...] = field(default=(), metadata=_rule(pattern=r"[A-Za-z_][\w.]*"))
-    use_rslora: bool = False  # rank-stabilised LoRA (alpha / sqrt(r)); its adapter has no GGUF form
+    use_rslora: bool = TRAINER.use_rslora  # rank-stabilised LoRA (alpha / sqrt(r)); its adapter has no GGUF form
     # a mixture-of-experts base loaded in 4-bit: "auto" downloads the build the pinned stack can load (the
     # bf16 weights on transformers 5, quantized while loading, ~61 GB for Qwen3-30B-A3B); "prequantized" the
     # published 4-bit build (~17 GB) anyway, its bf16 weights once if it will not load; "bf16" never tries it
@@ -148,15 +143,10 @@ class RunpodSettings:
     gateway_host: str = "ssh.runpod.io"
     gateway_port: int = field(default=22, metadata=_rule(1, 65535))
     network_volume_id: str = ""  # a network volume for /workspace: the venv and HF_HOME persist across runs
-    download_mb_s: float = field(default=100, metadata=_rule(1, 100_000))  # the pod's link, for download estimates
     download_stall_s: float = field(default=120, metadata=_rule(5, 3600))  # no byte for this long: retried once, then failed
     min_cuda_version: str = field(default="12.8", metadata=_rule(choices=("", "12.4", "12.6", "12.8", "12.9", "13.0",
                                                                           "13.1", "13.2")))  # the image's torch needs 12.8
-    data_center_id: str = ""  # its data center (looked up from the volume when empty)
-    support_public_ip: bool = True  # ask for a public IP so direct ssh works (GraphQL; COMMUNITY may lack one)
-    direct_users: tuple[str, ...] = ("root", "unsloth")  # tried in order when the API names no ssh user
-    billing_attempts: int = field(default=3, metadata=_rule(1, 100))  # asking RunPod what it billed (REST), this
-    billing_wait_s: float = field(default=10, metadata=_rule(0, 600))  # far apart: billing lags the pod's end
+    billing_wait_s: float = field(default=10, metadata=_rule(0, 600))  # between asks of what RunPod billed: it lags
 
 
 @dataclass(frozen=True)
@@ -180,11 +170,7 @@ class RemoteSettings:
 
 @dataclass(frozen=True)
 class SshSettings:
-    connect_timeout_s: int = field(default=15, metadata=_rule(1, 600))
-    server_alive_interval_s: int = field(default=15, metadata=_rule(1, 600))
-    server_alive_count_max: int = field(default=4, metadata=_rule(1, 100))
     probe_timeout_s: float = field(default=300, metadata=_rule(1, 86_400))
-    train_timeout_h: float = field(default=12, metadata=_rule(0.001, 168))
     reconnect_delay_s: float = field(default=5, metadata=_rule(0, 600))
     # RunPod lists a pod's direct port before its sshd listens: direct is waited for this long after
     # the API published it before the gateway is tried
@@ -197,8 +183,6 @@ class PostSettings:
     ollama_create: bool = True  # run `ollama create` when an ollama binary is on PATH
     ollama_model_name: str = "fullcycle-{date}"
     base_gguf: str = ""  # a GGUF of the base model: lets a refused ADAPTER fall back to a merged model
-    llama_export_lora: str = "llama-export-lora"  # llama.cpp's merge tool
-    llama_server: str = "llama-server"  # named in the fallback command line
     commands: tuple[str, ...] = ()  # run in order after success; {date} {adapter_dir} {gguf} {summary}
 
 
@@ -251,8 +235,21 @@ class Settings:
 
 
 # Settings that are gone, and what took their place: a file that still has one is told, not ignored.
-REMOVED: dict[tuple[str, str], str] = {("runpod", "watchdog_command"): (
-    "the pod's watchdog ends the pod with the pod's own key, REST first (remote/watchdog.sh); delete the line")}
+_GONE = "delete the line"
+REMOVED: dict[tuple[str, str], str] = {
+    ("runpod", "watchdog_command"): f"the pod's watchdog ends the pod with its own key, REST first; {_GONE}",
+    ("training", "tiny_architecture"): f"the tiny model is always the default base model's family; {_GONE}",
+    ("runpod", "download_mb_s"): f"downloads are estimated at 100 MB/s and measured on the pod; {_GONE}",
+    ("runpod", "data_center_id"): f"a network volume's data center is asked of RunPod; {_GONE}",
+    ("runpod", "support_public_ip"): f"a public IP is always asked for (direct ssh); {_GONE}",
+    ("runpod", "direct_users"): f"the API's user, else root, then unsloth, are tried; {_GONE}",
+    ("runpod", "billing_attempts"): f"what RunPod billed is asked 3 times; {_GONE}",
+    **{("ssh", k): f"ssh's timeouts are fixed (15 s to connect, keep-alives every 15 s); {_GONE}"
+       for k in ("connect_timeout_s", "server_alive_interval_s", "server_alive_count_max")},
+    ("ssh", "train_timeout_h"): f"a training is followed until [runpod] max_runtime_h ends the pod; {_GONE}",
+    **{("post", k): f"llama.cpp's tools are found on PATH by their own names; {_GONE}"
+       for k in ("llama_export_lora", "llama_server")},
+}
 
 
 def _suggest(name: str, known: list[str]) -> str:

@@ -10,24 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from tasks.context import RunContext
+from tasks.core import trainer
 from tasks.core.errors import FullcycleError
 from tasks.core.files import read_json, read_record, write_json
 from tasks.core.paths import PodNames, RunPaths
 from tasks.core.settings import Settings, TrainingSettings
 
 log = logging.getLogger("fullcycle")
-
-# The seed's fields; the trainer refuses a config without them.
-REQUIRED = (
-    "base_model",
-    "lora_rank",
-    "num_train_epochs",
-    "learning_rate",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "max_seq_length",
-)
-
 
 class ConfigError(FullcycleError):
     pass
@@ -51,29 +40,26 @@ def training(settings: Settings) -> tuple[TrainingSettings, dict[str, Any]]:
 
 
 def build(settings: Settings, verdict: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json's fields as the trainer's own type has them (remote/trainer/schema.py), from the
+    settings and the model check's verdict (what is loaded, how, on how many GPUs)."""
     used, applied = training(settings)
-    config = dataclasses.asdict(used)
-    if applied:
-        config["tiny_defaults"] = applied
-    config["too_long"] = settings.dataset.too_long  # the trainer's exact (token) check follows it
+    verdict, plan = verdict or {}, (verdict or {}).get("plan") or {}
+    fields = {k: v for k, v in dataclasses.asdict(used).items() if k in trainer.schema.FIELDS}
+    fields.update(
+        target_modules=list(used.target_modules) or "auto", too_long=settings.dataset.too_long,
+        tiny_defaults=applied or None, download_stall_s=settings.runpod.download_stall_s,
+        start_from=None, moe_build=verdict.get("moe_build"),  # the check's choice of build, not the setting
+        sharding=plan if plan.get("sharding") == "fsdp" else None,  # remote/train_fsdp.py trains it
+        # training processes per pod: one per GPU (torchrun), or CPUs over gloo; a sharded plan says how many
+        gpu_count=plan.get("gpus_per_pod") or settings.runpod.gpu_count,
+        hf_endpoint=os.environ.get("HF_ENDPOINT") or None,  # a hub mirror asked here is the pod's too (a URL)
+        base_model_dir=PodNames.BASE_MODEL_DIR if settings.training.is_tiny else None,
+        preflight=preflight(settings, verdict))
     if verdict:  # the model check may load a 4-bit build where the bf16 weights cannot fit
-        config["model_to_load"] = verdict.get("model_to_load") or config["base_model"]
-        config["load_in_4bit"] = bool(verdict.get("load_in_4bit"))
-        for key in ("download_bytes", "fallback_model", "fallback_bytes", "moe_build"):
-            if verdict.get(key):  # the download step and the trainer follow the check's choice of build
-                config[key] = verdict[key]
-    config["download_stall_s"] = settings.runpod.download_stall_s
-    plan = (verdict or {}).get("plan") or {}
-    config["sharding"] = plan if plan.get("sharding") == "fsdp" else None  # remote/train_fsdp.py trains it
-    # training processes per pod: one per GPU (torchrun), or CPUs over gloo; a sharded plan says how many
-    config["gpu_count"] = plan.get("gpus_per_pod") or settings.runpod.gpu_count
-    if os.environ.get("HF_ENDPOINT"):  # a hub mirror asked here is the pod's too (no secret: a URL)
-        config["hf_endpoint"] = os.environ["HF_ENDPOINT"]
-    if settings.training.is_tiny:
-        config["base_model_dir"] = PodNames.BASE_MODEL_DIR
-    config["target_modules"] = list(settings.training.target_modules) or "auto"
-    config["preflight"] = preflight(settings, verdict)
-    return config
+        fields.update(model_to_load=verdict.get("model_to_load") or used.base_model,
+                      load_in_4bit=bool(verdict.get("load_in_4bit")),
+                      **{k: verdict[k] for k in ("download_bytes", "fallback_model", "fallback_bytes") if verdict.get(k)})
+    return trainer.schema.TrainConfig(**fields).as_dict()
 
 
 def preflight(settings: Settings, verdict: dict[str, Any] | None) -> dict[str, Any]:
@@ -211,10 +197,9 @@ def write(settings: Settings, paths: RunPaths, verdict: dict[str, Any] | None = 
     config, previous = compose(settings, paths, verdict)
     write_json(paths.previous_file, previous or {})
     write_json(path, config)
-    back = read_json(path)
-    missing = [k for k in REQUIRED if k not in back]
-    if back != config or missing:
-        raise ConfigError(f"{path}: config did not read back as written (missing: {missing})")
+    back = trainer.schema.read(path)
+    if back != config:
+        raise ConfigError(f"{path}: config did not read back as written")
     return config
 
 

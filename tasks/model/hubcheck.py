@@ -9,6 +9,7 @@ warns and lets the run go on: the pod will say soon enough.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -57,44 +58,36 @@ def _hub(endpoint: str | None) -> str:
     return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
-def _hub_get(path: str, endpoint: str | None, timeout: float) -> Any:
-    """GET `path` from the model hub, with HF_TOKEN when there is one (gated models)."""
-    import requests
-
-    headers = {"User-Agent": "fullcycle"}
-    if os.environ.get(TOKEN_ENV):
-        headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
-    return requests.get(f"{_hub(endpoint)}/{path}", headers=headers, timeout=timeout)
-
-
 def ask_hub(model: str, endpoint: str | None = None, timeout: float = 10.0) -> HubAnswer:
-    import requests
+    """What the model hub says of `model` (huggingface_hub's HfApi, HF_TOKEN for a gated one): whether it
+    exists, may be downloaded, and how large it is; `exists` None when the hub could not be asked."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        resp = _hub_get(f"api/models/{model}", endpoint, timeout)
-    except (requests.ConnectionError, requests.Timeout) as exc:
+        info = HfApi(endpoint=_hub(endpoint)).model_info(model, timeout=timeout)
+    except HfHubHTTPError as exc:  # by its status: a private or gated repo answers 401/403 to whoever may not see it
+        status = getattr(exc.response, "status_code", None)
+        if status == 404:
+            return HubAnswer(False, detail="HTTP 404")
+        return HubAnswer(True if status in (401, 403) else None, private=status in (401, 403), detail=f"HTTP {status}")
+    except (KeyError, TypeError, ValueError) as exc:
+        return HubAnswer(None, detail=f"an answer from {_hub(endpoint)} it could not read ({type(exc).__name__})")
+    except Exception as exc:  # noqa: BLE001 - no connection, a timeout (the hub library's own transport errors)
         return HubAnswer(None, detail=f"{type(exc).__name__} from {_hub(endpoint)}")
-    if resp.status_code == 404:
-        return HubAnswer(False, detail="HTTP 404")
-    if resp.status_code in (401, 403):
-        return HubAnswer(True, private=True, detail=f"HTTP {resp.status_code}")
-    if resp.status_code != 200:
-        return HubAnswer(None, detail=f"HTTP {resp.status_code}")
-    info = resp.json()
-    total = (info.get("safetensors") or {}).get("total")
-    storage = info.get("usedStorage")
-    return HubAnswer(True, gated=bool(info.get("gated")), parameters=int(total) if total else None,
-                     storage=int(storage) if isinstance(storage, (int, float)) else None)
+    total = info.safetensors.total if info.safetensors else None
+    return HubAnswer(True, gated=bool(info.gated), parameters=int(total) if total else None,
+                     storage=int(info.used_storage) if info.used_storage else None)
 
 
 def hub_config(model: str, endpoint: str | None = None, timeout: float = 10.0) -> dict[str, Any] | None:
     """The model's config.json from the hub (its architecture), or None when it cannot be had."""
-    import requests
+    from huggingface_hub import hf_hub_download
 
     try:
-        resp = _hub_get(f"{model}/resolve/main/config.json", endpoint, timeout)
-        data = resp.json() if resp.status_code == 200 else None
-    except (requests.RequestException, ValueError):
+        path = hf_hub_download(model, "config.json", endpoint=_hub(endpoint), etag_timeout=timeout)
+        data = json.loads(Path(path).read_text())
+    except Exception:  # noqa: BLE001 - no config is "unknown architecture", never a failed check
         return None
     return data if isinstance(data, dict) else None
 
@@ -340,18 +333,16 @@ def inputs(settings: Settings) -> dict[str, Any]:
     out of it (a changed gpu_count or moe_build checks the model again)."""
     t, r = settings.training, settings.runpod
     return {"model": t.base_model, "quantize": t.quantize, "moe_build": t.moe_build,
-            "tiny_architecture": t.tiny_architecture, "gpu_types": list(r.gpu_types), "gpu_count": r.gpu_count,
-            "link_mb_s": r.download_mb_s, "volume": bool(r.network_volume_id),
+            "gpu_types": list(r.gpu_types), "gpu_count": r.gpu_count, "volume": bool(r.network_volume_id),
             "endpoint": os.environ.get("HF_ENDPOINT") or None, "sharding": t.sharding, "max_gpus": r.max_gpus,
             "load": [t.max_seq_length, t.per_device_train_batch_size, t.lora_rank]}
 
 
-def judge(model: str, quantize: str, moe_build: str, tiny_architecture: str, gpu_types: list[str], gpu_count: int,
-          link_mb_s: float, volume: bool, endpoint: str | None, sharding: str, max_gpus: int,
-          load: list[int]) -> dict[str, Any]:
+def judge(model: str, quantize: str, moe_build: str, gpu_types: list[str], gpu_count: int, volume: bool,
+          endpoint: str | None, sharding: str, max_gpus: int, load: list[int]) -> dict[str, Any]:
     """The verdict model-check.json holds: a local model's architecture, or the hub's answer (check)."""
     if model == TINY or model.startswith(("/", "./", "~")) or Path(model).expanduser().is_dir():
-        local = _local_config(model, tiny_architecture)
+        local = _local_config(model)
         verdict = {"base_model": model, "checked": False, "reason": "a local model: nothing to ask the hub",
                    "model_to_load": model, "load_in_4bit": quantize == "always", "base_config": local}
         verdict.update(gguf_note(local))
@@ -359,7 +350,7 @@ def judge(model: str, quantize: str, moe_build: str, tiny_architecture: str, gpu
             plan.bf16_only(quantize, "[training] sharding = \"fsdp\"")
             verdict.update(plan=plan.forced(gpu_types, gpu_count, None, plan.Load(*load)).record(), load_in_4bit=False)
         return verdict
-    verdict = check(model, tuple(gpu_types), quantize, endpoint, link_mb_s=link_mb_s, volume=volume,
+    verdict = check(model, tuple(gpu_types), quantize, endpoint, volume=volume,
                     moe_build=moe_build, gpu_count=gpu_count, sharding=sharding, max_gpus=max_gpus,
                     load=plan.Load(*load))
     log.info("Base model %s: %s", model,
@@ -378,12 +369,13 @@ def check_model(ctx: RunContext) -> None:
     write_json(ctx.paths.model_check_file, verdict)
 
 
-def _local_config(model: str, tiny_architecture: str) -> dict[str, Any] | None:
+def _local_config(model: str) -> dict[str, Any] | None:
     """The architecture of a local base model: the tiny one's family, or the folder's config.json."""
     if model == TINY:
         from tasks.model import families
+        from tasks.model.tiny import SPEC
 
-        fam = families.family(tiny_architecture)
+        fam = families.family(SPEC["architecture"])
         return {"architectures": [fam.model_class], "model_type": fam.model_type}
     from tasks.core.files import read_json
 

@@ -142,5 +142,5 @@ def build_tiny_model(ctx: RunContext) -> None:
     if not ctx.settings.training.is_tiny:
         return
     build(ctx.paths.clean_data_file, ctx.paths.tiny_model_dir,
-          {**BASE_MODEL, "architecture": ctx.settings.training.tiny_architecture})
+          BASE_MODEL)
     log.info("Tiny base model built in %s", ctx.paths.tiny_model_dir)

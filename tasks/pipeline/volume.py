@@ -21,6 +21,7 @@ from tasks.context import RunContext
 from tasks.core.dates import now
 from tasks.core.errors import ProviderError
 from tasks.core.files import read_record, write_json
+from tasks.model.hubcheck import DOWNLOAD_MB_S
 
 log = logging.getLogger("fullcycle")
 
@@ -140,7 +141,7 @@ def _model(ctx: RunContext) -> tuple[str, float]:
     if verdict.get("base_model") != t.base_model or not verdict.get("download_bytes"):
         from tasks.model.hubcheck import check
 
-        verdict = check(t.base_model, r.gpu_types, t.quantize, link_mb_s=r.download_mb_s, volume=True,
+        verdict = check(t.base_model, r.gpu_types, t.quantize, volume=True,
                         moe_build=t.moe_build)
     if not verdict.get("download_bytes"):
         raise ProviderError(f"the model hub did not say how large {t.base_model} is ({verdict.get('warning')}); "
@@ -150,9 +151,8 @@ def _model(ctx: RunContext) -> tuple[str, float]:
 
 def savings(ctx: RunContext, model: str, model_gb: float) -> list[Saving]:
     """Each thing a volume saves a run, with how its figure was had."""
-    r = ctx.settings.runpod
-    found = [Saving("the base model's download", round(saved_minutes(model_gb, r.download_mb_s), 1),
-                    f"{model_gb:.1f} GB at {r.download_mb_s:g} MB/s, less reading it at ~{VOLUME_READ_MB_S} MB/s "
+    found = [Saving("the base model's download", round(saved_minutes(model_gb, DOWNLOAD_MB_S), 1),
+                    f"{model_gb:.1f} GB at {DOWNLOAD_MB_S:g} MB/s, less reading it at ~{VOLUME_READ_MB_S} MB/s "
                     f"instead of ~{LOCAL_READ_MB_S} MB/s") if model_gb else
              Saving("the base model's download", 0.0, f"{model} travels with the inputs: nothing is downloaded")]
     found.append(_stack(ctx))

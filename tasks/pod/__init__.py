@@ -1,22 +1,16 @@
-"""The pod's part of the run: rent, resume, check and terminate it (lifecycle.py), what it receives
-(manifest.py) and how (upload.py), following the detached training (follow.py), bringing the adapter
-home (download.py) and unpacking it safely (extract.py), ending pods a crashed run left (reaper.py), and
-`doit gpu_check`: a pod rented for the preflight alone (gpu_check.py).
-
-The entry points are the stages' bodies, loaded when first named: dodo.py reads the manifest while
-`doit list` runs, and that must not load ssh and the providers.
+"""The pod's part of the run: rent, resume, check and terminate it (lifecycle.py), the inputs (upload.py),
+following the detached training (follow.py), bringing the adapter home (download.py) and unpacking it
+safely (extract.py), ending pods a crashed run left (reaper.py), and `doit gpu_check`: a pod rented for
+the preflight alone (gpu_check.py). What the pod receives is tasks/data/manifest.py.
 """
 
-from importlib import import_module
-from typing import Any
+from tasks.pod.download import download_adapter
+from tasks.pod.extract import extract_adapter
+from tasks.pod.follow import follow_training
+from tasks.pod.gpu_check import check_gpu
+from tasks.pod.lifecycle import create_pod, ensure_terminated, terminate_pod
+from tasks.pod.reaper import reap
+from tasks.pod.upload import upload_inputs
 
-ENTRY_POINTS = {"create_pod": "lifecycle", "terminate_pod": "lifecycle", "ensure_terminated": "lifecycle",
-                "upload_inputs": "upload", "follow_training": "follow", "download_adapter": "download",
-                "extract_adapter": "extract", "reap": "reaper", "check_gpu": "gpu_check"}
-__all__ = sorted(ENTRY_POINTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in ENTRY_POINTS:
-        return getattr(import_module(f"tasks.pod.{ENTRY_POINTS[name]}"), name)
-    raise AttributeError(f"module 'tasks.pod' has no attribute {name!r}")
+__all__ = ["check_gpu", "create_pod", "download_adapter", "ensure_terminated", "extract_adapter", "follow_training",
+           "reap", "terminate_pod", "upload_inputs"]

@@ -29,6 +29,7 @@ from tasks.transport.connection import SSH_CONNECT_FAILED, Connection
 log = logging.getLogger(logs.LOGGER)
 
 END_MARK = b"##fullcycle-train-end"
+FOLLOW_MARGIN_S = 600
 MAX_FRUITLESS_RECONNECTS = 10
 
 
@@ -154,7 +155,7 @@ def _start_nodes(ctx: RunContext, pod: Pod) -> list[threading.Thread]:
 def _follow_to_the_end(ctx: RunContext, pod: Pod, conn: Connection) -> dict[str, Any]:
     log.info("Training %s samples on pod %s with %s", _samples(ctx), pod.pod_id, pod.remote["python"])
     _start_nodes(ctx, pod)
-    timeout = ctx.settings.ssh.train_timeout_h * 3600
+    timeout = ctx.settings.runpod.max_runtime_h * 3600 + FOLLOW_MARGIN_S  # the watchdog has ended the pod by then
     started, deadline = time.time(), Deadline(timeout)
     ctx.paths.pod_train_log.unlink(missing_ok=True)
     offset, reconnects, fruitless = 0, 0, 0

@@ -18,7 +18,7 @@ from tasks.core.dates import now
 from tasks.core.errors import ProviderError
 from tasks.core.files import read_record
 from tasks.core.paths import RunPaths
-from tasks.pod import manifest
+from tasks.data import manifest
 from tasks.providers.base import Fate, Pod, PodUnknown
 from tasks.record.attempts import append_event
 from tasks.transport.connection import Connection

@@ -20,7 +20,7 @@ from tasks.core import logs
 from tasks.core.errors import TransportError
 from tasks.core.retry import GaveUp, Policy, retry
 from tasks.core.secrets import HF_TOKEN_ENV
-from tasks.pod import manifest
+from tasks.data import manifest
 from tasks.pod.lifecycle import connect_or_keep, vanished
 from tasks.providers.base import Pod
 from tasks.transport.connection import Connection, check

@@ -15,6 +15,8 @@ from tasks.core.files import read_record
 from tasks.core.secrets import child_env
 from tasks.post.outcomes import gguf_path, modelfile_path, record, skip, skipped
 
+EXPORT_LORA = "llama-export-lora"  # llama.cpp's merge tool, found on PATH
+
 log = logging.getLogger("fullcycle")
 
 CHATML = ('{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}'
@@ -71,10 +73,10 @@ def _merge(ctx: RunContext) -> tuple[Path | None, str]:
     import sh
 
     post = ctx.settings.post
-    tool = shutil.which(post.llama_export_lora)
+    tool = shutil.which(EXPORT_LORA)
     if not post.base_gguf or not tool:
         return None, ("no [post] base_gguf configured" if not post.base_gguf
-                      else f"{post.llama_export_lora} is not on PATH")
+                      else f"{EXPORT_LORA} is not on PATH")
     merged = ctx.paths.out_root / "merged.gguf"
     proc = sh.Command(tool)("-m", str(Path(post.base_gguf).expanduser()), "--lora", str(gguf_path(ctx)),
                             "-o", str(merged), _env=child_env(), _ok_code=range(256), _return_cmd=True, _err_to_out=True, _timeout=3600)
@@ -124,7 +126,7 @@ def make_modelfile(ctx: RunContext) -> None:
 def _write_serve(ctx: RunContext) -> str:
     """A command line that serves base + adapter without Ollama, kept beside the adapter."""
     base = ctx.settings.post.base_gguf or "<a GGUF of the base model>"
-    command = (f"{ctx.settings.post.llama_server} -m {shlex.quote(base)} "
+    command = (f"llama-server -m {shlex.quote(base)} "
                f"--lora {shlex.quote(str(gguf_path(ctx)))}")
     serve = ctx.paths.out_root / "serve-with-llama-server.sh"
     serve.write_text(f"#!/bin/sh\n# Ollama refused the adapter; llama.cpp's server loads it as it is.\nexec {command}\n")

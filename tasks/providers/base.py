@@ -43,7 +43,7 @@ class Pod:
     host_id: str | None = None
     network_volume_id: str | None = None
     data_center: str | None = None
-    connection_mode: str | None = None  # a tasks.transport.modes.ConnectionMode value
+    connection_mode: str | None = None  # a tasks.core.modes.ConnectionMode value
     transport_notes: list[str] = field(default_factory=list)  # what the first contact found out
     connection_source: str | None = None  # api | connection.json
     ssh_user: str | None = None

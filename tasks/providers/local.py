@@ -13,12 +13,11 @@ import signal
 import sys
 
 from tasks.core.dates import now
+from tasks.core.modes import ConnectionMode
 from tasks.core.paths import RunPaths
 from tasks.core.settings import Settings
 from tasks.providers.base import Fate, Pod
 from tasks.transport.connection import Connection, LocalConnection, SessionCounter
-from tasks.transport.modes import ConnectionMode
-
 
 
 class LocalProvider:

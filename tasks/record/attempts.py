@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from typing import Any
 
 import jsonlines
@@ -66,18 +65,6 @@ def _well_formed(item: Any) -> bool:
     return item.get("pod_id") is None or isinstance(item.get("pod_id"), str)
 
 
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def pod_lives(events: list[dict[str, Any]], current_pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every pod the date rented, with its life span as the record shows it."""
     pods: dict[str, dict[str, Any]] = {}
@@ -110,7 +97,8 @@ def _billed(pods: list[dict[str, Any]]) -> float | None:
 
 
 def attempts(events: list[dict[str, Any]], pods: dict[str, dict[str, Any]], live: bool) -> list[dict[str, Any]]:
-    """One entry per attempt, in order, from its own lines only."""
+    """One entry per attempt, in order, from its own lines only; `live`: the date's lock is held, so the
+    last attempt without an end line is running (else it died: kill -9, power loss)."""
     by_id: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         by_id.setdefault(e["attempt"], []).append(e)
@@ -127,7 +115,7 @@ def attempts(events: list[dict[str, Any]], pods: dict[str, dict[str, Any]], live
         last_status = {e["stage"]: e["status"] for e in stages}
         if end:
             outcome = end.get("outcome")
-        elif n == len(ids) - 1 and live and _pid_alive(start.get("pid")):
+        elif n == len(ids) - 1 and live:
             outcome = "running"
         else:
             outcome = "died"  # no end line: killed outright (kill -9, power loss)

@@ -18,6 +18,7 @@ from typing import Any
 import tasks
 from tasks import catalog
 from tasks.context import RunContext
+from tasks.core import lock, modes
 from tasks.core.dates import now
 from tasks.core.dates import parse_stamp as _parse
 from tasks.core.files import read_record, section, write_json
@@ -26,7 +27,6 @@ from tasks.core.paths import PodNames, RunPaths
 from tasks.record import phases
 from tasks.record.attempts import attempts, cost_at, pod_lives, read_events, seconds_between, totals
 from tasks.record.attempts import stages as stage_table
-from tasks.transport import modes
 
 log = logging.getLogger("fullcycle")
 
@@ -175,7 +175,7 @@ def build(paths: RunPaths, provider: str, samples_used: int | None = None, live:
     events = read_events(paths)
     stages = stage_table(events)
     pods = pod_lives(events, pod)
-    history = attempts(events, pods, live)
+    history = attempts(events, pods, live and lock.is_held(paths.lock_file))
     latest = history[-1] if history else None
 
     adapter_ok = (paths.final_adapter_dir / "adapter_config.json").is_file() and section(

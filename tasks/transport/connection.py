@@ -16,10 +16,10 @@ from typing import IO, Any, Protocol
 import sh
 
 from tasks.core.errors import TransportError
+from tasks.core.modes import ConnectionMode
+from tasks.core.modes import parse as parse_mode
 from tasks.core.paths import REMOTE_DIR
 from tasks.core.secrets import HF_TOKEN_ENV, child_env
-from tasks.transport.modes import ConnectionMode
-from tasks.transport.modes import parse as parse_mode
 
 SSH_CONNECT_FAILED = 255  # what ssh itself exits with when the connection fails or drops
 TAR_EXCLUDES = "--exclude=__pycache__ --exclude='*.pyc'"  # caches beside the trainer's modules never travel

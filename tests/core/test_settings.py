@@ -20,7 +20,8 @@ from tests.helpers import make_project, write_settings
         ({"training": {"quantize": "maybe"}}, "[training] quantize: 'maybe' is not one of auto, never, always"),
         ({"runpod": {"gpu_types": []}}, "[runpod] gpu_types: expected a non-empty list"),
         ({"runpod": {"watchdog_command": "runpodctl remove pod {pod_id}"}},
-         "[runpod] watchdog_command is no longer a setting: the pod's watchdog ends the pod with the pod's own key"),
+         "[runpod] watchdog_command is no longer a setting: the pod's watchdog ends the pod with its own key"),
+        ({"ssh": {"train_timeout_h": 24}}, "[ssh] train_timeout_h is no longer a setting: a training is followed until"),
     ],
 )
 def test_bad_settings_name_the_field(tmp_path, monkeypatch, sections, message):

@@ -87,7 +87,8 @@ def test_a_moe_in_bf16_build_says_what_downloads(hub):
 def test_a_dense_model_loads_its_4bit_build(hub):
     import tests.doubles.hub as double
 
-    double.MODELS["Qwen/Qwen3-32B"] = {"gated": False, "safetensors": {"total": 32_762_123_264}}
+    double.MODELS["Qwen/Qwen3-32B"] = {"gated": False, "safetensors": {"parameters": {"BF16": 32_762_123_264},
+                                                                        "total": 32_762_123_264}}
     double.CONFIGS["Qwen/Qwen3-32B"] = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3"}
     try:
         verdict = check("Qwen/Qwen3-32B", ("NVIDIA GeForce RTX 5090",), "auto")
@@ -149,7 +150,7 @@ def test_the_4bit_choice_reaches_the_trainers_config(tmp_path, sshd, fake_api):
         proj.doit("write_config", check=True)
     config = json.loads((proj.work / "config.json").read_text())
     assert config["model_to_load"] == "Qwen/Qwen3-30B-A3B" and config["load_in_4bit"] is True
-    assert config["moe_build"].startswith("bf16: the pinned stack") and "fallback_model" not in config
+    assert config["moe_build"].startswith("bf16: the pinned stack") and config["fallback_model"] is None
     assert config["download_bytes"] == 61_064_245_248  # the trainer reports its download against it
     assert fake_api.ops("create") == 0
     planned = proj.summary["model_check"]  # the record names what the pod will really download

@@ -121,9 +121,9 @@ def volume_data_center(api: PodApi, s: Any) -> str | None:
     volume = s.network_volume_id
     if not volume:
         return None
-    center = s.data_center_id or api.volume_data_center(volume)
+    center = api.volume_data_center(volume)
     if not center:
-        raise ProviderError(f"[runpod] network_volume_id {volume!r} is not on this account, or its data center is "
-                            f"unknown: check the id, or set [runpod] data_center_id; nothing was rented")
+        raise ProviderError(f"[runpod] network_volume_id {volume!r} is not on this account, or RunPod names no data "
+                            f"center for it: check the id (`doit volume` lists yours); nothing was rented")
     log.info("Network volume %s is in %s: pods are placed there only; the venv and models on it persist", volume, center)
     return center

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tasks.core import modes
 from tasks.core.errors import ProviderError
 from tasks.core.files import read_record
-from tasks.transport import modes
 
 CONNECTION_FIELDS = ("ssh_user", "ssh_host", "ssh_key_path")
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from tasks.core import modes
 from tasks.core.dates import now
 from tasks.core.errors import NoCapacityError, ProviderError
 from tasks.core.files import read_json, write_json
@@ -36,15 +37,14 @@ from tasks.providers.runpod.client import (
     with_retries,
 )
 from tasks.providers.runpod.connection_file import read_connection_file
-from tasks.transport import modes
 from tasks.transport.connection import SessionCounter, SshConnection, script_command
-
 
 log = logging.getLogger("fullcycle")
 T = TypeVar("T")
 
 GONE = ("TERMINATED",)  # PodStatus: permanently deleted
 STOPPED = ("EXITED", "ERROR")  # PodStatus: container exited, or an unrecoverable error; the pod's disk still bills
+BILLING_ASKS = 3  # what RunPod billed lags the pod's end: asked this many times, [runpod] billing_wait_s apart
 
 
 class PodStopped(ProviderError):
@@ -108,7 +108,7 @@ class RunpodProvider:
             min_vcpu_count=self.s.min_vcpu_count, min_memory_gb=self.s.min_memory_gb, volume_gb=self.s.volume_gb,
             container_disk_gb=self.s.container_disk_gb, public_key=public_key,
             env=self._pod_env(),
-            support_public_ip=self.s.support_public_ip, network_volume_id=self.s.network_volume_id,
+            network_volume_id=self.s.network_volume_id,
             data_center_id=self.data_center or "", min_cuda_version=self.s.min_cuda_version,
             terminate_after=(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=self.s.max_runtime_h)).isoformat(
                 timespec="seconds"),
@@ -226,7 +226,7 @@ class RunpodProvider:
         return pod
 
     def _endpoints(self, info: PodInfo | None) -> list[reach.Endpoint]:
-        return reach.endpoints(info, None, self.s.gateway_host, self.s.gateway_port, self.s.direct_users) if info else []
+        return reach.endpoints(info, None, self.s.gateway_host, self.s.gateway_port) if info else []
 
     def reach(self, pod: Pod, info: PodInfo, refresh: Callable[[], PodInfo | None]) -> Pod:
         """How `info` (the pod, or a cluster's node) is reached, found out by probing, as a Pod's ssh fields.
@@ -235,7 +235,7 @@ class RunpodProvider:
         is still taken."""
         override = read_connection_file(self.paths.connection_file)
         key = override["ssh_key_path"] if override else str(self._key_path())
-        candidates = reach.endpoints(info, override, self.s.gateway_host, self.s.gateway_port, self.s.direct_users)
+        candidates = reach.endpoints(info, override, self.s.gateway_host, self.s.gateway_port)
         log.info("Reaching pod %s: %s (from %s)", info.id, ", ".join(e.describe() for e in candidates),
                  "connection.json" if override else "the API")
         ssh = self.settings.ssh
@@ -243,7 +243,7 @@ class RunpodProvider:
             make_exec=lambda ep: self._conn(ep.user, ep.host, ep.port, key, ep.exec_mode),
             make_pty=lambda ep: self._conn(ep.user, ep.host, ep.port, key, modes.ConnectionMode.GATEWAY_PTY),
             probe_command=self._watchdog_command(pod), deadline_s=ssh.probe_timeout_s,
-            pause_s=min(self.s.poll_interval_s, 2.0), timeout_s=ssh.connect_timeout_s + 10,
+            pause_s=min(self.s.poll_interval_s, 2.0), timeout_s=SshConnection.connect_timeout_s + 10,
             direct_grace_s=ssh.direct_grace_s, refresh_every_s=self.s.poll_interval_s,
             refresh=None if override else (lambda: self._endpoints(refresh())))
         reached = prober.reach(candidates, info.id)
@@ -270,11 +270,8 @@ class RunpodProvider:
         return script_command("watchdog.sh", pod.remote["work_dir"] + "/watchdog.pid", max(int(left), 1), what, url)
 
     def _conn(self, user: str, host: str, port: int, key: str, mode: str) -> SshConnection:
-        ssh = self.settings.ssh
         return reach.connection(mode, user=user, host=host, port=port, key_path=key,
-                                known_hosts=self.paths.known_hosts_file, connect_timeout_s=ssh.connect_timeout_s,
-                                server_alive_interval_s=ssh.server_alive_interval_s,
-                                server_alive_count_max=ssh.server_alive_count_max, counter=self.counter)
+                                known_hosts=self.paths.known_hosts_file, counter=self.counter)
 
     def connect(self, pod: Pod) -> SshConnection:
         return self._conn(pod.ssh_user or "root", pod.ssh_host or "", pod.ssh_port or 22, pod.ssh_key_path or "",
@@ -329,7 +326,7 @@ class RunpodProvider:
         if not self.api.has_billing:
             return None
         since = (pod.created_at or now())[:13] + ":00:00Z"  # the hour it was created in: billing buckets by hour
-        for attempt in range(self.s.billing_attempts):
+        for attempt in range(BILLING_ASKS):
             try:
                 cost = (self.api.cluster_billed(pod.cluster["id"], since) if pod.cluster
                         else self.api.billed(pod.pod_id, since))
@@ -338,9 +335,9 @@ class RunpodProvider:
                 return None
             if cost is not None:
                 return cost
-            if attempt + 1 < self.s.billing_attempts:
+            if attempt + 1 < BILLING_ASKS:
                 time.sleep(self.s.billing_wait_s)
-        log.info("RunPod's billing does not show pod %s yet (asked %d times)", pod.pod_id, self.s.billing_attempts)
+        log.info("RunPod's billing does not show pod %s yet (asked %d times)", pod.pod_id, BILLING_ASKS)
         return None
 
     def container_log(self, pod: Pod) -> str | None:

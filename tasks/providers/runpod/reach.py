@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.core.errors import ProviderError
+from tasks.core.modes import ConnectionMode, parse
 from tasks.core.retry import Deadline
 from tasks.transport.connection import PtyConnection, Result, SshConnection
-from tasks.transport.modes import ConnectionMode, parse
 from tasks.transport.pty import refuses_exec
 
 log = logging.getLogger("fullcycle")
@@ -190,8 +190,10 @@ class Prober:
         return None
 
 
-def endpoints(info: Any, override: dict[str, Any] | None, gateway_host: str, gateway_port: int,
-              direct_users: tuple[str, ...]) -> list[Endpoint]:
+DIRECT_USERS = ("root", "unsloth")  # tried in order when the API names no ssh user (the official image's is unsloth)
+
+
+def endpoints(info: Any, override: dict[str, Any] | None, gateway_host: str, gateway_port: int) -> list[Endpoint]:
     """Direct first (API user, else root, then the image's users), the gateway last."""
     if override:
         forced = parse(override["connection_mode"]) if override.get("connection_mode") else None
@@ -199,7 +201,7 @@ def endpoints(info: Any, override: dict[str, Any] | None, gateway_host: str, gat
         return [Endpoint(kind, override["ssh_user"], override["ssh_host"], override["ssh_port"], forced)]
     found = []
     if info.public_ip and info.ssh_port:
-        users = [info.ssh_user] if info.ssh_user else list(dict.fromkeys(direct_users))
+        users = [info.ssh_user] if info.ssh_user else list(DIRECT_USERS)
         found += [Endpoint("direct", u, info.public_ip, info.ssh_port) for u in users]
     if info.host_id:
         found.append(Endpoint("gateway", info.host_id, gateway_host, gateway_port))

@@ -56,7 +56,7 @@ def test_direct_users_are_probed_in_turn_and_the_gateway_is_last():
     class Info:
         public_ip, ssh_port, ssh_user, host_id = "203.0.113.9", 40022, None, "pod-1a2b"
 
-    found = endpoints(Info, None, "ssh.runpod.io", 22, ("root", "unsloth"))
+    found = endpoints(Info, None, "ssh.runpod.io", 22)
     assert [(e.kind, e.user) for e in found] == [("direct", "root"), ("direct", "unsloth"), ("gateway", "pod-1a2b")]
     log = []
 

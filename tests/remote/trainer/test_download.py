@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.doubles.hub import HubDouble
-from tests.helpers import REMOTE, trainer
+from tests.helpers import REMOTE, SEED_CONFIG, train_config, trainer
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def hub():
 
 
 def _download(tmp_path, hub, config: dict, home) -> tuple[subprocess.CompletedProcess, dict]:
-    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "config.json").write_text(json.dumps({**SEED_CONFIG, **config}))
     proc = subprocess.run([sys.executable, "-m", "trainer.download", "--config", str(tmp_path / "config.json"),
                            "--report", str(tmp_path / "download.json")], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(home),
@@ -65,10 +65,10 @@ def test_nothing_is_downloaded_for_a_model_that_travels(tmp_path, hub):
 
 def test_the_plan_downloads_what_the_trainer_loads_and_nothing_for_a_preflight_alone():
     plan = trainer("download").plan
-    moe = {"base_model": "Qwen/Qwen3-30B-A3B", "model_to_load": "unsloth/Qwen3-30B-A3B-bnb-4bit",
-           "fallback_model": "Qwen/Qwen3-30B-A3B"}
+    moe = train_config(base_model="Qwen/Qwen3-30B-A3B", model_to_load="unsloth/Qwen3-30B-A3B-bnb-4bit",
+                       fallback_model="Qwen/Qwen3-30B-A3B")
     assert plan(moe) == "unsloth/Qwen3-30B-A3B-bnb-4bit"  # the preflight beside it finds out whether it loads
-    assert plan({"base_model": "Qwen/Qwen3-30B-A3B"}) == "Qwen/Qwen3-30B-A3B"
+    assert plan(train_config(base_model="Qwen/Qwen3-30B-A3B")) == "Qwen/Qwen3-30B-A3B"
     assert plan({**moe, "preflight_only": True}) is None  # `doit gpu_check` trains nothing after the preflight
 
 
@@ -76,7 +76,7 @@ def test_a_stopped_download_says_so_with_the_bytes_it_had(tmp_path, hub):
     """The runner stops the download (SIGTERM) when the preflight beside it fails: the hub's child is
     ended with it and the report says it was stopped, whole, with its start and end."""
     hub.faults.stall_after, hub.faults.stall_for = 50_000, 30
-    (tmp_path / "config.json").write_text(json.dumps(dict(MODEL, download_stall_s=20)))
+    (tmp_path / "config.json").write_text(json.dumps({**SEED_CONFIG, **MODEL, "download_stall_s": 20}))
     proc = subprocess.Popen([sys.executable, "-m", "trainer.download", "--config", str(tmp_path / "config.json"),
                              "--report", str(tmp_path / "download.json")], cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,

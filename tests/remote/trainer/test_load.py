@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.helpers import REMOTE, trainer
+from tests.helpers import REMOTE, train_config, trainer
 
 ENTRY = REMOTE / "train_unsloth.py"
 
@@ -97,9 +97,9 @@ class _FakeUnsloth:
         return object(), Tokenizer()
 
 
-MOE = {"base_model": "Qwen/Qwen3-30B-A3B", "model_to_load": "unsloth/Qwen3-30B-A3B-bnb-4bit",
-       "fallback_model": "Qwen/Qwen3-30B-A3B", "fallback_bytes": 61_064_245_248, "moe_build": "prequantized",
-       "load_in_4bit": True, "max_seq_length": 2048, "download_stall_s": 120}
+MOE = train_config(base_model="Qwen/Qwen3-30B-A3B", model_to_load="unsloth/Qwen3-30B-A3B-bnb-4bit",
+                   fallback_model="Qwen/Qwen3-30B-A3B", fallback_bytes=61_064_245_248, moe_build="prequantized",
+                   load_in_4bit=True, max_seq_length=2048, download_stall_s=120)
 
 
 def _with_unsloth(monkeypatch, fake):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tasks.model import families, tiny
-from tests.helpers import EXAMPLES, REMOTE, trainer
+from tests.helpers import EXAMPLES, REMOTE, SEED_CONFIG, trainer
 
 
 def _inputs(tmp_path, arch: str = "qwen3_moe", tie: bool = False, **settings) -> tuple:
@@ -77,9 +77,9 @@ def test_the_runner_learns_where_the_preflight_runs(tmp_path):
     for spec, want in (({"shape": {"model_class": "X"}, "where": "trainer"}, "trainer"),
                        ({"shape": {"model_class": "X"}, "where": "apart"}, "apart"),
                        ({"shape": {"model_class": "X"}}, "apart"), ({"skipped": "never"}, "none"), (None, "none")):
-        config.write_text(json.dumps({"preflight": spec}))
+        config.write_text(json.dumps({**SEED_CONFIG, "preflight": spec}))
         assert where(config) == want, spec
-    config.write_text(json.dumps({"preflight": {"shape": {"model_class": "X"}, "where": "trainer"},
+    config.write_text(json.dumps({**SEED_CONFIG, "preflight": {"shape": {"model_class": "X"}, "where": "trainer"},
                                   "preflight_only": True}))
     assert where(config) == "apart"  # `doit gpu_check`: nothing is trained after it
     config.write_text("{not json")

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REMOTE, trainer
+from tests.helpers import REMOTE, SEED_CONFIG, trainer
 
 
 @pytest.mark.parametrize("asked, seen, count, said", [(1, 0, 1, False), (2, 0, 2, False), (2, 2, 2, False),
@@ -22,12 +22,12 @@ def test_one_process_per_gpu_asked_never_more_than_the_pod_has(asked, seen, coun
 
 
 def test_the_runner_asks_the_config_and_this_machine(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"gpu_count": 2}))
+    (tmp_path / "config.json").write_text(json.dumps({**SEED_CONFIG, "gpu_count": 2}))
     env = {**os.environ, "PYTHONPATH": str(REMOTE), "PATH": "/usr/bin:/bin"}  # no nvidia-smi here: CPU processes
     proc = subprocess.run([sys.executable, "-m", "trainer.ranks", str(tmp_path / "config.json")], capture_output=True,
                           text=True, env=env, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "2 copies"
-    (tmp_path / "config.json").write_text(json.dumps({"gpu_count": 2, "sharding": {"sharding": "fsdp"}}))
+    (tmp_path / "config.json").write_text(json.dumps({**SEED_CONFIG, "gpu_count": 2, "sharding": {"sharding": "fsdp"}}))
     sharded = subprocess.run([sys.executable, "-m", "trainer.ranks", str(tmp_path / "config.json")],
                              capture_output=True, text=True, env=env, timeout=60)
     assert sharded.stdout.strip() == "2 fsdp"  # train_fsdp.py, each process holding a shard

@@ -1,11 +1,11 @@
-"""What the pod receives (tasks/pod/manifest.py): the trainer and every one of its steps, and the files
+"""What the pod receives (tasks/data/manifest.py): the trainer and every one of its steps, and the files
 whose change makes the upload run again."""
 
 from __future__ import annotations
 
 from tasks.context import RunContext
 from tasks.core.paths import TRAINER_PACKAGE, PodNames
-from tasks.pod import manifest
+from tasks.data import manifest
 from tests.helpers import make_project
 
 
