@@ -34,6 +34,11 @@ class PodNames:
     PREVIOUS_DIR = "previous_adapter"  # the previous promoted adapter: compared with, or started from
 
 
+def _in(folder: str, name: str, doc: str = "") -> property:
+    """A file of the run, `name` in one of its folders."""
+    return property(lambda self: getattr(self, folder) / name, doc=doc or None)
+
+
 @dataclass(frozen=True)
 class RunPaths:
     date: str
@@ -48,121 +53,40 @@ class RunPaths:
     trainer_log: Path
     cache_dir: Path
 
-    # The rest live in WORK_LOCAL, named as in the seed where it names them.
-    @property
-    def clean_stats_file(self) -> Path:
-        return self.work_local / "dataset-stats.json"
-
-    @property
-    def dataset_sources_file(self) -> Path:
-        """Which raw lines came from which of the user's files (the folder builder writes it)."""
-        return self.work_local / "dataset-sources.json"
-
-    @property
-    def heldout_file(self) -> Path:
-        """The held-out samples (never trained on), chosen by content hash; empty without evaluation."""
-        return self.work_local / "heldout.jsonl"
-
-    @property
-    def eval_file(self) -> Path:
-        """The date's held-out evaluation as judged here: losses, verdict, promoted (tasks/post/verdict.py)."""
-        return self.work_local / "eval.json"
-
-    @property
-    def previous_file(self) -> Path:
-        """Which earlier adapter today is compared with (and may start from), decided with the config."""
-        return self.work_local / "previous.json"
-
-    @property
-    def model_check_file(self) -> Path:
-        """What the model hub said about the base model, and what will be loaded on which GPUs."""
-        return self.work_local / "model-check.json"
-
-    @property
-    def gpu_choice_file(self) -> Path:
-        """Every GPU candidate the catalogue offered, the verdict on each, and why the rented one won."""
-        return self.work_local / "gpu-choice.json"
-
-    @property
-    def post_steps_file(self) -> Path:
-        """The local post-steps' outcomes (GGUF, Modelfile, latest, the user's commands)."""
-        return self.work_local / "post-steps.json"
-
-    @property
-    def notify_file(self) -> Path:
-        """What the last notification of this date's run returned ([notify]: the command, the URL)."""
-        return self.work_local / "notify.json"
-
-    @property
-    def container_log(self) -> Path:
-        """The pod's own log (image pull, start script), kept when the pod never became reachable."""
-        return self.work_local / "pod-container.log"
-
-    @property
-    def pod_file(self) -> Path:
-        return self.work_local / "pod.json"
-
-    @property
-    def connection_file(self) -> Path:
-        return self.work_local / "connection.json"
-
-    @property
-    def known_hosts_file(self) -> Path:
-        return self.work_local / "known_hosts"
-
-    @property
-    def upload_ok(self) -> Path:
-        return self.work_local / "upload.ok"
-
-    @property
-    def upload_staging(self) -> Path:
-        return self.work_local / "upload"
-
-    @property
-    def train_file(self) -> Path:
-        return self.work_local / "train.json"
-
-    @property
-    def pod_train_log(self) -> Path:
-        """The pod's training log, byte for byte, so a reconnect resumes where it left off."""
-        return self.work_local / "pod-train.log"
-
-    @property
-    def adapter_b64(self) -> Path:
-        return self.work_local / "adapter_base64.txt"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.work_local / ".lock"
-
-    @property
-    def local_pod_root(self) -> Path:
-        """Where the local provider keeps its 'pod' (workspace and output)."""
-        return self.work_local / "local-pod"
-
-    @property
-    def tiny_model_dir(self) -> Path:
-        return self.cache_dir / "tiny-model"
-
-    @property
-    def attempts_file(self) -> Path:
-        """Append-only: one line per event of every attempt at this date (never rewritten)."""
-        return self.work_local / "attempts.jsonl"
+    # The rest live in WORK_LOCAL, named as in the seed where it names them (each a property, so a
+    # RunPaths made with other folders, gpu_check's or run_remote_training's, names them there too).
+    clean_stats_file = _in("work_local", "dataset-stats.json")
+    dataset_sources_file = _in("work_local", "dataset-sources.json", "which raw lines came from which file")
+    heldout_file = _in("work_local", "heldout.jsonl", "the held-out samples (never trained on), chosen by content")
+    eval_file = _in("work_local", "eval.json", "the held-out evaluation as judged here (tasks/post/verdict.py)")
+    previous_file = _in("work_local", "previous.json", "the earlier adapter today is compared with, or starts from")
+    model_check_file = _in("work_local", "model-check.json", "what the model hub said, and where the model trains")
+    gpu_choice_file = _in("work_local", "gpu-choice.json", "every GPU candidate, the verdict on each, and why")
+    post_steps_file = _in("work_local", "post-steps.json", "the local post-steps' outcomes")
+    notify_file = _in("work_local", "notify.json", "what the last notification returned ([notify])")
+    container_log = _in("work_local", "pod-container.log", "the pod's own log, kept when it never became reachable")
+    pod_file = _in("work_local", "pod.json")
+    connection_file = _in("work_local", "connection.json")
+    known_hosts_file = _in("work_local", "known_hosts")
+    upload_ok = _in("work_local", "upload.ok")
+    upload_staging = _in("work_local", "upload")
+    train_file = _in("work_local", "train.json")
+    pod_train_log = _in("work_local", "pod-train.log", "the pod's training log, byte for byte (a reconnect resumes)")
+    adapter_b64 = _in("work_local", "adapter_base64.txt")
+    lock_file = _in("work_local", ".lock")
+    local_pod_root = _in("work_local", "local-pod", "the local provider's 'pod' (workspace and output)")
+    attempts_file = _in("work_local", "attempts.jsonl", "append-only: every event of every attempt at this date")
+    tiny_model_dir = _in("cache_dir", "tiny-model")
+    volume_file = _in("cache_dir", "volume.json", "`doit volume`'s last plan and volume: one per project")
 
     @property
     def doit_db(self) -> Path:
         """doit's state, one file per date: another date's run must not make this one stale."""
         return self.cache_dir / "doit-state" / f"{self.date}.sqlite3"
 
-
     @property
     def runs_index(self) -> Path:
         return runs_index(self.cache_dir)
-
-    @property
-    def volume_file(self) -> Path:
-        """`doit volume`'s last plan and the volume it made or found: one per project, not per date."""
-        return self.cache_dir / "volume.json"
 
 
 def runs_index(cache_dir: Path) -> Path:
