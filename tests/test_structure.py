@@ -185,11 +185,11 @@ def test_the_built_in_tiny_model_is_the_default_base_models_family():
     assert families.family(tinymodel.SPEC["architecture"]).model_class == "Qwen3MoeForCausalLM"
 
 
-def test_the_readme_layout_names_every_module():
-    """A newcomer walks the tree from the README: a module it does not name is a room with no door."""
-    readme = (REPO / "README.md").read_text()
+def test_the_reference_layout_names_every_module():
+    """A newcomer walks the tree from the reference: a module it does not name is a room with no door."""
+    readme = (REPO / "docs" / "reference.md").read_text()
     layout = readme[readme.index("## Layout"):readme.index("\n## ", readme.index("## Layout") + 1)]
     modules = [p for p in [*TASKS.rglob("*.py"), *(REPO / "remote" / "trainer").glob("*.py")]
                if p.name != "__init__.py" and "__pycache__" not in p.parts]
     unnamed = [str(p.relative_to(REPO)) for p in modules if not re.search(rf"\b{p.stem}\b", layout)]
-    assert not unnamed, f"README's Layout section does not name {unnamed}"
+    assert not unnamed, f"docs/reference.md's Layout section does not name {unnamed}"
