@@ -36,12 +36,15 @@ MAX_FRUITLESS_RECONNECTS = 10
 class PodLog:
     """Sink for the pod's training log: appends the raw bytes, echoes lines, catches the end mark.
 
-    Writes after close are dropped: after an interrupt, the reader thread may still deliver bytes."""
+    Writes after close are dropped: after an interrupt, the reader thread may still deliver bytes. A
+    chunk that ends in the first bytes of the end mark is held back until the next one says whether
+    the mark follows (ssh cuts its stream wherever it likes)."""
 
     def __init__(self, path: Path, offset: int, echo: bool = True) -> None:
         self.fh = path.open("ab")
         self.offset = offset
         self.partial = b""
+        self.held = b""
         self.end: bytes | None = None
         self.echo = echo  # a cluster's other nodes are kept in their own logs, not echoed
 
@@ -51,9 +54,17 @@ class PodLog:
         if self.end is not None:
             self.end += data
             return
+        data, self.held = self.held + data, b""
         cut = data.find(END_MARK)
         if cut >= 0:
             data, self.end = data[:cut], data[cut:]
+        else:
+            begun = next((n for n in range(min(len(END_MARK) - 1, len(data)), 0, -1)
+                          if END_MARK.startswith(data[-n:])), 0)
+            data, self.held = data[:len(data) - begun], data[len(data) - begun:]
+        self._keep(data)
+
+    def _keep(self, data: bytes) -> None:
         self.fh.write(data)
         self.fh.flush()
         self.offset += len(data)
@@ -67,6 +78,9 @@ class PodLog:
             self.fh.flush()
 
     def close(self) -> None:
+        if self.held and not self.fh.closed:
+            self._keep(self.held)
+            self.held = b""
         if self.partial and self.echo:
             log.info("pod | %s", self.partial.decode("utf-8", "replace"))
             self.partial = b""

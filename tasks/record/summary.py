@@ -277,12 +277,7 @@ def write(paths: RunPaths, provider: str, samples_used: int | None = None, live:
     return summary
 
 
-
-
-def read(path: Path, problems: list[str] | None = None) -> dict[str, Any]:
-    """A run-summary.json as it is on disk; {} when there is none yet, or when it is not readable
-    (named in `problems` and the log)."""
-    return read_record(path, problems)
+read = read_record  # a run-summary.json as it is on disk: {} when there is none yet or it is not readable
 
 
 def summarize(ctx: RunContext) -> None:

@@ -104,7 +104,8 @@ def test_without_a_user_session_the_crontab_line_is_printed_then_added_only_when
     assert re.search(r"a crontab line: `doit full_cycle` daily at 07:05; next run: \d{4}-\d\d-\d\dT07:05",
                      proj.doit("schedule", check=True).stdout)
     proj.doit("schedule", "--at", "08:00", "--crontab", check=True)  # moved, never doubled
-    assert (tmp_path / "table").read_text().count("fullcycle-") == 1
+    ours = [ln for ln in (tmp_path / "table").read_text().splitlines() if "# fullcycle-" in ln]  # by its marker:
+    assert len(ours) == 1 and ours[0].startswith("0 8 * * * ")  # a venv path may say fullcycle- too
     proj.doit("schedule", "--off", check=True)
     assert (tmp_path / "table").read_text() == "17 * * * * /usr/bin/true # the person's own line\n"
 

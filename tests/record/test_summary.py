@@ -1,141 +1,134 @@
-"""One date, one honest record (local provider): per-date state, attempts kept, advice that works."""
+"""run-summary.json composed by `summary.build` from the date's files alone (tasks/record/summary.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.helpers import DODO, EXAMPLES, make_project, ran
-
-REMOTE_STAGES = ("create_pod", "upload", "train", "download_adapter")
-
-
-def _creates(proj, date: str) -> int:
-    log = proj.root / "metahuman-runs" / date / "attempts.jsonl"
-    return sum(1 for line in log.read_text().splitlines() if json.loads(line)["event"] == "pod_created")
+from tasks import catalog
+from tasks.core.paths import RunPaths
+from tasks.record import summary
+from tasks.record.attempts import append_event
 
 
-@pytest.fixture(scope="module")
-def done(tmp_path_factory):
-    """A date that finished once."""
-    proj = make_project(tmp_path_factory.mktemp("record"))
-    proj.doit("full_cycle", check=True)
-    return proj
+@pytest.fixture
+def paths(tmp_path) -> RunPaths:
+    found = RunPaths(date="2026-11-01", project_root=tmp_path, out_root=tmp_path / "out", work_local=tmp_path / "w",
+                     final_adapter_dir=tmp_path / "out" / "adapter", raw_data_file=tmp_path / "raw.jsonl",
+                     clean_data_file=tmp_path / "w" / "clean.jsonl", config_file=tmp_path / "w" / "config.json",
+                     summary_file=tmp_path / "w" / "run-summary.json", trainer_log=tmp_path / "t.log",
+                     cache_dir=tmp_path / "c")
+    found.work_local.mkdir(parents=True)
+    return found
 
 
-@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
-def test_another_date_does_not_make_a_finished_date_start_over(tmp_path):
-    proj = make_project(tmp_path, date="2026-11-01")
-    proj.doit("full_cycle", check=True)
-    proj.doit("full_cycle", "--date", "2026-11-02", check=True)
-    third = proj.doit("full_cycle", "--date", "2026-11-01", check=True).stdout
-    for stage in REMOTE_STAGES:
-        assert not ran(third, stage), stage
-    assert _creates(proj, "2026-11-01") == 1 and _creates(proj, "2026-11-02") == 1
-    info = proj.doit("info", "train", "--date", "2026-11-01").stdout
-    assert "object at 0x" not in info
+def _write(path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
 
 
-def test_rerunning_download_after_the_pod_is_gone_keeps_the_adapter(done):
-    proj = done
-    before = proj.summary
-    assert proj.doit("forget", "download_adapter").returncode == 0
-    out = proj.doit("download_adapter", check=True).stdout
-    assert ran(out, "download_adapter") and "already here" in out
-    assert proj.summary["success"] is True and proj.summary["training_success"] is True
-    assert len(proj.summary["attempts"]) == len(before["attempts"]) + 1
-    again = proj.doit("full_cycle", check=True).stdout
-    for stage in REMOTE_STAGES:
-        assert not ran(again, stage), stage
+def _stage(paths: RunPaths, attempt: str, name: str, status: str = "ok", **fields) -> None:
+    append_event(paths, attempt, "stage", stage=name, status="running")
+    append_event(paths, attempt, "stage", stage=name, status=status, **fields)
 
 
-@pytest.mark.slow  # the fast tier keeps a minute; the whole suite runs it
-def test_a_lost_download_is_trained_again_when_asked_for(tmp_path):
-    """The pod is gone and the adapter never arrived: asking for the download rents again, says why."""
-    proj = make_project(tmp_path)
-    proj.doit("full_cycle", check=True)
-    (proj.work / "adapter_base64.txt").unlink()
-    shutil.rmtree(proj.adapter)
-    out = proj.doit("download_adapter", check=True).stdout
-    assert "never arrived" in out and ran(out, "create_pod") and ran(out, "train")
-    assert _creates(proj, proj.date) == 2
-    proj.doit("full_cycle", check=True)
-    summary = proj.summary
-    assert summary["success"] is True and (proj.adapter / "adapter_config.json").is_file()
-    assert summary["totals"]["pods"] == 2 and len(summary["attempts"]) == 3
-    assert all(a["outcome"] == "ok" for a in summary["attempts"])
+def _finished(paths: RunPaths) -> None:
+    """A record of a run that did everything: every needed stage ok, an adapter, a terminated pod."""
+    append_event(paths, "a1", "start", pid=1)
+    for name in catalog.NEEDED:
+        _stage(paths, "a1", name, seconds=1.5, ssh_sessions=2 if name == "upload" else 0)
+    append_event(paths, "a1", "end", outcome="ok")
+    _write(paths.final_adapter_dir / "adapter_config.json", {"r": 8})
+    _write(paths.train_file, {"exit_code": 0, "seconds": 30.0})
+    _write(paths.pod_file, {"pod_id": "p1", "cost_per_hr": 0.9, "created_at": "2026-11-01T10:00:00+00:00",
+                            "terminated_at": "2026-11-01T10:20:00+00:00", "terminated": True})
 
 
-def test_always_execute_a_stage_on_a_finished_date_rents_nothing(done):
-    out = done.doit("-a", "download_adapter", check=True).stdout
-    assert ran(out, "download_adapter") and "Nothing to rent" in out
-    assert _creates(done, done.date) == 1
+def test_a_finished_record_is_a_success_with_its_cost_read_from_the_pods_life(paths):
+    _finished(paths)
+    built = summary.build(paths, "runpod", live=False)
+    assert built["success"] is True and built["training_success"] is True and built["error"] is None
+    assert built["terminated"] is True and built["outcome"] == "ok"
+    assert built["billed_seconds"] == 1200.0 and built["cost_usd"] == pytest.approx(0.3)
+    assert built["ssh_sessions"] == 2
+    assert list(built["stages"]) == list(catalog.NEEDED)
+    assert all(s["status"] == "ok" and s["seconds"] == 1.5 for s in built["stages"].values())
 
 
-def test_a_skipped_stage_named_on_the_command_line_says_why(done):
-    out = done.doit("download_adapter", check=True).stdout
-    assert "-- download_adapter  (up to date" in out and "doit -a download_adapter" in out
+def test_stage_status_comes_from_the_attempts_log_and_the_latest_attempt_wins(paths):
+    append_event(paths, "a1", "start", pid=1)
+    _stage(paths, "a1", "build_dataset")
+    _stage(paths, "a1", "train", "failed", error="CUDA out of memory")
+    append_event(paths, "a1", "end", outcome="failed")
+    append_event(paths, "a2", "start", pid=1)
+    _stage(paths, "a2", "train", seconds=9.0)
+    append_event(paths, "a2", "end", outcome="ok")
+    built = summary.build(paths, "local", live=False)
+    assert built["stages"]["train"]["status"] == "ok" and built["stages"]["train"]["attempt"] == "a2"
+    assert list(built["stages"]) == ["build_dataset", "train"]  # in the order they last ran
+    assert [a["outcome"] for a in built["attempts"]] == ["failed", "ok"]
+    # no adapter: it says what is missing and how to go on, never success
+    assert built["success"] is False
+    assert built["error"].startswith("incomplete: no verified adapter yet") and "extract_adapter" in built["error"]
+    assert "`doit full_cycle`" in built["error"]
 
 
-def test_a_failed_rerun_keeps_the_record_of_the_success(tmp_path):
-    source = tmp_path / "notes"
-    shutil.copytree(EXAMPLES, source)
-    proj = make_project(tmp_path / "proj", source=source)
-    proj.doit("full_cycle", check=True)
-    first = proj.summary["attempts"][0]
-    for f in source.glob("*.jsonl"):
-        f.write_text("this is not json\n")  # a broken dataset folder: nothing usable in it
-    failed = proj.doit("full_cycle")
-    assert failed.returncode != 0
-    summary = proj.summary
-    assert summary["attempts"][0] == first, "a later attempt rewrote an earlier one"
-    assert summary["attempts"][-1]["outcome"] == "failed" and summary["error"]
-    assert summary["training_success"] is True and (proj.adapter / "adapter_config.json").is_file()
+def test_a_stage_still_running_when_its_process_died_is_named(paths):
+    append_event(paths, "a1", "start", pid=1)
+    append_event(paths, "a1", "stage", stage="train", status="running")
+    built = summary.build(paths, "runpod", live=False)
+    assert built["outcome"] == "died"
+    assert built["error"] == "train: the process died without finishing (killed?)"
+    assert built["stages"]["train"]["status"] == "running"
 
 
-def test_a_partial_run_never_says_failed_without_a_reason(tmp_path):
-    proj = make_project(tmp_path)
-    proj.doit("clean_dataset", check=True)
-    summary = proj.summary
-    assert summary["success"] is False and summary["error"].startswith("incomplete")
-    assert "doit full_cycle" in summary["error"]
+def test_a_torn_record_is_named_in_warnings_and_read_as_empty(paths):
+    _finished(paths)
+    paths.pod_file.write_text('{"pod_id": "p1", "cost_per')  # a disk that filled up mid-write
+    paths.model_check_file.write_text("[1, 2]")
+    built = summary.build(paths, "runpod", live=False)
+    assert any(str(paths.pod_file) in w and "not valid JSON" in w for w in built["warnings"])
+    assert any(str(paths.model_check_file) in w and "list" in w for w in built["warnings"])
+    assert built["pod"] is None and built["billed_seconds"] is None and built["cost_usd"] is None
+    assert built["training_success"] is True  # the adapter is there: the torn pod record does not hide it
 
 
-def test_report_works_without_matplotlib(done, tmp_path):
-    blocker = tmp_path / "block" / "matplotlib"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'matplotlib'\")\n")
-    env = dict(done.env, PYTHONPATH=f"{blocker.parent}:{done.env['PYTHONPATH']}")
-    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "report"], cwd=done.root, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert done.date in proc.stdout and "attempts" in proc.stdout
-    assert "pip install -e '.[report]'" in proc.stdout
+def test_a_worse_adapter_that_was_not_promoted_is_a_warning_not_a_failure(paths):
+    _finished(paths)
+    _write(paths.eval_file, {"heldout_samples": 4, "verdict": "worse", "why": "loss 2.1 > 1.9", "promoted": False})
+    built = summary.build(paths, "runpod", live=False)
+    assert built["success"] is True
+    assert any(w.startswith("eval: today's adapter is worse (loss 2.1 > 1.9)") for w in built["warnings"])
+    assert built["eval"]["previous_why"] == "no earlier promoted adapter of this base model"
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupt_is_one_line_and_the_conventional_exit_code(tmp_path, sig, code):
-    proj = make_project(tmp_path, training={"max_steps": 400, "gradient_accumulation_steps": 1})
-    run = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "full_cycle"], cwd=proj.root,
-                           env=proj.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = proj.work / "pod-train.log"
-    deadline = time.time() + 120
-    while not (log.exists() and "step 5/" in log.read_text()):
-        assert time.time() < deadline, "training never started"
-        time.sleep(0.1)
-    run.send_signal(sig)
-    out, err = run.communicate(timeout=120)
-    assert run.returncode == code, (run.returncode, err[-2000:])
-    assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
-    lines = [ln for ln in err.splitlines() if ln.startswith("fullcycle:")]
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"fullcycle: stopped by {sig.name} during train"), lines[0]
-    assert "was terminated" in lines[0]
-    summary = proj.summary
-    assert summary["terminated"] is True and summary["attempts"][-1]["outcome"] == "interrupted"
+def test_several_gpus_are_compared_with_the_last_one_gpu_run(paths):
+    _finished(paths)
+    _write(paths.final_adapter_dir / "metrics.json", {"scale": {"gpus": 2, "tokens_per_s": 300.0, "sharding": "fsdp",
+                                                                "ranks": 2, "frozen_bytes_per_rank": 10}})
+    _write(paths.train_file, {"exit_code": 0, "one_gpu_baseline": {"tokens_per_s": 200.0, "date": "2026-10-30"}})
+    built = summary.build(paths, "runpod", live=False)
+    assert built["gpus"] == 2
+    assert built["scale"]["speedup_vs_one_gpu"] == 1.5 and built["scale"]["compared_with"] == "2026-10-30"
+    assert built["sharding"]["mode"] == "fsdp" and built["sharding"]["frozen_bytes_per_rank"] == 10
+
+    _write(paths.train_file, {"exit_code": 0})
+    alone = summary.build(paths, "runpod", live=False)["scale"]
+    assert alone["speedup_vs_one_gpu"] is None and "no earlier one-GPU run" in alone["why"]
+
+
+def test_every_file_the_summary_reads_is_a_source_of_its_up_to_date_check(paths):
+    """A record the summary reads but its check ignores would leave a stale summary standing."""
+    read = []
+    original = summary.read_record
+
+    def spy(path, problems=None):
+        read.append(path)
+        return original(path, problems)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(summary, "read_record", spy)
+        summary.build(paths, "runpod", live=False)
+    assert set(read) <= set(summary.sources(paths))
+    assert paths.attempts_file in summary.sources(paths)

@@ -169,13 +169,7 @@ class RestApi:
             raise ApiError(f"RunPod REST: DELETE /v2/clusters/{cluster_id} -> {resp.status_code} {self._problem(resp)}")
 
     def cluster_billed(self, cluster_id: str, since: str) -> float | None:
-        body = self._get(f"/v2/billing/clusters?clusterId={cluster_id}&bucketSize=hour&startTime={since}")
-        records = (body or {}).get("records") or []
-        if not records:
-            return None
-        total = (((body or {}).get("metadata") or {}).get("totals") or {}).get("totalAmount")
-        return round(float(total if isinstance(total, (int, float)) else
-                           sum(r.get("totalAmount") or 0 for r in records)), 4)
+        return self._billing(f"clusters?clusterId={cluster_id}", since)
 
     def account_keys(self) -> list[str] | None:
         """GET /v2/account/ssh-keys: the keys RunPod's proxy lets in. Read only: PUT replaces the whole set."""
@@ -218,12 +212,15 @@ class RestApi:
         return resp.json()
 
     def billed(self, pod_id: str, since: str) -> float | None:
-        body = self._get(f"/v2/billing/pods?podId={pod_id}&bucketSize=hour&startTime={since}")
-        records = (body or {}).get("records") or []
+        return self._billing(f"pods?podId={pod_id}", since)
+
+    def _billing(self, which: str, since: str) -> float | None:
+        """What RunPod billed since `since`; None while billing does not show it yet (it lags the end)."""
+        body = self._get(f"/v2/billing/{which}&bucketSize=hour&startTime={since}") or {}
+        records = body.get("records") or []
         if not records:
-            return None  # billing lags the pod's end: not there yet
-        totals = ((body or {}).get("metadata") or {}).get("totals") or {}
-        total = totals.get("totalAmount")
+            return None
+        total = ((body.get("metadata") or {}).get("totals") or {}).get("totalAmount")
         return round(float(total if isinstance(total, (int, float)) else
                            sum(r.get("totalAmount") or 0 for r in records)), 4)
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tasks.core.errors import ProviderError
 from tests.conftest import API_KEY, runpod_project
 from tests.helpers import DODO
 
@@ -65,22 +66,33 @@ def test_full_cycle_on_the_fake_runpod(tmp_path, sshd, fake_api, gateway, backen
           f"ssh sessions {summary['ssh_sessions']} (gateway saw {sessions})")
 
 
-def test_every_candidate_unavailable_rents_nothing(tmp_path, fake_api):
+def _provider(tmp_path, fake_api, monkeypatch, **sections):
+    """The context of a project renting from the double, made in this process as a run makes it."""
+    from tasks.pipeline import assemble
+
+    proj = runpod_project(tmp_path, None, fake_api, **sections)
+    for name in ("FULLCYCLE_CONFIG", "FULLCYCLE_SECRETS", "RUNPOD_API_KEY", "RUNPOD_GRAPHQL_URL", "RUNPOD_API_URL"):
+        monkeypatch.setenv(name, proj.env[name])
+    ctx = assemble.context(date=proj.date)
+    ctx.paths.work_local.mkdir(parents=True, exist_ok=True)
+    return ctx
+
+
+def test_every_candidate_unavailable_rents_nothing(tmp_path, fake_api, monkeypatch):
     fake_api.faults.unavailable = {("*", "*")}
-    proj = runpod_project(tmp_path, None, fake_api)
-    proc = proj.doit("full_cycle")
-    assert proc.returncode != 0 and fake_api.ops("create") == 0 and fake_api.pods == {}
-    assert "none available now" in proj.summary["error"] and proj.summary["gpu_choice"]["chosen"] is None
-    assert "Traceback" not in proc.stdout + proc.stderr
+    ctx = _provider(tmp_path, fake_api, monkeypatch)
+    with pytest.raises(ProviderError, match="none available now") as err:
+        ctx.provider.create()
+    assert "nothing was rented" in str(err.value) and fake_api.ops("create") == 0 and fake_api.pods == {}
+    assert json.loads(ctx.paths.gpu_choice_file.read_text())["chosen"] is None
 
 
-def test_graphql_retired_stops_before_renting_with_the_fix(tmp_path, fake_api):
+def test_graphql_retired_stops_before_renting_with_the_fix(tmp_path, fake_api, monkeypatch):
     fake_api.faults.graphql_gone = True
-    proj = runpod_project(tmp_path, None, fake_api, backend="graphql")
-    proc = proj.doit("full_cycle")
-    assert proc.returncode != 0 and fake_api.pods == {}
-    assert '[runpod] api = "rest"' in proj.summary["error"] and "retired" in proj.summary["error"]
-    assert "Traceback" not in proc.stdout + proc.stderr
+    ctx = _provider(tmp_path, fake_api, monkeypatch, backend="graphql")
+    with pytest.raises(ProviderError, match=r'\[runpod\] api = "rest"') as err:
+        ctx.provider.create()
+    assert "retired" in str(err.value) and fake_api.pods == {}
 
 
 def test_a_pod_that_never_comes_up_leaves_its_own_log(tmp_path, fake_api):
@@ -95,12 +107,15 @@ def test_a_pod_that_never_comes_up_leaves_its_own_log(tmp_path, fake_api):
     assert fake_api.create_bodies[0]["gpu"]["minCudaVersion"] == "12.8"  # hosts whose driver runs the image's torch
 
 
-def test_a_missing_billing_answer_never_fails_a_run(tmp_path, sshd, fake_api):
+def test_a_missing_billing_answer_never_fails_a_run(tmp_path, fake_api, monkeypatch):
+    from tasks.pod.lifecycle import record_billed
+
     fake_api.faults.billing = "500"
-    proj = runpod_project(tmp_path, sshd, fake_api)
-    proj.doit("full_cycle", check=True)
-    summary = proj.summary
-    assert summary["success"] is True and summary["cost_usd_billed"] is None and summary["cost_usd"] is not None
+    ctx = _provider(tmp_path, fake_api, monkeypatch)
+    pod = ctx.provider.create()
+    ctx.provider.terminate(pod)
+    record_billed(ctx, pod)  # answered 500 (retried): the run goes on with its own estimate
+    assert pod.cost_usd_billed is None and fake_api.ops("billing") >= 1 and fake_api.running() == []
 
 
 def test_fallback_order_and_no_human_step(tmp_path, sshd, fake_api):
@@ -117,15 +132,13 @@ def test_fallback_order_and_no_human_step(tmp_path, sshd, fake_api):
     assert fake_api.running() == []
 
 
-def test_no_capacity_anywhere_fails_cleanly(tmp_path, sshd, fake_api):
+def test_no_capacity_anywhere_fails_cleanly(tmp_path, fake_api, monkeypatch):
     fake_api.faults.capacity = {("*", "*")}
-    proj = runpod_project(tmp_path, sshd, fake_api, runpod={"gpu_types": ["NVIDIA GeForce RTX 5090", "NVIDIA A40"]})
-    proc = proj.doit("full_cycle")
-    assert proc.returncode != 0
+    ctx = _provider(tmp_path, fake_api, monkeypatch, runpod={"gpu_types": ["NVIDIA GeForce RTX 5090", "NVIDIA A40"]})
+    with pytest.raises(ProviderError, match="no capacity on any candidate") as err:
+        ctx.provider.create()
+    assert str(err.value).endswith("nothing was rented")
     assert len(fake_api.create_attempts) == 4 and fake_api.pods == {}
-    summary = proj.summary
-    assert summary["training_success"] is False and summary["terminated"] is False and summary["pod_id"] is None
-    assert "no capacity on any candidate" in summary["error"]
 
 
 @pytest.mark.parametrize("key", [None, "wrong-key"])
@@ -244,10 +257,11 @@ def test_a_network_volume_places_the_pod_in_its_data_center(tmp_path, sshd, fake
     assert "Network volume vol-abc123 is in EU-RO-1" in proj.trainer_log
 
 
-def test_an_unknown_network_volume_stops_before_renting(tmp_path, sshd, fake_api):
-    proj = runpod_project(tmp_path, sshd, fake_api, backend="rest", runpod={"network_volume_id": "vol-nope"})
-    proc = proj.doit("full_cycle")
-    assert proc.returncode != 0 and "vol-nope" in proc.stdout and fake_api.ops("create") == 0
+def test_an_unknown_network_volume_stops_before_renting(tmp_path, fake_api, monkeypatch):
+    ctx = _provider(tmp_path, fake_api, monkeypatch, backend="rest", runpod={"network_volume_id": "vol-nope"})
+    with pytest.raises(ProviderError, match="vol-nope"):
+        ctx.provider.create()
+    assert fake_api.ops("create") == 0
 
 
 def test_the_account_keys_are_read_never_replaced(fake_api):
