@@ -20,7 +20,7 @@ from tasks.model import tiny as tinymodel
 from tasks.post import gguf_lora
 from tests import llamacpp
 from tests.conftest import table_row
-from tests.helpers import EXAMPLES, trainer
+from tests.helpers import EXAMPLES, train_config, trainer
 from tests.post.test_llamacpp import (
     MARGIN,
     _special_ids,
@@ -53,7 +53,7 @@ def _adapter(model_dir: Path, out: Path, seed: int) -> tuple[Path, list[str]]:
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    targets = trainer("lora").target_modules({}, model)
+    targets = trainer("lora").target_modules(train_config(), model)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, task_type="CAUSAL_LM"))
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
