@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import traceback
 from pathlib import Path
 
 PROCESS_STARTED = time.time()
@@ -71,19 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--output", type=Path, required=True)
-    args = parser.parse_args(argv)
-    try:
-        return ranks.record_exit(run(args))
-    except Exception as exc:  # a known failure carries its exit code (trainer/config.py) and is said in one line
-        code = getattr(exc, "exit_code", None)
-        if code is None:
-            traceback.print_exc()
-        config.error(str(exc) if code is not None else f"training failed: {type(exc).__name__}: {exc}")
-        return ranks.record_exit(config.FAILED if code is None else code)
+    return config.main(run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
 PROCESS_STARTED = time.time()  # the imports below are part of the bill: "trainer_start" in the phases
@@ -60,20 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/workspace/input/unsloth_dataset.jsonl"))
-    parser.add_argument("--config", type=Path, default=Path("/workspace/input/config.json"))
-    parser.add_argument("--output", type=Path, default=Path("/output/adapter"))
-    args = parser.parse_args(argv)
-    try:
-        return ranks.record_exit(run(args))
-    except Exception as exc:  # a known failure carries its exit code (trainer/config.py) and is said in one line
-        code = getattr(exc, "exit_code", None)
-        if code is None:
-            traceback.print_exc()
-        if not isinstance(exc, preflight.Failed):  # the preflight has said it already
-            config.error(str(exc) if code is not None else f"training failed: {type(exc).__name__}: {exc}")
-        return ranks.record_exit(config.FAILED if code is None else code)
+    return config.main(run, __doc__.splitlines()[0], argv)
+
 
 if __name__ == "__main__":
     sys.exit(main())

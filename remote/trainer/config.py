@@ -14,9 +14,12 @@ Each failure the trainer knows carries its code as `exit_code`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from trainer import ranks, schema
@@ -28,6 +31,25 @@ class InputError(Exception):
     """The dataset, config.json or a setting is wrong: exit 2, with what to change."""
 
     exit_code = BAD_INPUT
+
+
+def main(run: Callable[[argparse.Namespace], int], description: str, argv: list[str] | None = None) -> int:
+    """A trainer's command line and its exit code: a failure it knows exits with its own code in one
+    line (unless it has been said already: `said`), anything else with 1 and its traceback."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", type=Path, default=Path("/workspace/input/unsloth_dataset.jsonl"))
+    parser.add_argument("--config", type=Path, default=Path("/workspace/input/config.json"))
+    parser.add_argument("--output", type=Path, default=Path("/output/adapter"))
+    args = parser.parse_args(argv)
+    try:
+        return ranks.record_exit(run(args))
+    except Exception as exc:
+        code = getattr(exc, "exit_code", None)
+        if code is None:
+            traceback.print_exc()
+        if not getattr(exc, "said", False):
+            error(str(exc) if code is not None else f"training failed: {type(exc).__name__}: {exc}")
+        return ranks.record_exit(FAILED if code is None else code)
 
 
 def say(message: str) -> None:

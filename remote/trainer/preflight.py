@@ -163,6 +163,8 @@ def _passed(report: dict, started: float, timed: Steps) -> dict:
 class Failed(Exception):
     """The preflight inside the trainer failed: exit 5 (4 for the stack), its report written."""
 
+    said = True  # the preflight has said what failed already
+
     def __init__(self, report: dict, code: int) -> None:
         super().__init__(report.get("error"))
         self.report, self.exit_code = report, code

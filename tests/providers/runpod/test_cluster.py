@@ -76,8 +76,8 @@ def test_a_failed_training_deletes_the_cluster(tmp_path, sshd, fake_api, hub):
     assert proj.summary["terminated"] is True
 
 
-def test_sigterm_deletes_the_cluster(tmp_path, sshd, fake_api, hub):
-    proj = _project(tmp_path, sshd, fake_api, hub, training={"max_steps": 400})
+def _training(proj) -> subprocess.Popen:
+    """`doit full_cycle` started, returned once the cluster's training has logged its second step."""
     run = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "full_cycle"], cwd=proj.root, env=proj.env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = proj.work / "pod-train.log"
@@ -85,6 +85,12 @@ def test_sigterm_deletes_the_cluster(tmp_path, sshd, fake_api, hub):
     while time.time() < deadline and not (log.exists() and "step 2/" in log.read_text()):
         time.sleep(0.2)
     assert log.exists() and "step 2/" in log.read_text(), "training never started"
+    return run
+
+
+def test_sigterm_deletes_the_cluster(tmp_path, sshd, fake_api, hub):
+    proj = _project(tmp_path, sshd, fake_api, hub, training={"max_steps": 400})
+    run = _training(proj)
     run.send_signal(signal.SIGTERM)
     out, _ = run.communicate(timeout=300)
     assert run.returncode == 143, out[-3000:]
@@ -96,12 +102,7 @@ def test_a_cluster_a_killed_run_left_is_found_and_deleted_whole_by_the_reaper(tm
     """Member pods are left out of GET /v2/pods and cannot be deleted through the pod endpoints: the reaper
     lists clusters too and deletes the cluster."""
     proj = _project(tmp_path, sshd, fake_api, hub, training={"max_steps": 400})
-    run = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "full_cycle"], cwd=proj.root, env=proj.env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log = proj.work / "pod-train.log"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (log.exists() and "step 2/" in log.read_text()):
-        time.sleep(0.2)
+    run = _training(proj)
     run.send_signal(signal.SIGKILL)
     run.wait()
     (cluster,) = fake_api.clusters.values()
