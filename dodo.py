@@ -14,7 +14,7 @@ import sys
 from doit import get_var
 from doit.tools import config_changed
 
-from tasks import catalog
+from tasks import catalog, web
 from tasks.context import RunContext
 from tasks.core.settings import SettingsError
 from tasks.model import hubcheck
@@ -238,7 +238,7 @@ def task_report():
 
 def task_serve():
     return {"basename": "serve", "doc": "Open the local web page: Run Full Cycle Now, live stages and log, history, pods",
-            "actions": [(commands.serve, [CTX, os.path.abspath(__file__)])], "verbosity": 2, "uptodate": [False],
+            "actions": [(web.serve, [CTX, os.path.abspath(__file__)])], "verbosity": 2, "uptodate": [False],
             "params": [DATE_PARAM,
                        {"name": "host", "long": "host", "default": "127.0.0.1",
                         "help": "address to bind (anything but loopback asks the page for an access token)"},

@@ -133,14 +133,3 @@ def full_cycle_result(ctx: RunContext) -> Any:
     if not ok:
         return TaskFailed(f"run not successful: {summary.get('error')}")
     return None
-
-
-def serve(ctx: RunContext, dodo: str, host: str, port: int) -> Any:
-    try:
-        from tasks.web.app import serve as run_server
-    except ModuleNotFoundError as exc:
-        from doit.exceptions import TaskFailed
-
-        return TaskFailed(f"the web page needs the `web` extra ({exc.name} is missing): pip install -e '.[web]'")
-    run_server(ctx, dodo, host, port)
-    return None

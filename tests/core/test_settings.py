@@ -73,7 +73,7 @@ def test_doit_list_shows_every_stage_and_stays_light(tmp_path):
     # up-to-date checks are built then), without running any action.
     code = ("import sys; sys.argv=['doit','list']; import dodo; from doit.loader import load_tasks; "
             "tasks = load_tasks(vars(dodo)); assert len(tasks) >= 20, len(tasks); "
-            "heavy=[m for m in ('torch','transformers','requests','peft','starlette','uvicorn','tasks.web') "
+            "heavy=[m for m in ('torch','transformers','requests','peft','starlette','uvicorn','tasks.web.app') "
             "if m in sys.modules]; print(heavy)")
     probe = subprocess.run([sys.executable, "-c", code], cwd=str(proj.root.parent), env={**proj.env},
                            capture_output=True, text=True)

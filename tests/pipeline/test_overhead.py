@@ -90,7 +90,7 @@ def test_a_second_run_on_a_network_volume_downloads_nothing(tmp_path, sshd, fake
 def test_the_preflight_runs_beside_the_download_and_is_billed_only_beyond_it(tmp_path, sshd, fake_api, hub):
     """The download starts the moment the pod's Python is there; the preflight runs meanwhile. The
     summary counts the download whole and the preflight only for what it went on after the download."""
-    hub.faults.trickle_s = 6.0
+    hub.faults.trickle_s = 10.0  # long enough that the preflight overlaps it on a loaded machine too
     proj = _project(tmp_path, sshd, fake_api, hub, remote={"preflight": "always"})
     proj.doit("full_cycle", check=True)
     summary = proj.summary
