@@ -19,13 +19,13 @@ from typing import Any
 
 from tasks.context import RunContext
 from tasks.core.errors import FullcycleError
+from tasks.core.secrets import HF_TOKEN_ENV
 from tasks.core.settings import TINY, Settings
 from tasks.model import plan
 
 log = logging.getLogger("fullcycle")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-TOKEN_ENV = "HF_TOKEN"
 
 # GPU memory in GB by RunPod gpuTypeId (tasks/model/plan.py keeps them). A type not listed is not judged.
 GPU_MEMORY_GB = {gpu: memory for gpu, (memory, _) in plan.GPUS.items()}
@@ -246,11 +246,11 @@ def check(model: str, gpu_types: tuple[str, ...], quantize: str, endpoint: str |
     if answer.exists is False:
         raise ModelCheckError(f"[training] base_model {model!r} does not exist on the model hub ({answer.detail}); "
                               f"check the id (e.g. 'Qwen/Qwen3-30B-A3B'); nothing was rented")
-    token = bool(os.environ.get(TOKEN_ENV))
+    token = bool(os.environ.get(HF_TOKEN_ENV))
     if (answer.gated or answer.private) and not token:
         kind = "gated (its license must be accepted on the hub)" if answer.gated else "private or gated"
         raise ModelCheckError(f"[training] base_model {model!r} is {kind}: accept it with your account and export "
-                              f"{TOKEN_ENV}; nothing was rented")
+                              f"{HF_TOKEN_ENV}; nothing was rented")
     if verdict["checked"]:
         _remember(model, answer, config)
     verdict["parameters"] = answer.parameters

@@ -103,9 +103,11 @@ def summary_current(ctx: RunContext) -> Check:
     """No stage ran in this process (each writes the summary at its end), no record it is made of changed
     since, and it reads back: a summary a full disk truncated or a person edited is written again."""
     def current() -> bool:
+        if ctx.attempt.stages_run or not ctx.paths.summary_file.is_file():
+            return False  # asked first: nothing is read when a stage ran
         problems: list[str] = []
         read_record(ctx.paths.summary_file, problems)
-        if ctx.attempt.stages_run or problems or not ctx.paths.summary_file.is_file():
+        if problems:
             return False
         written = ctx.paths.summary_file.stat().st_mtime_ns
         sources = lazy("tasks.record.summary:sources")(ctx.paths)

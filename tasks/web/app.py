@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 from tasks.context import RunContext
 from tasks.core.dates import BadDate
 from tasks.core.errors import FullcycleError
+from tasks.core.secrets import WEB_TOKEN_ENV
 from tasks.pipeline import assemble
 from tasks.pod import reaper
 from tasks.web import status, stream
@@ -186,7 +187,7 @@ def serve(ctx: RunContext, dodo: str, host: str, port: int) -> None:
 
     token = None
     if not is_loopback(host):
-        token = os.environ.get("FULLCYCLE_WEB_TOKEN") or secrets.token_urlsafe(18)
+        token = os.environ.get(WEB_TOKEN_ENV) or secrets.token_urlsafe(18)
         if len(token) < 16:
             raise SystemExit("FULLCYCLE_WEB_TOKEN must be at least 16 characters")
     app = create_app(ctx, Path(dodo), Path.cwd(), host, port, token)
